@@ -1,0 +1,47 @@
+# edgefleet: `make demo` runs the whole system locally; `make test` runs every check CI runs.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-stamp
+APT_STAMP := /tmp/.edgefleet-apt-updated
+
+.PHONY: demo test lint unit bench system-deps clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev,embedded]"
+	touch $(STAMP)
+
+# Debian packages the tests use for real: a Mosquitto broker and a Docker engine.
+system-deps:
+	@missing=""; \
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || missing="$$missing docker.io"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi; \
+	  echo "installing Debian packages:$$missing"; \
+	  [ -f $(APT_STAMP) ] || { $$SUDO apt-get update -qq && touch $(APT_STAMP); }; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+demo: $(STAMP)
+	$(BIN)/edgefleet demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit -q
+
+test: $(STAMP) system-deps lint
+	$(BIN)/pytest -q
+
+bench: $(STAMP) system-deps
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .edgefleet .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Inference backends (onnxruntime CPU, OpenCL int8, FPGA), device discovery and backend selection."""

@@ -1,0 +1,85 @@
+"""The one small interface every inference backend implements.
+
+    Backend.probe()          -> the devices this backend can use here (empty: unavailable)
+    Backend.supports(model)  -> Support(ok, reason): can it run this ONNX graph at all?
+    Backend.load(path)       -> LoadedModel, ready to run
+    LoadedModel.run(feeds)   -> outputs by name (numpy arrays)
+    LoadedModel.close()
+
+onnxruntime on the CPU is the reference and is always available; selection (``selection.py``)
+verifies every other backend against it before trusting it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import onnx
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    dtype: str  # numpy dtype name, e.g. "float32", "uint8"
+    shape: tuple[int | None, ...]  # None for a symbolic dimension (usually the batch)
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """One compute device a backend can use; reported to the hub as a device capability."""
+
+    kind: str  # "cpu" | "opencl" | "fpga"
+    platform: str = ""
+    device: str = ""
+    device_type: str = ""
+    compute_units: int = 0
+    global_mem_bytes: int = 0
+    board: str | None = None
+    shell_id: str | None = None
+    loaded_binary: str | None = None
+    simulated: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Support:
+    ok: bool
+    reason: str = ""
+
+
+class LoadedModel(ABC):
+    """A model loaded on one backend. ``run`` must be safe to call from several threads."""
+
+    backend: str
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+
+    @abstractmethod
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release device resources."""
+
+
+class Backend(ABC):
+    kind: ClassVar[str]
+
+    @abstractmethod
+    def probe(self) -> list[DeviceInfo]: ...
+
+    @abstractmethod
+    def supports(self, model: onnx.ModelProto) -> Support: ...
+
+    @abstractmethod
+    def load(self, model_path: Path) -> LoadedModel: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release backend-wide resources (contexts, programs)."""

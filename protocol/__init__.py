@@ -1,0 +1,72 @@
+"""The contract between hub and agent: wire models, topic names, signing and digests.
+
+Everything that crosses the wire is defined here, once. This package imports nothing else of
+edgefleet's, so both sides (and third-party tools) can depend on it alone.
+"""
+
+from protocol.canonical import canonical_json, content_hash
+from protocol.digests import DIGEST_PREFIX, format_digest, parse_digest, sha256_bytes, sha256_file
+from protocol.errors import ManifestRejected, ProtocolError, SignatureInvalid, StaleGeneration
+from protocol.models import (
+    AcceleratorInfo,
+    AcceleratorPreference,
+    ArtifactRef,
+    DeviceCapabilities,
+    DeviceManifest,
+    DirectMethodRequest,
+    DirectMethodResponse,
+    HealthProbe,
+    ModelRef,
+    ModuleSpec,
+    ModuleState,
+    ModuleStatus,
+    Presence,
+    PresenceState,
+    ReportedState,
+    Resources,
+    RestartPolicy,
+    SignedManifest,
+    Telemetry,
+)
+from protocol.signing import HubKey, sign_manifest, verify_manifest
+from protocol.topics import TOPIC_ROOT, TopicKind, parse_topic, topic
+
+__all__ = [
+    "DIGEST_PREFIX",
+    "TOPIC_ROOT",
+    "AcceleratorInfo",
+    "AcceleratorPreference",
+    "ArtifactRef",
+    "DeviceCapabilities",
+    "DeviceManifest",
+    "DirectMethodRequest",
+    "DirectMethodResponse",
+    "HealthProbe",
+    "HubKey",
+    "ManifestRejected",
+    "ModelRef",
+    "ModuleSpec",
+    "ModuleState",
+    "ModuleStatus",
+    "Presence",
+    "PresenceState",
+    "ProtocolError",
+    "ReportedState",
+    "Resources",
+    "RestartPolicy",
+    "SignatureInvalid",
+    "SignedManifest",
+    "StaleGeneration",
+    "Telemetry",
+    "TopicKind",
+    "canonical_json",
+    "content_hash",
+    "format_digest",
+    "parse_digest",
+    "parse_topic",
+    "sha256_bytes",
+    "sha256_file",
+    "sign_manifest",
+    "topic",
+    "verify_manifest",
+]

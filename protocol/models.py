@@ -1,0 +1,266 @@
+"""Wire models: everything hub and agent exchange, as pydantic models.
+
+JSON on the wire uses camelCase (as Azure IoT Edge and Azure ML do); Python uses snake_case.
+Desired state is validated strictly (unknown fields are an error: a typo must not be silently
+ignored on a device); reports are read tolerantly so an older hub understands a newer agent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from protocol.canonical import content_hash
+from protocol.digests import is_digest
+from protocol.topics import DEVICE_ID_PATTERN
+
+SCHEMA_VERSION: Literal[1] = 1
+MODULE_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+AcceleratorKind = Literal["fpga", "opencl", "cpu"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class WireModel(BaseModel):
+    """Strict base for desired state: unknown fields are rejected, values are immutable."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class TolerantWireModel(WireModel):
+    """Base for reports: fields this version does not know are ignored (tolerant reader)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+
+class ModuleState(str, Enum):
+    """Azure ML service states, used for modules, devices' view of a service, and services."""
+
+    TRANSITIONING = "Transitioning"
+    HEALTHY = "Healthy"
+    UNHEALTHY = "Unhealthy"
+    UNSCHEDULABLE = "Unschedulable"
+    FAILED = "Failed"
+
+
+class RestartPolicy(str, Enum):
+    NEVER = "never"
+    ON_FAILURE = "on-failure"  # restart when the process/container exits non-zero
+    ON_UNHEALTHY = "on-unhealthy"  # ...and when the health probe fails failure_threshold times
+    ALWAYS = "always"  # restart on any exit and when unhealthy
+
+
+class ArtifactRef(WireModel):
+    """One file a module needs. Trusted only through ``digest`` inside a signed manifest."""
+
+    path: str = Field(description="destination inside the module directory, e.g. 'model/digits.onnx'")
+    digest: str
+    size: int = Field(ge=0)
+    url: str = Field(description="where to fetch it (hub artifact store); supports HTTP Range")
+
+    @field_validator("digest")
+    @classmethod
+    def _digest(cls, v: str) -> str:
+        if not is_digest(v):
+            raise ValueError(f"not a sha256 digest: {v!r}")
+        return v
+
+    @field_validator("path")
+    @classmethod
+    def _relative_path(cls, v: str) -> str:
+        parts = v.split("/")
+        if not v or v.startswith("/") or "\\" in v or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"artifact path must be a relative path without '..': {v!r}")
+        return v
+
+
+class ModelRef(WireModel):
+    name: str
+    version: int = Field(ge=1)
+
+
+class Resources(WireModel):
+    cpu: float | None = Field(default=None, gt=0, description="CPU cores")
+    memory_gb: float | None = Field(default=None, gt=0, alias="memoryInGB")
+
+
+def _cpu_only() -> list[AcceleratorKind]:
+    return ["cpu"]
+
+
+class AcceleratorPreference(WireModel):
+    prefer: list[AcceleratorKind] = Field(default_factory=_cpu_only)
+    required: bool = Field(
+        default=False, description="no fall-back to CPU: without a verified accelerator the module is Unschedulable"
+    )
+
+    @field_validator("prefer")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"accelerator preference lists a kind twice: {v}")
+        return v
+
+
+class HealthProbe(WireModel):
+    path: str = "/v2/health/ready"
+    interval_s: float = Field(default=5.0, gt=0)
+    timeout_s: float = Field(default=2.0, gt=0)
+    failure_threshold: int = Field(default=3, ge=1)
+    startup_timeout_s: float = Field(default=120.0, gt=0, description="Transitioning longer than this is Failed")
+
+
+class ModuleSpec(WireModel):
+    """The desired state of one scoring module on one device."""
+
+    name: str = Field(pattern=MODULE_NAME_PATTERN)
+    service: str
+    runtime: Literal["process", "docker"] = "process"
+    image: str | None = Field(default=None, description="container image (docker runtime only)")
+    models: list[ModelRef] = Field(default_factory=list)
+    artifacts: list[ArtifactRef] = Field(default_factory=list)
+    entry_script: str | None = Field(default=None, description="path under 'src/'; None serves the model no-code")
+    env: dict[str, str] = Field(default_factory=dict)
+    port: int | None = Field(default=None, ge=1, le=65535, description="None: the agent picks a free port")
+    resources: Resources = Field(default_factory=Resources)
+    accelerator: AcceleratorPreference = Field(default_factory=AcceleratorPreference)
+    restart_policy: RestartPolicy = RestartPolicy.ALWAYS
+    health: HealthProbe = Field(default_factory=HealthProbe)
+    startup_order: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModuleSpec:
+        if self.runtime == "docker" and not self.image:
+            raise ValueError(f"module {self.name!r}: runtime 'docker' needs an image")
+        paths = [a.path for a in self.artifacts]
+        if len(set(paths)) != len(paths):
+            raise ValueError(f"module {self.name!r}: two artifacts share a path")
+        return self
+
+    def spec_hash(self) -> str:
+        """Changes exactly when the module must be recreated."""
+        return content_hash(self.to_wire())
+
+
+class DeviceManifest(WireModel):
+    """The whole desired state of one device. Never a delta."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    device_id: str = Field(pattern=DEVICE_ID_PATTERN)
+    generation: int = Field(ge=1, description="strictly increasing per device")
+    issued_at: datetime = Field(default_factory=utcnow)
+    modules: list[ModuleSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_modules(self) -> DeviceManifest:
+        names = [m.name for m in self.modules]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"manifest lists module(s) more than once: {', '.join(dupes)}")
+        return self
+
+    def module(self, name: str) -> ModuleSpec | None:
+        return next((m for m in self.modules if m.name == name), None)
+
+
+class SignedManifest(WireModel):
+    """What is published on the desired topic: the manifest as JSON plus an ed25519 signature."""
+
+    manifest: dict[str, Any]
+    signature: str = Field(description="base64 ed25519 signature over canonical_json(manifest)")
+    key_id: str = Field(description="first 16 hex digits of sha256 of the raw public key")
+
+
+class AcceleratorInfo(TolerantWireModel):
+    kind: AcceleratorKind
+    platform: str = ""
+    device: str = ""
+    device_type: str = ""
+    compute_units: int = 0
+    global_mem_bytes: int = 0
+    board: str | None = None
+    shell_id: str | None = None
+    loaded_binary: str | None = None
+    simulated: bool = False
+
+
+class DeviceCapabilities(TolerantWireModel):
+    labels: dict[str, str] = Field(default_factory=dict)
+    accelerators: list[AcceleratorInfo] = Field(default_factory=list)
+    runtimes: list[str] = Field(default_factory=lambda: ["process"])
+    cpu_count: int = 0
+    memory_bytes: int = 0
+    arch: str = ""
+    hostname: str = ""
+
+
+class ModuleStatus(TolerantWireModel):
+    name: str
+    service: str
+    state: ModuleState
+    message: str = ""
+    spec_hash: str | None = None
+    endpoint: str | None = Field(default=None, description="base URL of the scoring server")
+    backend: str | None = None
+    backend_reason: str | None = None
+    backend_timings_ms: dict[str, float] = Field(default_factory=dict)
+    restarts: int = 0
+    instance: str | None = Field(default=None, description="pid or container id")
+    since: datetime = Field(default_factory=utcnow)
+    rolled_back: bool = False
+
+
+class ReportedState(TolerantWireModel):
+    """A full snapshot of what the device observes, naming the desired generation it describes."""
+
+    device_id: str
+    generation: int = Field(default=0, ge=0, description="last accepted desired generation (0: none yet)")
+    converged: bool = Field(default=False, description="the plan for `generation` is empty")
+    last_known_good: int | None = None
+    modules: list[ModuleStatus] = Field(default_factory=list)
+    capabilities: DeviceCapabilities = Field(default_factory=DeviceCapabilities)
+    rejected: str | None = Field(default=None, description="why the last manifest was refused, if it was")
+    agent_version: str = ""
+    seq: int = Field(default=0, description="increases with every report of one agent run")
+    reported_at: datetime = Field(default_factory=utcnow)
+
+
+class PresenceState(str, Enum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class Presence(TolerantWireModel):
+    device_id: str
+    state: PresenceState
+    agent_version: str = ""
+    at: datetime | None = None
+
+
+class Telemetry(TolerantWireModel):
+    device_id: str
+    at: datetime = Field(default_factory=utcnow)
+    rss_bytes: int = 0
+    cpu_percent: float = 0.0
+    modules: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
+class DirectMethodRequest(WireModel):
+    correlation_id: str
+    method: Literal["ping", "restart-module", "logs"]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class DirectMethodResponse(TolerantWireModel):
+    correlation_id: str
+    status: int = Field(description="HTTP-like: 200 ok, 400 bad request, 404 unknown module, 500 failure")
+    payload: dict[str, Any] = Field(default_factory=dict)

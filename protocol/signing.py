@@ -1,0 +1,131 @@
+"""ed25519 signing of device manifests.
+
+The hub holds the private key (generated on first start); each agent pins the hub's public key at
+provisioning. An agent applies a manifest only if the signature verifies over the canonical JSON
+of the manifest object *as received*, the manifest names this device, and its generation is
+greater than the last one accepted.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import ValidationError
+
+from protocol.canonical import canonical_json
+from protocol.errors import ManifestRejected, SignatureInvalid, StaleGeneration
+from protocol.models import DeviceManifest, SignedManifest
+
+
+def key_id(public_raw: bytes) -> str:
+    return hashlib.sha256(public_raw).hexdigest()[:16]
+
+
+def load_public_key(public_key_b64: str) -> Ed25519PublicKey:
+    try:
+        raw = base64.b64decode(public_key_b64, validate=True)
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except Exception as exc:  # binascii.Error, ValueError: both mean the same to the user
+        raise ValueError(f"not a base64 raw ed25519 public key: {public_key_b64[:20]!r}...") from exc
+
+
+class HubKey:
+    """The hub's signing key."""
+
+    def __init__(self, private: Ed25519PrivateKey) -> None:
+        self._private = private
+        self.public_raw = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+    @classmethod
+    def generate(cls) -> HubKey:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def load_or_create(cls, path: str | Path) -> HubKey:
+        """Load the PEM key at ``path``, or create it (mode 0600) on first start."""
+        path = Path(path)
+        if path.exists():
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            if not isinstance(key, Ed25519PrivateKey):
+                raise ValueError(f"{path}: not an ed25519 private key")
+            return cls(key)
+        hub_key = cls.generate()
+        pem = hub_key._private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return hub_key
+
+    @property
+    def public_key_b64(self) -> str:
+        return base64.b64encode(self.public_raw).decode("ascii")
+
+    @property
+    def key_id(self) -> str:
+        return key_id(self.public_raw)
+
+    def sign(self, data: bytes) -> str:
+        return base64.b64encode(self._private.sign(data)).decode("ascii")
+
+
+def sign_manifest(manifest: DeviceManifest, hub_key: HubKey) -> SignedManifest:
+    body = manifest.to_wire()
+    return SignedManifest(manifest=body, signature=hub_key.sign(canonical_json(body)), key_id=hub_key.key_id)
+
+
+def verify_manifest(
+    payload: bytes | str | dict[str, Any],
+    public_key_b64: str,
+    *,
+    device_id: str,
+    last_generation: int,
+) -> DeviceManifest:
+    """Check signature, addressee, schema and generation; return the manifest or raise ManifestRejected.
+
+    Order matters: the signature is checked before the body is interpreted, so an attacker's
+    payload is never parsed further than JSON.
+    """
+    try:
+        raw = json.loads(payload) if isinstance(payload, (bytes, str)) else payload
+        signed = SignedManifest.model_validate(raw)
+    except (ValueError, ValidationError) as exc:
+        raise ManifestRejected(f"desired-state message for {device_id} is not a signed manifest: {exc}") from exc
+
+    public = load_public_key(public_key_b64)
+    expected_key_id = key_id(public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+    if signed.key_id != expected_key_id:
+        raise SignatureInvalid(
+            f"manifest for {device_id} is signed with key {signed.key_id}, but this device pins hub key "
+            f"{expected_key_id}; re-provision the device if the hub key was rotated"
+        )
+    try:
+        public.verify(base64.b64decode(signed.signature, validate=True), canonical_json(signed.manifest))
+    except (InvalidSignature, ValueError) as exc:
+        raise SignatureInvalid(f"manifest for {device_id}: signature does not verify (tampered payload?)") from exc
+
+    try:
+        manifest = DeviceManifest.model_validate(signed.manifest)
+    except ValidationError as exc:
+        raise ManifestRejected(f"manifest for {device_id} is signed but invalid: {exc}") from exc
+    if manifest.device_id != device_id:
+        raise ManifestRejected(
+            f"manifest addressed to device {manifest.device_id!r} arrived at device {device_id!r}; ignored"
+        )
+    if manifest.generation <= last_generation:
+        raise StaleGeneration(manifest.generation, last_generation)
+    return manifest
