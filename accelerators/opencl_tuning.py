@@ -1,0 +1,135 @@
+"""Per-device tuning of the int8 GEMM kernel: candidates, choice by measurement, and the cache.
+
+The tile (TM x TN outputs per work-item), the vector width along K (VW int16 lanes) and the
+work-group size that run fastest differ between OpenCL devices (PoCL on a CPU wants a register
+tile that fits 16 AVX registers; a GPU wants more work-items), so they are measured on the device
+itself, once, and cached per device in ``~/.cache/edgefleet/opencl_gemm.json`` (override with
+``EDGEFLEET_CACHE_DIR``). Small-M problems (batch-1 dense layers) and large-M ones (convolutions,
+batched dense layers) are tuned separately: a 4-row tile wastes three quarters of its work at M=1.
+
+The choice itself (``pick_fastest``) is pure; measuring is a callable handed in by the backend.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+CACHE_FILE = "opencl_gemm.json"
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    tm: int  # output rows per work-item
+    tn: int  # output columns per work-item
+    vw: int  # int16 lanes per vector load along K (8 or 16)
+    local: tuple[int, int] = (1, 1)  # work-group size (columns, rows of tiles)
+
+    def to_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["local"] = list(self.local)
+        return d
+
+    @staticmethod
+    def from_dict(d: dict[str, object]) -> GemmConfig:
+        local = d.get("local", [1, 1])
+        return GemmConfig(int(d["tm"]), int(d["tn"]), int(d["vw"]), (int(local[0]), int(local[1])))  # type: ignore[index,call-overload]
+
+
+# Measured starting points on PoCL/AVX2 (bench/accel_gemm.py): 4x8 tiles of int16x16 vectors use
+# 8 accumulators + 12 operand registers, which LLVM keeps in ymm registers.
+DEFAULT = {"small_m": GemmConfig(1, 8, 16), "large_m": GemmConfig(4, 8, 16)}
+CANDIDATES: dict[str, tuple[GemmConfig, ...]] = {
+    "small_m": (
+        GemmConfig(1, 4, 16),
+        GemmConfig(1, 8, 16),
+        GemmConfig(1, 8, 8),
+        GemmConfig(1, 16, 16),
+        GemmConfig(2, 8, 16),
+    ),
+    "large_m": (
+        GemmConfig(4, 8, 16),
+        GemmConfig(4, 4, 16),
+        GemmConfig(6, 4, 16),
+        GemmConfig(2, 8, 16),
+        GemmConfig(4, 8, 8),
+        GemmConfig(4, 8, 16, (8, 1)),
+    ),
+}
+# Representative problems (M, N, K) each class is measured on.
+TUNING_SHAPES = {"small_m": (1, 512, 512), "large_m": (256, 512, 512)}
+
+
+def shape_class(m: int) -> str:
+    return "small_m" if m < 4 else "large_m"
+
+
+def pick_fastest(seconds: dict[GemmConfig, float]) -> GemmConfig:
+    """The config with the lowest measured time; ties go to the earlier (simpler) candidate."""
+    if not seconds:
+        raise ValueError("no GEMM configuration could be measured")
+    return min(seconds, key=lambda c: seconds[c])
+
+
+def measure(candidates: Iterable[GemmConfig], run_once: Callable[[GemmConfig], float], repeats: int = 3) -> dict:
+    """Best-of-``repeats`` seconds per candidate; a candidate that fails to build or run is skipped."""
+    seconds: dict[GemmConfig, float] = {}
+    for config in candidates:
+        try:
+            run_once(config)  # warm-up: builds the program
+            seconds[config] = min(run_once(config) for _ in range(repeats))
+        except Exception as exc:  # a config the device rejects (registers, work-group size) is not a failure
+            log.info("GEMM config %s skipped on this device: %s", config, exc)
+    return seconds
+
+
+def cache_path() -> Path:
+    base = os.environ.get("EDGEFLEET_CACHE_DIR") or str(Path.home() / ".cache" / "edgefleet")
+    return Path(base) / CACHE_FILE
+
+
+class TuningCache:
+    """{device key: {shape class: {"config": ..., "gops": ...}}} in one JSON file, written atomically."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or cache_path()
+
+    def _read(self) -> dict[str, dict[str, dict[str, object]]]:
+        try:
+            data = json.loads(self.path.read_text())
+            return data if isinstance(data, dict) else {}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable GEMM tuning cache %s: %s", self.path, exc)
+            return {}
+
+    def get(self, device_key: str, cls: str) -> GemmConfig | None:
+        entry = self._read().get(device_key, {}).get(cls)
+        if not entry:
+            return None
+        try:
+            return GemmConfig.from_dict(entry["config"])  # type: ignore[arg-type]
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def put(self, device_key: str, cls: str, config: GemmConfig, gops: float) -> None:
+        data = self._read()
+        data.setdefault(device_key, {})[cls] = {"config": config.to_dict(), "gops": round(gops, 2)}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".opencl_gemm.")
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=2, sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:  # a read-only home must not stop inference; we just re-tune next time
+            log.warning("could not write GEMM tuning cache %s: %s", self.path, exc)

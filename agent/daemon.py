@@ -1,0 +1,559 @@
+"""The agent daemon: observe -> plan -> execute -> report, until told to stop.
+
+One thread owns all state: the reconcile loop. MQTT callbacks and module-exit watchers only put
+messages in the inbox and wake the loop. The loop runs when woken (new manifest, direct method,
+module exit) or when the plan's own ``wake_at`` (next probe, end of a back-off), a step's
+cool-off, the report heartbeat or telemetry is due.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import random
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import psutil
+
+from agent import __version__
+from agent.cache import ArtifactCache
+from agent.capabilities import device_capabilities, discover_accelerators
+from agent.errors import AgentError, ArtifactCorrupt, HubKeyUnavailable, RuntimeFailure, UnknownModule
+from agent.executor import Executor
+from agent.health import probe_http
+from agent.hubkey import resolve_hub_key
+from agent.link import MqttLink
+from agent.plan import (
+    CreateModule,
+    FetchArtifact,
+    Health,
+    Instance,
+    Observed,
+    Plan,
+    PlanContext,
+    ProbeHealth,
+    RemoveModule,
+    RestartTuning,
+    StartModule,
+    StopModule,
+    effective_restarts,
+    plan_steps,
+)
+from agent.report import module_statuses, report_fingerprint
+from agent.runtime import ProcessRuntime, Runtime, instance_id_for
+from agent.settings import AgentSettings
+from agent.state import AgentState, RestartRecord, StateStore
+from protocol.canonical import canonical_json
+from protocol.errors import ManifestRejected, StaleGeneration
+from protocol.models import (
+    DeviceCapabilities,
+    DeviceManifest,
+    DirectMethodRequest,
+    DirectMethodResponse,
+    ModuleState,
+    ReportedState,
+    Telemetry,
+    utcnow,
+)
+from protocol.signing import verify_manifest
+from protocol.topics import TopicKind
+
+log = logging.getLogger(__name__)
+
+MAX_PASSES = 8  # plan/execute passes per wake-up before reporting (bounded even if a step flaps)
+MAX_IDLE_S = 2.0  # adopted processes are not our children: notice their exit by polling
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings, runtime: Runtime | None = None) -> None:
+        self.settings = settings
+        self.device_id = settings.device_id
+        self.data_dir = settings.resolved_data_dir
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.modules_dir = self.data_dir / "modules"
+        self.store = StateStore(self.data_dir / "state.json")
+        self.state: AgentState = self.store.load()
+        self.cache = ArtifactCache(self.data_dir / "cache", timeout_s=settings.http_timeout_s)
+        self.runtime: Runtime = runtime or ProcessRuntime(self.modules_dir, self.device_id, settings.module_command)
+        self.runtime.set_exit_listener(lambda _iid: self.wake())
+        self.tuning = RestartTuning(
+            backoff_base_s=settings.restart_backoff_base_s,
+            backoff_max_s=settings.restart_backoff_max_s,
+            max_restarts=settings.max_restarts,
+            reset_after_s=settings.restart_reset_after_s,
+        )
+        self.executor = Executor(
+            {
+                FetchArtifact: self._fetch,
+                CreateModule: self._create,
+                StartModule: self._start,
+                StopModule: self._stop,
+                RemoveModule: self._remove,
+                ProbeHealth: self._probe,
+            },
+            retry_base_s=settings.step_retry_base_s,
+            retry_max_s=settings.step_retry_max_s,
+        )
+        self.link = MqttLink(
+            self.device_id,
+            settings.broker_host,
+            settings.broker_port,
+            self._on_message,
+            agent_version=__version__,
+            keepalive_s=settings.mqtt_keepalive_s,
+            reconnect_min_s=settings.reconnect_min_s,
+            reconnect_max_s=settings.reconnect_max_s,
+        )
+        self.desired: DeviceManifest | None = (
+            DeviceManifest.model_validate(self.state.signed_manifest["manifest"])
+            if self.state.signed_manifest
+            else None
+        )
+        self.rejected: str | None = None
+        self.hub_key: str | None = None
+        self.capabilities = DeviceCapabilities(labels=dict(settings.labels))
+        self.health: dict[str, Health] = {}
+        self.instances: list[Instance] = []
+        self.last_plan = Plan()
+
+        self._inbox: queue.SimpleQueue[tuple[TopicKind, bytes]] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._pending_manifest: bytes | None = None
+        self._key_retry_at = 0.0
+        self._key_failures = 0
+        self._seq = 0
+        self._last_fingerprint: str | None = None
+        self._last_report_at = 0.0
+        self._next_telemetry_at = 0.0
+        self._since: dict[str, tuple[ModuleState, datetime]] = {}
+        self._procs: dict[int, psutil.Process] = {}
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    def run(self) -> None:
+        """Run until ``request_stop``. Modules keep running afterwards unless stop_modules_on_exit."""
+        log.info("agent %s starting (data dir %s)", self.device_id, self.data_dir)
+        accelerators = discover_accelerators(self.settings.discovery_command, self.settings.discovery_timeout_s)
+        self.capabilities = device_capabilities(self.settings.labels, accelerators)
+        self._try_hub_key()
+        self.link.start()
+        try:
+            while not self._stopping.is_set():
+                self.step()
+                self._wake.wait(self._idle_timeout())
+                self._wake.clear()
+        finally:
+            self._shutdown()
+
+    def step(self) -> Plan:
+        """One wake-up: take in messages, reconcile, report. Public so tests can drive it."""
+        if self.hub_key is None and time.time() >= self._key_retry_at:
+            self._try_hub_key()
+        self._drain_inbox()
+        plan = self.reconcile()
+        self._report(plan)
+        self._telemetry()
+        return plan
+
+    def _shutdown(self) -> None:
+        if self.settings.stop_modules_on_exit:
+            log.info("stopping all modules (stop_modules_on_exit)")
+            self.runtime.stop_all(self.settings.stop_grace_s)
+        else:
+            log.info("leaving modules running; the next agent start adopts them")
+        self.link.stop()
+
+    def _idle_timeout(self) -> float:
+        now = time.time()
+        candidates = [
+            self.last_plan.wake_at,
+            self.executor.next_retry_at(),
+            self._last_report_at + self.settings.report_heartbeat_s,
+            self._next_telemetry_at,
+            self._key_retry_at if self.hub_key is None else None,
+        ]
+        due = min((c for c in candidates if c is not None), default=now + MAX_IDLE_S)
+        return min(max(due - now, 0.01), MAX_IDLE_S)
+
+    # --- reconcile -------------------------------------------------------------------------------
+
+    def reconcile(self) -> Plan:
+        plan = Plan()
+        for _ in range(MAX_PASSES):
+            now = time.time()
+            plan = plan_steps(self.desired, self._observe(now), self._context(now))
+            if not plan.steps:
+                break
+            result = self.executor.run(plan, self.state.generation, now)
+            if not result.executed:
+                break
+        self.last_plan = plan
+        self._remember_health(plan, time.time())
+        return plan
+
+    def _context(self, now: float) -> PlanContext:
+        return PlanContext(
+            now=now, startup_probe_interval_s=self.settings.startup_probe_interval_s, restart=self.tuning
+        )
+
+    def _observe(self, now: float) -> Observed:
+        self.instances = self.runtime.list_instances()
+        running = {i.instance_id for i in self.instances if i.running}
+        for iid in list(self.health):
+            if iid not in running:
+                del self.health[iid]
+        for iid in running:
+            self.health.setdefault(iid, Health(started_at=now))  # adopted: probe it as if just started
+        fetch_errors = {
+            step.digest: attempt.error
+            for step, attempt in self.executor.failures.items()
+            if isinstance(step, FetchArtifact) and issubclass(attempt.exception, ArtifactCorrupt)
+        }
+        return Observed(
+            instances=tuple(self.instances),
+            cached=self.cache.digests(),
+            health=dict(self.health),
+            restarts=self.state.restarts,
+            fetch_errors=fetch_errors,
+        )
+
+    def _remember_health(self, plan: Plan, now: float) -> None:
+        """Keep restart records and last-known-good in step with what the plan saw."""
+        restarts = dict(self.state.restarts)
+        for name, record in self.state.restarts.items():
+            verdict = plan.verdicts.get(name)
+            healthy = verdict is not None and verdict.state == ModuleState.HEALTHY
+            new = effective_restarts(record, now, self.tuning)
+            if healthy and new.healthy_since is None:
+                new = new.model_copy(update={"healthy_since": now})
+            elif not healthy and new.healthy_since is not None:
+                new = new.model_copy(update={"healthy_since": None})
+            restarts[name] = new
+        for name, verdict in plan.verdicts.items():
+            if name not in restarts and verdict.state == ModuleState.HEALTHY:
+                restarts[name] = RestartRecord(healthy_since=now)
+        update: dict[str, Any] = {}
+        if restarts != self.state.restarts:
+            update["restarts"] = restarts
+        all_healthy = all(v.state == ModuleState.HEALTHY for v in plan.verdicts.values())
+        if (
+            self.desired is not None
+            and plan.converged
+            and all_healthy
+            and self.state.last_known_good != self.state.generation
+        ):
+            log.info("generation %d is fully healthy: now last-known-good", self.state.generation)
+            update["last_known_good"] = self.state.generation
+            update["last_known_good_manifest"] = self.state.signed_manifest
+        if update:
+            self._save(self.state.model_copy(update=update))
+
+    def _save(self, state: AgentState) -> None:
+        self.state = state
+        self.store.save(state)
+
+    # --- step executors --------------------------------------------------------------------------
+
+    def _fetch(self, step: FetchArtifact) -> None:
+        self.cache.fetch(step.digest, step.url, step.size)
+
+    def _create(self, step: CreateModule) -> None:
+        port = self._port_for(step.module, step.spec.port)
+        workdir = self.modules_dir / step.module / step.spec_hash
+        if workdir.exists():  # left by a crash between materializing and recording: start clean
+            shutil.rmtree(workdir)
+        self.cache.materialize(step.spec.artifacts, workdir)
+        for sub in ("model", "src"):  # the module is always given both, even when one is empty
+            (workdir / sub).mkdir(exist_ok=True)
+        self.runtime.create(step.spec, step.spec_hash, port, workdir)
+        restarts = {k: v for k, v in self.state.restarts.items() if k != step.module}  # new spec, fresh count
+        self._save(
+            self.state.model_copy(update={"ports": {**self.state.ports, step.module: port}, "restarts": restarts})
+        )
+
+    def _start(self, step: StartModule) -> None:
+        iid = instance_id_for(step.module, step.spec_hash)
+        self.runtime.start(iid)
+        now = time.time()
+        self.health[iid] = Health(started_at=now)
+        if step.restart:
+            old = self.state.restarts.get(step.module, RestartRecord())
+            record = RestartRecord(count=old.count + 1, last_restart_at=now)
+            log.warning("restarting module %s (restart %d): %s", step.module, record.count, step.reason)
+            self._save(self.state.model_copy(update={"restarts": {**self.state.restarts, step.module: record}}))
+
+    def _stop(self, step: StopModule) -> None:
+        log.info("stopping module %s: %s", step.module, step.reason)
+        self.runtime.stop(step.instance_id, self.settings.stop_grace_s)
+        self.health.pop(step.instance_id, None)
+
+    def _remove(self, step: RemoveModule) -> None:
+        self.runtime.remove(step.instance_id)
+        if self.desired is None or self.desired.module(step.module) is None:
+            ports = {k: v for k, v in self.state.ports.items() if k != step.module}
+            self._save(self.state.model_copy(update={"ports": ports}))
+
+    def _probe(self, step: ProbeHealth) -> None:
+        ok, error = probe_http(step.port, step.path, step.timeout_s)
+        now = time.time()
+        old = self.health.get(step.instance_id) or Health(started_at=now)
+        if ok:
+            if not old.ready:
+                log.info("module %s is ready (%.2fs after start)", step.module, now - old.started_at)
+            self.health[step.instance_id] = Health(started_at=old.started_at, ready=True, last_probe_at=now)
+        else:
+            failures = old.consecutive_failures + 1 if old.ready else 0
+            self.health[step.instance_id] = Health(
+                started_at=old.started_at,
+                ready=old.ready,
+                consecutive_failures=failures,
+                last_probe_at=now,
+                last_error=error,
+            )
+
+    def _port_for(self, module: str, requested: int | None) -> int:
+        if requested:
+            return requested
+        taken = {p for name, p in self.state.ports.items() if name != module}
+        previous = self.state.ports.get(module)
+        if previous and previous not in taken and _port_free(previous):
+            return previous
+        low, high = self.settings.port_range
+        candidates = list(range(low, high + 1))
+        start = random.randrange(len(candidates))  # spread devices sharing a host over the range
+        for port in candidates[start:] + candidates[:start]:
+            if port not in taken and _port_free(port):
+                return port
+        raise RuntimeFailure(
+            f"no free port for module {module} in port_range {self.settings.port_range} on device {self.device_id}"
+        )
+
+    # --- messages --------------------------------------------------------------------------------
+
+    def _on_message(self, kind: TopicKind, payload: bytes) -> None:
+        """Called from the MQTT thread: hand over to the loop."""
+        self._inbox.put((kind, payload))
+        self.wake()
+
+    def _drain_inbox(self) -> None:
+        while True:
+            try:
+                kind, payload = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if kind == TopicKind.DESIRED:
+                self._pending_manifest = payload  # only the newest desired state matters
+            elif kind == TopicKind.COMMANDS:
+                self._handle_command(payload)
+        if self._pending_manifest is not None and self.hub_key is not None:
+            payload, self._pending_manifest = self._pending_manifest, None
+            self.accept_manifest(payload)
+
+    def accept_manifest(self, payload: bytes) -> bool:
+        """Verify and adopt a desired-state message; a rejected one never disturbs running modules."""
+        if not payload:
+            log.info("desired state was cleared on the broker; keeping generation %d", self.state.generation)
+            return False
+        assert self.hub_key is not None
+        try:
+            manifest = verify_manifest(
+                payload, self.hub_key, device_id=self.device_id, last_generation=self.state.generation
+            )
+        except StaleGeneration as exc:
+            if exc.generation == self.state.generation and self._same_as_accepted(payload):
+                return False  # the retained copy of what we already run, re-delivered on (re)subscribe
+            self._reject(str(exc))
+            return False
+        except ManifestRejected as exc:
+            self._reject(str(exc))
+            return False
+        signed = json.loads(payload)
+        log.info("accepted manifest generation %d (%d module(s))", manifest.generation, len(manifest.modules))
+        self.desired = manifest
+        self.rejected = None
+        self._save(self.state.model_copy(update={"generation": manifest.generation, "signed_manifest": signed}))
+        return True
+
+    def _same_as_accepted(self, payload: bytes) -> bool:
+        try:
+            return canonical_json(json.loads(payload)) == canonical_json(self.state.signed_manifest)
+        except ValueError:
+            return False
+
+    def _reject(self, why: str) -> None:
+        log.warning("rejected desired state: %s", why)
+        self.rejected = why
+
+    def _try_hub_key(self) -> None:
+        try:
+            self.hub_key = resolve_hub_key(
+                self.settings.hub_public_key, self.data_dir, self.settings.hub_url, timeout_s=5.0
+            )
+        except HubKeyUnavailable as exc:
+            self._key_failures += 1
+            delay = min(2.0**self._key_failures, 60.0)
+            self._key_retry_at = time.time() + delay
+            log.warning("%s; trying again in %.0fs (manifests wait until then)", exc, delay)
+
+    # --- direct methods --------------------------------------------------------------------------
+
+    def _handle_command(self, payload: bytes) -> None:
+        try:
+            request = DirectMethodRequest.model_validate_json(payload)
+        except ValueError as exc:
+            correlation = _correlation_id(payload)
+            log.warning("malformed direct method request: %s", exc)
+            if correlation:
+                self._respond(DirectMethodResponse(correlation_id=correlation, status=400, payload={"error": str(exc)}))
+            return
+        try:
+            status, body = self._run_method(request)
+        except UnknownModule as exc:
+            status, body = 404, {"error": str(exc)}
+        except AgentError as exc:
+            status, body = 500, {"error": str(exc)}
+        self._respond(DirectMethodResponse(correlation_id=request.correlation_id, status=status, payload=body))
+
+    def _run_method(self, request: DirectMethodRequest) -> tuple[int, dict[str, Any]]:
+        if request.method == "ping":
+            return 200, {"deviceId": self.device_id, "generation": self.state.generation, "agentVersion": __version__}
+        module = request.params.get("module")
+        if not isinstance(module, str) or not module:
+            return 400, {"error": f"direct method {request.method!r} needs params.module (a module name)"}
+        if request.method == "logs":
+            tail = request.params.get("tail", 100)
+            if not isinstance(tail, int) or tail < 0:
+                return 400, {"error": f"params.tail must be a non-negative integer, got {tail!r}"}
+            return 200, {"module": module, "lines": self.runtime.logs(module, tail)}
+        # restart-module: the desired instance, now, regardless of back-off (an operator asked)
+        spec = self.desired.module(module) if self.desired else None
+        if spec is None:
+            raise UnknownModule(f"module {module!r} is not in the desired state of device {self.device_id}")
+        iid = instance_id_for(module, spec.spec_hash())
+        if iid not in {i.instance_id for i in self.runtime.list_instances()}:
+            raise UnknownModule(f"module {module!r} has no instance yet on device {self.device_id}")
+        log.info("restarting module %s on request", module)
+        self.runtime.stop(iid, self.settings.stop_grace_s)
+        self.runtime.start(iid)
+        self.health[iid] = Health(started_at=time.time())
+        self.wake()
+        return 200, {"module": module, "restarted": True}
+
+    def _respond(self, response: DirectMethodResponse) -> None:
+        self.link.publish_response(response.model_dump_json(by_alias=True).encode())
+
+    # --- reports ---------------------------------------------------------------------------------
+
+    def build_report(self, plan: Plan) -> ReportedState:
+        now = utcnow()
+        step_failures = {
+            step.module: attempt.error
+            for step, attempt in self.executor.failures.items()
+            if isinstance(step, (CreateModule, StartModule))
+        }
+        for name, verdict in plan.verdicts.items():
+            if self._since.get(name, (None,))[0] != verdict.state:
+                self._since[name] = (verdict.state, now)
+        return ReportedState(
+            device_id=self.device_id,
+            generation=self.state.generation,
+            converged=plan.converged and not step_failures,
+            last_known_good=self.state.last_known_good,
+            modules=module_statuses(
+                self.desired, plan, self.instances, self.state.restarts, step_failures, self._since
+            ),
+            capabilities=self.capabilities,
+            rejected=self.rejected,
+            agent_version=__version__,
+            seq=self._seq,
+            reported_at=now,
+        )
+
+    def _report(self, plan: Plan) -> None:
+        report = self.build_report(plan)
+        fingerprint = report_fingerprint(report)
+        now = time.time()
+        if fingerprint == self._last_fingerprint and now < self._last_report_at + self.settings.report_heartbeat_s:
+            return
+        self._seq += 1
+        report = report.model_copy(update={"seq": self._seq})
+        self._last_fingerprint = fingerprint
+        self._last_report_at = now
+        self.link.publish_reported(report.model_dump_json(by_alias=True).encode())
+        summary = ", ".join(f"{m.name}={m.state.value}" for m in report.modules) or "no modules"
+        log.debug("reported generation %d: %s", report.generation, summary)
+
+    def _telemetry(self) -> None:
+        now = time.time()
+        if now < self._next_telemetry_at:
+            return
+        self._next_telemetry_at = now + self.settings.telemetry_interval_s
+        me = self._proc(None)
+        modules: dict[str, dict[str, float]] = {}
+        for inst in self.instances:
+            if inst.running and inst.pid:
+                proc = self._proc(inst.pid)
+                try:
+                    modules[inst.module] = {
+                        "rssBytes": float(proc.memory_info().rss),
+                        "cpuPercent": proc.cpu_percent(None),
+                    }
+                except psutil.Error:
+                    self._procs.pop(inst.pid, None)
+        live = {i.pid for i in self.instances if i.running}
+        for pid in [p for p in self._procs if p and p not in live]:
+            del self._procs[pid]
+        telemetry = Telemetry(
+            device_id=self.device_id, rss_bytes=me.memory_info().rss, cpu_percent=me.cpu_percent(None), modules=modules
+        )
+        self.link.publish_telemetry(telemetry.model_dump_json(by_alias=True).encode())
+
+    def _proc(self, pid: int | None) -> psutil.Process:
+        key = pid or 0
+        if key not in self._procs:  # keep the object: cpu_percent measures since the previous call
+            self._procs[key] = psutil.Process(pid)
+        return self._procs[key]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _correlation_id(payload: bytes) -> str | None:
+    try:
+        raw = json.loads(payload)
+        value = raw.get("correlationId") if isinstance(raw, dict) else None
+        return value if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def run_agent(settings: AgentSettings, install_signals: Callable[[Agent], None] | None = None) -> None:
+    agent = Agent(settings)
+    if install_signals is not None:
+        install_signals(agent)
+    agent.run()
+
+
+__all__ = ["Agent", "run_agent"]

@@ -1,0 +1,399 @@
+"""Pure reconcile planning: ``plan_steps(desired, observed, context) -> Plan``.
+
+No I/O and no clock here: everything the decision depends on (runtime instances, cache contents,
+health and restart records, the time) comes in as data, and steps go out as frozen dataclasses, so
+tests compare plans by equality.
+
+Order of a plan:
+1. FetchArtifact for every artifact of the desired generation that the cache lacks. While any is
+   missing, no running instance is stopped: the old version keeps serving during the download.
+2. StopModule / RemoveModule: instances of removed modules, of replaced specs, and restarts.
+3. CreateModule / StartModule by (startup_order, name).
+4. ProbeHealth for running instances whose probe is due (fast while starting).
+
+Each desired module also gets a verdict (state + message) that the daemon reports, and the plan
+says when it wants to be re-evaluated (``wake_at``): next probe, end of a back-off, a startup deadline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from agent.state import RestartRecord
+from protocol.models import DeviceManifest, ModuleSpec, ModuleState, RestartPolicy
+
+EXIT_UNSCHEDULABLE = 78  # EX_CONFIG: the module says this device cannot run it; never restarted
+
+
+# --- steps ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FetchArtifact:
+    digest: str
+    url: str
+    size: int
+
+
+@dataclass(frozen=True)
+class StopModule:
+    module: str
+    instance_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RemoveModule:
+    module: str
+    instance_id: str
+
+
+@dataclass(frozen=True)
+class CreateModule:
+    module: str
+    spec_hash: str
+    spec: ModuleSpec = field(compare=False, hash=False, repr=False)
+
+
+@dataclass(frozen=True)
+class StartModule:
+    module: str
+    spec_hash: str
+    restart: bool = False  # counts against the restart back-off
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ProbeHealth:
+    module: str
+    instance_id: str
+    port: int
+    path: str
+    timeout_s: float
+
+
+Step = FetchArtifact | StopModule | RemoveModule | CreateModule | StartModule | ProbeHealth
+
+
+def step_module(step: Step) -> str | None:
+    return None if isinstance(step, FetchArtifact) else step.module
+
+
+# --- observations --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """What the module wrote to its status file (the module's own view of itself)."""
+
+    state: str = "Starting"  # Starting | Ready | Unschedulable | Failed
+    message: str = ""
+    backend: str | None = None
+    backend_reason: str | None = None
+    backend_timings_ms: Mapping[str, float] = field(default_factory=dict, hash=False)
+    pid: int | None = None
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One instance the runtime has of a module (a process or a container), running or exited."""
+
+    instance_id: str
+    module: str
+    spec_hash: str
+    running: bool
+    pid: int | None = None
+    exit_code: int | None = None  # None: still running, or exited without the agent seeing the code
+    port: int | None = None
+    status: StatusReport | None = None
+
+
+@dataclass(frozen=True)
+class Health:
+    """Health-probe record of one running instance, kept by the daemon from ProbeHealth results."""
+
+    started_at: float  # when the agent started (or adopted) the instance
+    ready: bool = False  # a probe succeeded since start
+    consecutive_failures: int = 0
+    last_probe_at: float | None = None
+    last_error: str = ""
+
+
+@dataclass(frozen=True)
+class Observed:
+    instances: tuple[Instance, ...] = ()
+    cached: frozenset[str] = frozenset()
+    health: Mapping[str, Health] = field(default_factory=dict)  # by instance id
+    restarts: Mapping[str, RestartRecord] = field(default_factory=dict)  # by module name
+    fetch_errors: Mapping[str, str] = field(default_factory=dict)  # by digest: last failure
+
+
+@dataclass(frozen=True)
+class RestartTuning:
+    backoff_base_s: float = 10.0
+    backoff_max_s: float = 300.0
+    max_restarts: int = 20
+    reset_after_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    now: float
+    startup_probe_interval_s: float = 0.1
+    restart: RestartTuning = field(default_factory=RestartTuning)
+
+
+# --- result --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    state: ModuleState
+    message: str = ""
+    instance_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[Step, ...] = ()
+    verdicts: Mapping[str, Verdict] = field(default_factory=dict)
+    wake_at: float | None = None
+
+    @property
+    def changes(self) -> tuple[Step, ...]:
+        """Steps that change the device (everything but probes)."""
+        return tuple(s for s in self.steps if not isinstance(s, ProbeHealth))
+
+    @property
+    def converged(self) -> bool:
+        """Nothing left to do and no module still on its way (Transitioning)."""
+        return not self.changes and all(v.state != ModuleState.TRANSITIONING for v in self.verdicts.values())
+
+
+# --- restart policy (pure helpers, also used by the daemon) --------------------------------------
+
+
+def backoff_delay(count: int, tuning: RestartTuning) -> float:
+    """Delay before restart number ``count + 1``: the first is immediate, then base x 2^n up to the cap."""
+    if count <= 0:
+        return 0.0
+    return float(min(tuning.backoff_base_s * 2 ** (count - 1), tuning.backoff_max_s))
+
+
+def effective_restarts(record: RestartRecord, now: float, tuning: RestartTuning) -> RestartRecord:
+    """Forget the restart count once the module has been healthy for ``reset_after_s``."""
+    if record.healthy_since is not None and now - record.healthy_since >= tuning.reset_after_s and record.count:
+        return RestartRecord(count=0, last_restart_at=record.last_restart_at, healthy_since=record.healthy_since)
+    return record
+
+
+def restart_wanted(policy: RestartPolicy, *, exited: bool, exit_code: int | None, unhealthy: bool) -> bool:
+    if policy == RestartPolicy.NEVER:
+        return False
+    if unhealthy:
+        return policy in (RestartPolicy.ON_UNHEALTHY, RestartPolicy.ALWAYS)
+    if exited:
+        # an exit whose code the agent did not see (adopted process) counts as a failure
+        return policy == RestartPolicy.ALWAYS or exit_code != 0
+    return False
+
+
+# --- the planner ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Builder:
+    fetches: list[FetchArtifact] = field(default_factory=list)
+    stops: list[Step] = field(default_factory=list)
+    starts: list[Step] = field(default_factory=list)
+    probes: list[Step] = field(default_factory=list)
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    wakes: list[float] = field(default_factory=list)
+
+    def stop_and_remove(self, inst: Instance, reason: str) -> None:
+        if inst.running:
+            self.stops.append(StopModule(inst.module, inst.instance_id, reason))
+        self.stops.append(RemoveModule(inst.module, inst.instance_id))
+
+
+def plan_steps(desired: DeviceManifest | None, observed: Observed, context: PlanContext) -> Plan:
+    """Diff desired against observed and return the steps that bring the device closer to desired.
+
+    ``desired`` None means no manifest was ever accepted: nothing is touched.
+    """
+    if desired is None:
+        return Plan()
+    b = _Builder()
+    specs = sorted(desired.modules, key=lambda m: (m.startup_order, m.name))
+
+    fetch_seen: set[str] = set()
+    for spec in specs:
+        for art in spec.artifacts:
+            if art.digest not in observed.cached and art.digest not in fetch_seen:
+                fetch_seen.add(art.digest)
+                b.fetches.append(FetchArtifact(art.digest, art.url, art.size))
+    may_disrupt = not b.fetches  # stop nothing until every artifact of the generation is here
+
+    by_module: dict[str, list[Instance]] = {}
+    for inst in observed.instances:
+        by_module.setdefault(inst.module, []).append(inst)
+
+    # modules no longer desired (their startup order is unknown now): by name
+    wanted = {s.name for s in specs}
+    for name in sorted(set(by_module) - wanted):
+        if may_disrupt:
+            for inst in by_module[name]:
+                b.stop_and_remove(inst, "module removed from the desired state")
+
+    for spec in specs:
+        _plan_module(spec, by_module.get(spec.name, []), observed, context, b, may_disrupt)
+
+    stops_ordered = _reverse_startup(b.stops, specs)
+    return Plan(
+        steps=(*b.fetches, *stops_ordered, *b.starts, *b.probes),
+        verdicts=b.verdicts,
+        wake_at=min(b.wakes) if b.wakes else None,
+    )
+
+
+def _reverse_startup(stops: list[Step], specs: list[ModuleSpec]) -> list[Step]:
+    """Stop dependants first: removed modules, then desired ones by descending startup order."""
+    order = {s.name: (s.startup_order, s.name) for s in specs}
+    removed = [s for s in stops if step_module(s) not in order]
+    kept = [s for s in stops if step_module(s) in order]
+    kept.sort(key=lambda s: order[step_module(s) or ""], reverse=True)  # stable: stop before remove
+    return removed + kept
+
+
+def _plan_module(
+    spec: ModuleSpec,
+    instances: list[Instance],
+    observed: Observed,
+    ctx: PlanContext,
+    b: _Builder,
+    may_disrupt: bool,
+) -> None:
+    want = spec.spec_hash()
+    matching = [i for i in instances if i.spec_hash == want]
+    matching.sort(key=lambda i: (not i.running, i.instance_id))  # keep a running one
+    current = matching[0] if matching else None
+    others = [i for i in instances if current is None or i.instance_id != current.instance_id]
+
+    if current is None:
+        missing = [a for a in spec.artifacts if a.digest not in observed.cached]
+        errors = [f"{a.path}: {observed.fetch_errors[a.digest]}" for a in missing if a.digest in observed.fetch_errors]
+        serving_old = any(i.running for i in others)
+        suffix = "; the previous version keeps serving" if serving_old else ""
+        if errors:
+            b.verdicts[spec.name] = Verdict(ModuleState.FAILED, "artifact refused: " + "; ".join(errors) + suffix)
+        elif missing:
+            b.verdicts[spec.name] = Verdict(
+                ModuleState.TRANSITIONING, f"downloading {len(missing)} artifact(s){suffix}"
+            )
+        elif serving_old and not may_disrupt:
+            b.verdicts[spec.name] = Verdict(
+                ModuleState.TRANSITIONING, "waiting for the generation's other downloads before replacing"
+            )
+        else:
+            for inst in others:
+                b.stop_and_remove(inst, f"replaced by spec {want}")
+            b.starts.append(CreateModule(spec.name, want, spec))
+            b.starts.append(StartModule(spec.name, want, reason="new spec"))
+            b.verdicts[spec.name] = Verdict(ModuleState.TRANSITIONING, "starting")
+        return
+
+    for inst in others:  # stale duplicates and old specs next to a current instance
+        if may_disrupt:
+            b.stop_and_remove(inst, "duplicate or outdated instance")
+    _plan_lifecycle(spec, want, current, observed, ctx, b)
+
+
+def _plan_lifecycle(
+    spec: ModuleSpec, want: str, inst: Instance, observed: Observed, ctx: PlanContext, b: _Builder
+) -> None:
+    """Health, exits and restarts of the instance that matches the desired spec."""
+    now = ctx.now
+    tuning = ctx.restart
+    record = effective_restarts(observed.restarts.get(spec.name, RestartRecord()), now, tuning)
+    status = inst.status
+
+    def restart(failure: str, stop_first: bool) -> None:
+        if record.count >= tuning.max_restarts:
+            b.verdicts[spec.name] = Verdict(
+                ModuleState.FAILED, f"{failure}; gave up after {record.count} restarts", inst.instance_id
+            )
+            return
+        allowed_at = (record.last_restart_at or now) + backoff_delay(record.count, tuning)
+        if now < allowed_at:
+            b.verdicts[spec.name] = Verdict(
+                ModuleState.FAILED,
+                f"{failure}; restart {record.count + 1} in {allowed_at - now:.1f}s",
+                inst.instance_id,
+            )
+            b.wakes.append(allowed_at)
+            return
+        if stop_first:
+            b.stops.append(StopModule(spec.name, inst.instance_id, failure))
+        b.starts.append(StartModule(spec.name, want, restart=True, reason=failure))
+        b.verdicts[spec.name] = Verdict(ModuleState.TRANSITIONING, f"restarting: {failure}", inst.instance_id)
+
+    if not inst.running:
+        module_says = status.state if status else ""
+        if inst.exit_code == EXIT_UNSCHEDULABLE or module_says == "Unschedulable":
+            msg = (status.message if status else "") or "the module cannot run on this device"
+            b.verdicts[spec.name] = Verdict(ModuleState.UNSCHEDULABLE, msg, inst.instance_id)
+            return
+        code = "unknown code" if inst.exit_code is None else f"code {inst.exit_code}"
+        failure = f"exited with {code}" + (f": {status.message}" if status and status.message else "")
+        if restart_wanted(spec.restart_policy, exited=True, exit_code=inst.exit_code, unhealthy=False):
+            restart(failure, stop_first=False)
+        else:
+            b.verdicts[spec.name] = Verdict(
+                ModuleState.FAILED, f"{failure} (restart policy {spec.restart_policy.value})", inst.instance_id
+            )
+        return
+
+    health = observed.health.get(inst.instance_id) or Health(started_at=now)
+    probe = ProbeHealth(spec.name, inst.instance_id, inst.port or 0, spec.health.path, spec.health.timeout_s)
+    if not health.ready:
+        deadline = health.started_at + spec.health.startup_timeout_s
+        if now >= deadline:
+            failure = f"not ready after {spec.health.startup_timeout_s:g}s" + (
+                f" ({health.last_error})" if health.last_error else ""
+            )
+            if spec.restart_policy != RestartPolicy.NEVER:
+                restart(failure, stop_first=True)
+            else:
+                b.verdicts[spec.name] = Verdict(ModuleState.FAILED, failure, inst.instance_id)
+            return
+        b.verdicts[spec.name] = Verdict(
+            ModuleState.TRANSITIONING, "waiting for the module to be ready", inst.instance_id
+        )
+        _schedule_probe(b, probe, health, ctx.startup_probe_interval_s, now)
+        b.wakes.append(deadline)
+        return
+
+    if health.consecutive_failures >= spec.health.failure_threshold:
+        failure = f"health probe failed {health.consecutive_failures} times ({health.last_error})"
+        if restart_wanted(spec.restart_policy, exited=False, exit_code=None, unhealthy=True):
+            restart(failure, stop_first=True)
+            if b.verdicts[spec.name].state != ModuleState.TRANSITIONING:
+                # waiting out the back-off: still unhealthy, keep probing (it may recover)
+                b.verdicts[spec.name] = Verdict(ModuleState.UNHEALTHY, b.verdicts[spec.name].message, inst.instance_id)
+                _schedule_probe(b, probe, health, spec.health.interval_s, now)
+            return
+        b.verdicts[spec.name] = Verdict(ModuleState.UNHEALTHY, failure, inst.instance_id)
+    else:
+        b.verdicts[spec.name] = Verdict(ModuleState.HEALTHY, "", inst.instance_id)
+    _schedule_probe(b, probe, health, spec.health.interval_s, now)
+
+
+def _schedule_probe(b: _Builder, probe: ProbeHealth, health: Health, interval: float, now: float) -> None:
+    due = now if health.last_probe_at is None else health.last_probe_at + interval
+    if due <= now:
+        b.probes.append(probe)
+        b.wakes.append(now + interval)
+    else:
+        b.wakes.append(due)

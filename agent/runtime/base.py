@@ -1,0 +1,90 @@
+"""The runtime interface the reconcile loop drives, and helpers every runtime shares.
+
+A runtime owns instances of modules. Instances carry the device id, module name and spec hash
+as labels (process: command-line marks; container: labels), so ``list_instances()`` finds them again after
+the agent restarts and the agent adopts them instead of starting duplicates.
+
+Instance lifecycle: create (prepared, not running) -> start -> (exits | stop) -> start ... -> remove.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from agent.plan import Instance, StatusReport
+from protocol.models import ModuleSpec
+
+STATUS_FILE = "status.json"
+LOG_FILE = "module.log"
+
+
+def instance_id_for(module: str, spec_hash: str) -> str:
+    return f"{module}@{spec_hash}"
+
+
+class Runtime(ABC):
+    kind: str
+
+    @abstractmethod
+    def list_instances(self) -> list[Instance]:
+        """Every instance of this device's modules, running or exited, including adopted ones."""
+
+    @abstractmethod
+    def create(self, spec: ModuleSpec, spec_hash: str, port: int, workdir: Path) -> str:
+        """Prepare an instance from the populated ``workdir`` (model/, src/); return its id."""
+
+    @abstractmethod
+    def start(self, instance_id: str) -> None:
+        """Start (or start again) a created instance."""
+
+    @abstractmethod
+    def stop(self, instance_id: str, grace_s: float) -> None:
+        """Ask the instance to stop; kill it after ``grace_s``. Stopping a stopped instance is fine."""
+
+    @abstractmethod
+    def remove(self, instance_id: str) -> None:
+        """Forget a stopped instance and delete what ``create`` made."""
+
+    @abstractmethod
+    def logs(self, module: str, tail: int) -> list[str]:
+        """The last ``tail`` lines of output of the module's current instance."""
+
+    def stop_all(self, grace_s: float) -> None:
+        for inst in self.list_instances():
+            if inst.running:
+                self.stop(inst.instance_id, grace_s)
+
+    def set_exit_listener(self, listener: Callable[[str], None]) -> None:  # noqa: B027 - optional hook
+        """Called with the instance id when an instance exits (wakes the reconcile loop)."""
+
+
+def read_status_file(path: Path) -> StatusReport | None:
+    """The module's status file, or None when absent or not (yet) valid JSON."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(raw, dict):
+        return None
+    timings = raw.get("backendTimingsMs") or {}
+    return StatusReport(
+        state=str(raw.get("state", "Starting")),
+        message=str(raw.get("message") or ""),
+        backend=raw.get("backend"),
+        backend_reason=raw.get("backendReason"),
+        backend_timings_ms={str(k): float(v) for k, v in timings.items()} if isinstance(timings, dict) else {},
+        pid=raw.get("pid") if isinstance(raw.get("pid"), int) else None,
+        port=raw.get("port") if isinstance(raw.get("port"), int) else None,
+    )
+
+
+def tail_lines(path: Path, count: int) -> list[str]:
+    try:
+        with open(path, errors="replace") as f:
+            return [line.rstrip("\n") for line in deque(f, maxlen=max(count, 0))]
+    except FileNotFoundError:
+        return []

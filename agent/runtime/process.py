@@ -1,0 +1,336 @@
+"""Process runtime: each module instance is an OS process in its own session.
+
+``start_new_session=True`` makes the module survive an agent crash; the agent finds it again by
+the marks on its command line (``--edgefleet-device/-module/-spec``), scanning /proc once at start.
+An instance is a directory ``<modules>/<module>/<spec hash>/`` holding the materialized artifacts
+(model/, src/), ``instance.json`` (spec, port, pid), the module's status file and its log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import psutil
+
+from agent.errors import RuntimeFailure, UnknownModule
+from agent.plan import Instance
+from agent.runtime.base import LOG_FILE, STATUS_FILE, Runtime, instance_id_for, read_status_file, tail_lines
+from agent.state import write_atomic
+from protocol.models import ModuleSpec
+
+log = logging.getLogger(__name__)
+
+RECORD_FILE = "instance.json"
+MARK_DEVICE = "--edgefleet-device"
+MARK_MODULE = "--edgefleet-module"
+MARK_SPEC = "--edgefleet-spec"
+
+
+@dataclass(frozen=True)
+class _Record:
+    module: str
+    spec_hash: str
+    port: int
+    workdir: Path
+    spec: ModuleSpec
+    pid: int | None = None
+
+    @property
+    def instance_id(self) -> str:
+        return instance_id_for(self.module, self.spec_hash)
+
+
+def module_command(
+    base: list[str], spec: ModuleSpec, *, device_id: str, spec_hash: str, port: int, workdir: Path
+) -> list[str]:
+    """The scoring module's command line (the contract with ``modules.scoring``)."""
+    name = spec.models[0].name if spec.models else spec.name
+    cmd = [
+        *base,
+        "--model-dir", str(workdir / "model"),
+        "--source-dir", str(workdir / "src"),
+    ]  # fmt: skip
+    if spec.entry_script:
+        cmd += ["--entry-script", spec.entry_script]
+    cmd += [
+        "--name", name,
+        "--port", str(port),
+        "--host", "127.0.0.1",
+        "--accelerator", ",".join(spec.accelerator.prefer),
+    ]  # fmt: skip
+    if spec.accelerator.required:
+        cmd.append("--accelerator-required")
+    cmd += [
+        "--status-file", str(workdir / STATUS_FILE),
+        MARK_DEVICE, device_id,
+        MARK_MODULE, spec.name,
+        MARK_SPEC, spec_hash,
+    ]  # fmt: skip
+    return cmd
+
+
+def _mark(cmdline: list[str], flag: str) -> str | None:
+    try:
+        return cmdline[cmdline.index(flag) + 1]
+    except (ValueError, IndexError):
+        return None
+
+
+class ProcessRuntime(Runtime):
+    kind = "process"
+
+    def __init__(self, root: Path, device_id: str, base_command: list[str]) -> None:
+        self.root = root
+        self.device_id = device_id
+        self.base_command = base_command
+        self._lock = threading.RLock()
+        self._records: dict[str, _Record] = {}
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._exit_codes: dict[str, int] = {}  # instance id -> code seen by this agent run
+        self._listener: Callable[[str], None] = lambda _id: None
+        root.mkdir(parents=True, exist_ok=True)
+        self._load_records()
+        self._adopt()
+
+    def set_exit_listener(self, listener: Callable[[str], None]) -> None:
+        self._listener = listener
+
+    # --- discovery and adoption ------------------------------------------------------------------
+
+    def _load_records(self) -> None:
+        for path in sorted(self.root.glob(f"*/*/{RECORD_FILE}")):
+            try:
+                raw = json.loads(path.read_text())
+                rec = _Record(
+                    module=raw["module"],
+                    spec_hash=raw["specHash"],
+                    port=int(raw["port"]),
+                    workdir=path.parent,
+                    spec=ModuleSpec.model_validate(raw["spec"]),
+                    pid=raw.get("pid"),
+                )
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("ignoring unreadable instance record %s: %s", path, exc)
+                continue
+            self._records[rec.instance_id] = rec
+
+    def _scan(self) -> dict[tuple[str, str], list[psutil.Process]]:
+        """Processes carrying this device's marks, by (module, spec hash)."""
+        found: dict[tuple[str, str], list[psutil.Process]] = {}
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            cmdline = proc.info.get("cmdline") or []
+            if MARK_DEVICE not in cmdline or _mark(cmdline, MARK_DEVICE) != self.device_id:
+                continue
+            module, spec_hash = _mark(cmdline, MARK_MODULE), _mark(cmdline, MARK_SPEC)
+            if module and spec_hash and proc.pid != os.getpid():
+                found.setdefault((module, spec_hash), []).append(proc)
+        return found
+
+    def _adopt(self) -> None:
+        """Match running module processes to records; stop processes nobody can account for twice."""
+        for (module, spec_hash), procs in self._scan().items():
+            iid = instance_id_for(module, spec_hash)
+            rec = self._records.get(iid)
+            procs.sort(key=lambda p: (rec is None or p.pid != rec.pid, p.pid))
+            keep, extra = procs[0], procs[1:]
+            if rec is None:
+                # started by an agent that died before its record was written; without a record
+                # there is no spec to run it by, so it is stopped rather than guessed at
+                extra = procs
+            elif rec.pid != keep.pid:
+                self._records[iid] = replace(rec, pid=keep.pid)
+                self._persist(self._records[iid])
+            for proc in extra:
+                log.warning("stopping stray module process pid %d (%s, spec %s)", proc.pid, module, spec_hash)
+                self._terminate(proc.pid, grace_s=2.0)
+            if rec is not None:
+                log.info("adopted running module %s (pid %d, spec %s)", module, keep.pid, spec_hash)
+
+    def _alive(self, rec: _Record) -> bool:
+        if rec.pid is None:
+            return False
+        child = self._children.get(rec.pid)
+        if child is not None:
+            return child.poll() is None
+        try:
+            proc = psutil.Process(rec.pid)
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return False
+            cmdline = proc.cmdline()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+        # guard against pid reuse: it must still carry our marks
+        return _mark(cmdline, MARK_DEVICE) == self.device_id and _mark(cmdline, MARK_SPEC) == rec.spec_hash
+
+    # --- Runtime interface -----------------------------------------------------------------------
+
+    def list_instances(self) -> list[Instance]:
+        with self._lock:
+            result = []
+            for rec in self._records.values():
+                running = self._alive(rec)
+                result.append(
+                    Instance(
+                        instance_id=rec.instance_id,
+                        module=rec.module,
+                        spec_hash=rec.spec_hash,
+                        running=running,
+                        pid=rec.pid,
+                        exit_code=None if running else self._exit_codes.get(rec.instance_id),
+                        port=rec.port,
+                        status=read_status_file(rec.workdir / STATUS_FILE),
+                    )
+                )
+            return result
+
+    def create(self, spec: ModuleSpec, spec_hash: str, port: int, workdir: Path) -> str:
+        rec = _Record(module=spec.name, spec_hash=spec_hash, port=port, workdir=workdir, spec=spec)
+        with self._lock:
+            self._persist(rec)
+            self._records[rec.instance_id] = rec
+        return rec.instance_id
+
+    def start(self, instance_id: str) -> None:
+        with self._lock:
+            rec = self._get(instance_id)
+            if self._alive(rec):
+                return
+            (rec.workdir / STATUS_FILE).unlink(missing_ok=True)  # a stale status must not speak for the new run
+            self._exit_codes.pop(instance_id, None)
+            cmd = module_command(
+                self.base_command,
+                rec.spec,
+                device_id=self.device_id,
+                spec_hash=rec.spec_hash,
+                port=rec.port,
+                workdir=rec.workdir,
+            )
+            env = {
+                **os.environ,
+                **rec.spec.env,
+                "AZUREML_MODEL_DIR": str(rec.workdir / "model"),
+                "PYTHONUNBUFFERED": "1",
+            }
+            try:
+                with open(rec.workdir / LOG_FILE, "ab") as out:
+                    child = subprocess.Popen(
+                        cmd,
+                        cwd=rec.workdir,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,  # survives the agent; its own process group for stop()
+                    )
+            except OSError as exc:
+                raise RuntimeFailure(
+                    f"module {rec.module}: cannot start {cmd[0]!r}: {exc}; check the agent's module_command setting"
+                ) from exc
+            self._children[child.pid] = child
+            rec = replace(rec, pid=child.pid)
+            self._records[instance_id] = rec
+            self._persist(rec)
+        log.info("started module %s (pid %d, port %d, spec %s)", rec.module, child.pid, rec.port, rec.spec_hash)
+        threading.Thread(
+            target=self._wait_child, args=(instance_id, child), daemon=True, name=f"wait-{rec.module}"
+        ).start()
+
+    def _wait_child(self, instance_id: str, child: subprocess.Popen[bytes]) -> None:
+        code = child.wait()
+        with self._lock:
+            self._exit_codes[instance_id] = code
+            self._children.pop(child.pid, None)
+        log.info("module instance %s (pid %d) exited with code %d", instance_id, child.pid, code)
+        self._listener(instance_id)
+
+    def stop(self, instance_id: str, grace_s: float) -> None:
+        with self._lock:
+            rec = self._get(instance_id)
+            alive = self._alive(rec)
+        if alive and rec.pid is not None:
+            log.info("stopping module %s (pid %d)", rec.module, rec.pid)
+            self._terminate(rec.pid, grace_s)
+
+    def _terminate(self, pid: int, grace_s: float) -> None:
+        """SIGTERM the process group, SIGKILL it after ``grace_s``."""
+        child = self._children.get(pid)
+        try:
+            group = os.getpgid(pid) == pid
+        except ProcessLookupError:
+            return
+        send = (lambda sig: os.killpg(pid, sig)) if group else (lambda sig: os.kill(pid, sig))
+        try:
+            send(signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            if child is not None:
+                child.wait(timeout=grace_s)
+            else:
+                psutil.Process(pid).wait(timeout=grace_s)
+            return
+        except (subprocess.TimeoutExpired, psutil.TimeoutExpired):
+            log.warning("module pid %d ignored SIGTERM for %.1fs; killing it", pid, grace_s)
+        except psutil.NoSuchProcess:
+            return
+        try:
+            send(signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        if child is not None:
+            child.wait()
+        else:
+            try:
+                psutil.Process(pid).wait(timeout=5)
+            except (psutil.NoSuchProcess, psutil.TimeoutExpired):
+                pass
+
+    def remove(self, instance_id: str) -> None:
+        with self._lock:
+            rec = self._records.get(instance_id)
+            if rec is None:
+                return
+            if self._alive(rec):
+                raise RuntimeFailure(f"module instance {instance_id} is still running; stop it before removing it")
+            del self._records[instance_id]
+            self._exit_codes.pop(instance_id, None)
+        shutil.rmtree(rec.workdir, ignore_errors=True)
+        try:
+            rec.workdir.parent.rmdir()  # the module's directory, once its last instance is gone
+        except OSError:
+            pass
+
+    def logs(self, module: str, tail: int) -> list[str]:
+        with self._lock:
+            recs = [r for r in self._records.values() if r.module == module]
+            if not recs:
+                raise UnknownModule(f"no instance of module {module!r} on device {self.device_id}")
+            recs.sort(key=lambda r: (not self._alive(r), r.instance_id))
+        return tail_lines(recs[0].workdir / LOG_FILE, tail)
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _get(self, instance_id: str) -> _Record:
+        rec = self._records.get(instance_id)
+        if rec is None:
+            raise UnknownModule(f"no module instance {instance_id} on device {self.device_id}")
+        return rec
+
+    def _persist(self, rec: _Record) -> None:
+        body = {
+            "module": rec.module,
+            "specHash": rec.spec_hash,
+            "port": rec.port,
+            "pid": rec.pid,
+            "spec": rec.spec.to_wire(),
+        }
+        write_atomic(rec.workdir / RECORD_FILE, json.dumps(body, indent=1).encode())

@@ -1,0 +1,95 @@
+"""The agent's memory on disk, written atomically so a crash at any point leaves the old or the new file.
+
+What survives an agent restart: the last accepted generation and its signed manifest (so the
+device keeps converging without the broker), the last-known-good generation and manifest (for
+rollback), module ports (endpoints stay stable), and restart counters (back-off is not reset by
+restarting the agent).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agent.errors import StateError
+
+log = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+
+
+class RestartRecord(BaseModel):
+    """Restarts of one module's current spec. Times are wall-clock seconds (they survive reboots)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    count: int = 0
+    last_restart_at: float | None = None
+    healthy_since: float | None = None
+
+
+class AgentState(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    version: int = STATE_VERSION
+    generation: int = 0
+    signed_manifest: dict[str, Any] | None = Field(default=None, description="as received, re-verifiable")
+    last_known_good: int | None = None
+    last_known_good_manifest: dict[str, Any] | None = None
+    ports: dict[str, int] = Field(default_factory=dict)
+    restarts: dict[str, RestartRecord] = Field(default_factory=dict)
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write temp file, fsync, rename over ``path``, fsync the directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class StateStore:
+    """Loads and saves ``AgentState`` at one path."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> AgentState:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return AgentState()
+        except OSError as exc:
+            raise StateError(f"cannot read agent state {self.path}: {exc}") from exc
+        try:
+            return AgentState.model_validate_json(raw)
+        except ValidationError as exc:
+            # Only reachable through outside damage (writes are atomic). Keep the evidence.
+            broken = self.path.with_suffix(".broken")
+            os.replace(self.path, broken)
+            log.error("agent state %s is unreadable (%s); moved to %s and starting fresh", self.path, exc, broken)
+            return AgentState()
+
+    def save(self, state: AgentState) -> None:
+        try:
+            write_atomic(self.path, json.dumps(state.model_dump(mode="json"), indent=1).encode())
+        except OSError as exc:
+            raise StateError(f"cannot write agent state {self.path}: {exc} (disk full or read-only?)") from exc

@@ -1,0 +1,7 @@
+"""``python -m hub`` is the ``edgefleet`` command (handy where the console script is not on PATH)."""
+
+import sys
+
+from hub.cli import main
+
+sys.exit(main())

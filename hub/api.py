@@ -1,0 +1,203 @@
+"""The hub's REST API (FastAPI, OpenAPI at /docs), under /api/v1.
+
+Every failure is JSON ``{"error": "..."}`` with a 4xx for bad input; HubError subclasses map to
+status codes in one table, so handlers just raise.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Body, FastAPI, Header, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import hub
+from hub.artifacts import check_digest, parse_range
+from hub.core import Hub
+from hub.errors import Conflict, HubError, InvalidRequest, MethodTimeout, NotFound, RangeNotSatisfiable
+from hub.schemas import DeviceView, ErrorBody, HubInfo, MethodCall, ModelCreate, ServiceCreate, ServiceView
+from hub.store.records import ModelRecord
+from protocol.models import DirectMethodResponse
+
+log = logging.getLogger(__name__)
+
+_STATUS: list[tuple[type[HubError], int]] = [
+    (NotFound, 404),
+    (Conflict, 409),
+    (RangeNotSatisfiable, 416),
+    (MethodTimeout, 504),
+    (InvalidRequest, 400),
+    (HubError, 400),
+]
+_ERRORS = {400: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}}
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        parts.append(f"{'.'.join(loc) or 'body'}: {err.get('msg', 'invalid')}")
+    return "invalid request: " + "; ".join(parts)
+
+
+def create_app(hub_: Hub) -> FastAPI:
+    registry, blobs, key, controller = hub_.registry, hub_.blobs, hub_.key, hub_.controller
+    app = FastAPI(
+        title="edgefleet hub",
+        version=hub.__version__,
+        description="Model registry, artifact store and fleet deployments for edge devices.",
+        openapi_tags=[
+            {"name": "hub", "description": "hub identity: signing key and broker"},
+            {"name": "blobs", "description": "content-addressed artifact store (sha256)"},
+            {"name": "models", "description": "registered models and their versions"},
+            {"name": "services", "description": "deployments of models to devices and their state"},
+            {"name": "devices", "description": "the fleet as the devices report it"},
+        ],
+    )
+
+    @app.exception_handler(HubError)
+    async def _hub_error(_r: Request, exc: HubError) -> JSONResponse:
+        status = next(code for cls, code in _STATUS if isinstance(exc, cls))
+        headers = {"Content-Range": f"bytes */{exc.size}"} if isinstance(exc, RangeNotSatisfiable) else None
+        return _error(status, str(exc), headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_r: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, _describe_validation(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(r: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error serving %s %s", r.method, r.url.path)
+        return _error(500, f"internal error: {type(exc).__name__}: {exc} (see the hub log)")
+
+    api = APIRouter(prefix="/api/v1", responses=_ERRORS)  # type: ignore[arg-type]
+
+    # hub ---------------------------------------------------------------------------------------
+    @api.get("/hub", tags=["hub"], response_model=HubInfo, summary="Hub identity; agents pin the key from here")
+    def get_hub() -> HubInfo:
+        return HubInfo(
+            version=hub.__version__,
+            public_key=key.public_key_b64,
+            key_id=key.key_id,
+            broker_url=hub_.settings.broker_url,
+            broker_connected=controller.connected.is_set(),
+        )
+
+    # blobs -------------------------------------------------------------------------------------
+    @api.put("/blobs/{digest}", tags=["blobs"], status_code=201, summary="Upload a blob under its sha256 digest")
+    async def put_blob(digest: str, request: Request) -> dict[str, object]:
+        check_digest(digest)
+        if blobs.exists(digest):
+            async for _ in request.stream():  # drain: the client sent it anyway
+                pass
+            return {"digest": digest, "size": blobs.size(digest), "created": False}
+        size = await blobs.put_stream(digest, request.stream())
+        return {"digest": digest, "size": size, "created": True}
+
+    @api.head("/blobs/{digest}", tags=["blobs"], summary="Blob size and ETag", operation_id="head_blob")
+    @api.get(
+        "/blobs/{digest}",
+        tags=["blobs"],
+        summary="Download a blob (Range, ETag, If-None-Match)",
+        response_class=StreamingResponse,
+        responses={206: {"description": "partial content"}, 304: {"description": "not modified"}},
+    )
+    def get_blob(
+        digest: str,
+        request: Request,
+        range_header: Annotated[str | None, Header(alias="Range")] = None,
+        if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
+    ) -> Response:
+        check_digest(digest)
+        size = blobs.size(digest)
+        etag = f'"{digest}"'
+        headers = {"ETag": etag, "Accept-Ranges": "bytes", "Cache-Control": "public, max-age=31536000, immutable"}
+        if if_none_match and (if_none_match.strip() == "*" or etag in [t.strip() for t in if_none_match.split(",")]):
+            return Response(status_code=304, headers=headers)
+        byte_range = parse_range(range_header, size) if range_header else None
+        status = 200
+        length = size
+        if byte_range is not None:
+            status, length = 206, byte_range.length
+            headers["Content-Range"] = f"bytes {byte_range.start}-{byte_range.end}/{size}"
+        headers["Content-Length"] = str(length)
+        if request.method == "HEAD":
+            return Response(status_code=status, headers=headers, media_type="application/octet-stream")
+        return StreamingResponse(
+            blobs.read(digest, byte_range), status_code=status, headers=headers, media_type="application/octet-stream"
+        )
+
+    # models ------------------------------------------------------------------------------------
+    @api.post(
+        "/models", tags=["models"], status_code=201, response_model=ModelRecord, summary="Register a model version"
+    )
+    def create_model(req: ModelCreate) -> ModelRecord:
+        return registry.register_model(req)
+
+    @api.get("/models", tags=["models"], response_model=list[ModelRecord], summary="List models (all versions)")
+    def list_models(name: str | None = None) -> list[ModelRecord]:
+        return registry.store.list_models(name)
+
+    @api.get("/models/{name}/versions/{version}", tags=["models"], response_model=ModelRecord)
+    def get_model(name: str, version: int) -> ModelRecord:
+        return registry.get_model(name, version)
+
+    @api.delete("/models/{name}/versions/{version}", tags=["models"], status_code=204, response_class=Response)
+    def delete_model(name: str, version: int) -> Response:
+        registry.delete_model(name, version)
+        return Response(status_code=204)
+
+    # services ----------------------------------------------------------------------------------
+    @api.post("/services", tags=["services"], status_code=201, response_model=ServiceView, summary="Deploy a service")
+    def deploy(req: ServiceCreate) -> ServiceView:
+        return registry.deploy(req)
+
+    @api.get("/services", tags=["services"], response_model=list[ServiceView])
+    def list_services() -> list[ServiceView]:
+        return registry.list_service_views()
+
+    @api.get("/services/{name}", tags=["services"], response_model=ServiceView, summary="Service with per-device state")
+    def get_service(name: str) -> ServiceView:
+        return registry.service_view(registry.get_service(name))
+
+    @api.delete("/services/{name}", tags=["services"], status_code=204, response_class=Response)
+    def delete_service(name: str) -> Response:
+        registry.delete_service(name)
+        return Response(status_code=204)
+
+    # devices -----------------------------------------------------------------------------------
+    @api.get("/devices", tags=["devices"], response_model=list[DeviceView])
+    def list_devices() -> list[DeviceView]:
+        return registry.list_devices()
+
+    @api.get("/devices/{device_id}", tags=["devices"], response_model=DeviceView)
+    def get_device(device_id: str) -> DeviceView:
+        return registry.get_device(device_id)
+
+    @api.post(
+        "/devices/{device_id}/methods/{method}",
+        tags=["devices"],
+        response_model=DirectMethodResponse,
+        responses={504: {"model": ErrorBody}},
+        summary="Call a direct method (ping, restart-module, logs) and wait for the device's answer",
+    )
+    def call_method(
+        device_id: str, method: str, call: Annotated[MethodCall | None, Body()] = None
+    ) -> DirectMethodResponse:
+        registry.get_device(device_id)
+        call = call or MethodCall()
+        return controller.call_method(device_id, method, call.params, call.timeout_s or hub_.settings.method_timeout_s)
+
+    app.include_router(api)
+    return app

@@ -1,0 +1,262 @@
+"""The MQTT side of the hub.
+
+- ingests devices' reported state, presence, telemetry and direct-method responses into the store
+  (a device exists once it first says something);
+- reconciles: renders every device's modules and, when they differ from the manifest last
+  published to it, signs a new manifest with the next generation and publishes it retained, QoS 1;
+- republishes every stored manifest after (re)connecting, so a broker that lost its retained
+  messages gets them back;
+- calls direct methods (request on ``commands``, correlated response on ``responses``).
+
+Rendering is pure (render.py); this module only moves bytes and calls the store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import ValidationError
+
+from hub.errors import HubError, InvalidRequest, MethodTimeout
+from hub.mqtt_url import parse_broker_url
+from hub.render import DeviceView, index_models, modules_wire, render_device
+from hub.store import DesiredRecord, Store
+from protocol.models import (
+    DeviceManifest,
+    DirectMethodRequest,
+    DirectMethodResponse,
+    Presence,
+    PresenceState,
+    ReportedState,
+    Telemetry,
+    utcnow,
+)
+from protocol.signing import HubKey, sign_manifest
+from protocol.topics import TopicKind, parse_topic, subscription, topic
+
+log = logging.getLogger(__name__)
+_INGESTED = (TopicKind.REPORTED, TopicKind.PRESENCE, TopicKind.TELEMETRY, TopicKind.RESPONSES)
+
+
+@dataclass
+class _PendingCall:
+    done: threading.Event = field(default_factory=threading.Event)
+    response: DirectMethodResponse | None = None
+
+
+def parse_presence(device_id: str, payload: bytes) -> Presence | None:
+    """Presence as JSON, or the bare words ``online``/``offline`` (a simple LWT)."""
+    text = payload.decode("utf-8", errors="replace").strip()
+    if text in ("online", "offline"):
+        return Presence(device_id=device_id, state=PresenceState(text))
+    try:
+        return Presence.model_validate_json(payload)
+    except ValidationError:
+        return None
+
+
+class Controller:
+    def __init__(self, store: Store, key: HubKey, broker_url: str, base_url: str) -> None:
+        self.store = store
+        self.key = key
+        self.base_url = base_url
+        self.broker_url = broker_url
+        self._host, self._port = parse_broker_url(broker_url)
+        self.connected = threading.Event()
+        self.telemetry: dict[str, Telemetry] = {}
+        self._pending: dict[str, _PendingCall] = {}
+        self._pending_lock = threading.Lock()
+        self._reconcile_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"edgefleet-hub-{uuid.uuid4().hex[:8]}", clean_session=True
+        )
+        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
+        self._client.max_queued_messages_set(0)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    # lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._client.connect_async(self._host, self._port, keepalive=30)
+        self._client.loop_start()
+        self._worker = threading.Thread(target=self._run, name="hub-reconcile", daemon=True)
+        self._worker.start()
+        self.request_reconcile()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._worker:
+            self._worker.join(timeout=5)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def request_reconcile(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(timeout=30.0)  # periodic pass as a safety net against a lost wake-up
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self.reconcile()
+            except Exception:  # the loop must survive anything one pass trips over
+                log.exception("reconcile pass failed; retrying on the next change")
+
+    # MQTT callbacks ----------------------------------------------------------------------------
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            log.warning("broker %s refused the hub's connection: %s", self.broker_url, reason)
+            return
+        client.subscribe([(subscription(kind), 1) for kind in _INGESTED])
+        for record in self.store.list_desired():
+            client.publish(topic(record.device_id, TopicKind.DESIRED), record.payload, qos=1, retain=True)
+        self.connected.set()
+        log.info("hub connected to broker %s", self.broker_url)
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self.connected.clear()
+        if not self._stopping.is_set():
+            log.warning("hub lost the broker %s (%s); reconnecting", self.broker_url, reason)
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        parsed = parse_topic(msg.topic)
+        if parsed is None or not msg.payload:  # empty payload: a cleared retained message
+            return
+        device_id, kind = parsed
+        try:
+            self.ingest(device_id, kind, bytes(msg.payload))
+        except Exception:  # a bad message from one device must not stop the hub
+            log.exception("device %s: could not ingest %s message", device_id, kind.value)
+
+    # ingestion ---------------------------------------------------------------------------------
+    def ingest(self, device_id: str, kind: TopicKind, payload: bytes) -> None:
+        now = utcnow()
+        if kind is TopicKind.REPORTED:
+            try:
+                report = ReportedState.model_validate_json(payload)
+            except ValidationError as exc:
+                log.warning("device %s: malformed reported state ignored: %s", device_id, exc)
+                return
+            if report.device_id != device_id:
+                log.warning("report on %s's topic names device %s; ignored", device_id, report.device_id)
+                return
+            _, changed = self.store.record_report(report, now)
+            desired = self.store.get_desired(device_id)
+            if changed or (desired is not None and report.generation > desired.generation):
+                self.request_reconcile()
+        elif kind is TopicKind.PRESENCE:
+            presence = parse_presence(device_id, payload)
+            if presence is None:
+                log.warning("device %s: malformed presence ignored: %r", device_id, payload[:80])
+                return
+            _, new = self.store.record_presence(
+                device_id, presence.state is PresenceState.ONLINE, presence.agent_version, now
+            )
+            if new:
+                self.request_reconcile()
+        elif kind is TopicKind.TELEMETRY:
+            try:
+                self.telemetry[device_id] = Telemetry.model_validate_json(payload)
+            except ValidationError:
+                log.debug("device %s: malformed telemetry ignored", device_id)
+        elif kind is TopicKind.RESPONSES:
+            try:
+                response = DirectMethodResponse.model_validate_json(payload)
+            except ValidationError as exc:
+                log.warning("device %s: malformed direct-method response ignored: %s", device_id, exc)
+                return
+            with self._pending_lock:
+                call = self._pending.get(response.correlation_id)
+            if call is not None:
+                call.response = response
+                call.done.set()
+
+    # reconcile ---------------------------------------------------------------------------------
+    def reconcile(self) -> dict[str, int]:
+        """Publish a new manifest to every device whose rendered modules changed; returns {device: generation}."""
+        published: dict[str, int] = {}
+        with self._reconcile_lock:
+            services = self.store.list_services()
+            models = index_models(self.store.list_models())
+            for device in self.store.list_devices():
+                try:
+                    modules = render_device(
+                        services, DeviceView.of(device.device_id, device.capabilities), models, self.base_url
+                    )
+                except HubError as exc:
+                    log.error("device %s: cannot render its manifest: %s", device.device_id, exc)
+                    continue
+                wire = modules_wire(modules)
+                current = self.store.get_desired(device.device_id)
+                reported = device.last_report.generation if device.last_report else 0
+                if current is None and not wire:
+                    continue
+                if current is not None and current.modules == wire and reported <= current.generation:
+                    continue
+                # Past what the device reports too: after a lost hub database the device would refuse
+                # anything at or below the generation it already accepted.
+                generation = max(current.generation if current else 0, reported) + 1
+                published[device.device_id] = self._publish_manifest(
+                    DeviceManifest(device_id=device.device_id, generation=generation, modules=modules), wire
+                )
+        return published
+
+    def _publish_manifest(self, manifest: DeviceManifest, wire: list[dict[str, Any]]) -> int:
+        signed = sign_manifest(manifest, self.key)
+        payload = json.dumps(signed.to_wire(), separators=(",", ":"))
+        # Stored before publishing: if the publish is lost, the reconnect republishes it.
+        self.store.save_desired(
+            DesiredRecord(
+                device_id=manifest.device_id,
+                generation=manifest.generation,
+                modules=wire,
+                payload=payload,
+                published_at=manifest.issued_at,
+            )
+        )
+        self._client.publish(topic(manifest.device_id, TopicKind.DESIRED), payload, qos=1, retain=True)
+        log.info(
+            "published generation %d to device %s (%d module(s))",
+            manifest.generation,
+            manifest.device_id,
+            len(manifest.modules),
+        )
+        return manifest.generation
+
+    # direct methods ----------------------------------------------------------------------------
+    def call_method(self, device_id: str, method: str, params: dict[str, Any], timeout: float) -> DirectMethodResponse:
+        try:
+            request = DirectMethodRequest(correlation_id=uuid.uuid4().hex, method=method, params=params)  # type: ignore[arg-type]
+        except ValidationError:
+            raise InvalidRequest(f"unknown direct method {method!r}; use one of: ping, restart-module, logs") from None
+        call = _PendingCall()
+        with self._pending_lock:
+            self._pending[request.correlation_id] = call
+        try:
+            self._client.publish(
+                topic(device_id, TopicKind.COMMANDS), json.dumps(request.to_wire()), qos=1, retain=False
+            )
+            if not call.done.wait(timeout):
+                raise MethodTimeout(
+                    f"device {device_id} did not answer {method!r} within {timeout:g} s; is it online? "
+                    f"(see `edgefleet device show {device_id}`)"
+                )
+        finally:
+            with self._pending_lock:
+                self._pending.pop(request.correlation_id, None)
+        assert call.response is not None
+        return call.response

@@ -1,0 +1,39 @@
+"""The hub's parts wired together: settings -> store, blob store, key, controller, registry."""
+
+from __future__ import annotations
+
+import logging
+
+from hub.artifacts import BlobStore
+from hub.controller import Controller
+from hub.registry import Registry
+from hub.settings import HubSettings
+from hub.store import Store, open_store
+from protocol.signing import HubKey
+
+log = logging.getLogger(__name__)
+
+
+class Hub:
+    def __init__(self, settings: HubSettings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.key = HubKey.load_or_create(settings.key_path)
+        self.store: Store = open_store(settings.db_url)
+        self.blobs = BlobStore(settings.blob_dir)
+        self.controller = Controller(self.store, self.key, settings.broker_url, settings.base_url)
+        self.registry = Registry(self.store, self.blobs, self.controller)
+
+    def start(self) -> None:
+        log.info(
+            "hub key %s, data in %s, broker %s, artifacts at %s",
+            self.key.key_id,
+            self.settings.data_dir,
+            self.settings.broker_url,
+            self.settings.base_url,
+        )
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+        self.store.close()

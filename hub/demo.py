@@ -1,0 +1,240 @@
+"""`edgefleet demo`: the whole system on one machine, start to finish.
+
+Starts a private broker, the hub, and N agents as separate OS processes (each a simulated device
+with its own data directory), registers the sample int8 digits model, deploys it everywhere,
+shows progress until every device is Healthy, scores the held-out digits images on every device's
+endpoint, prints per-device accuracy, and stops everything it started — also on Ctrl-C.
+
+The demo drives the hub only through its REST API (HubClient), exactly as the CLI does; it never
+imports the agent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from hub.broker import LocalBroker, free_port, start_local_broker
+from hub.client import HubClient
+from hub.errors import ClientError
+from hub.workflow import deploy_service, register_model, wait_for_service
+
+log = logging.getLogger(__name__)
+
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "modules" / "samples" / "digits"
+SERVICE = "digits-svc"
+MODEL = "digits"
+
+Say = Callable[[str], None]
+
+
+def _console_script(name: str) -> str:
+    """The console script installed beside this interpreter (the venv's), else the one on PATH."""
+    beside = Path(sys.executable).with_name(name)
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if not found:
+        raise ClientError(f"`{name}` is not installed; run `pip install -e .` (make demo does)")
+    return found
+
+
+@dataclass
+class Stack:
+    """Every process the demo started, stopped in reverse order."""
+
+    workdir: Path
+    procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    broker: LocalBroker | None = None
+
+    def spawn(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
+        logs = self.workdir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with open(logs / f"{name}.log", "ab") as out:
+            # own session: Ctrl-C reaches only the demo, which then stops everything in order
+            proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        self.procs.append((name, proc))
+        return proc
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs:
+            if proc.poll() is not None:
+                raise ClientError(
+                    f"{name} exited with code {proc.returncode}; see {self.workdir / 'logs' / (name + '.log')}"
+                )
+
+    def stop(self) -> None:
+        for _name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for _name, proc in reversed(self.procs):
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+        _kill_leftover_modules(self.workdir)
+        if self.broker:
+            self.broker.stop()
+            self.broker = None
+
+
+def _kill_leftover_modules(workdir: Path) -> None:
+    """Safety net: module processes live in their own sessions; none may outlive the demo."""
+    import psutil
+
+    marker = str(workdir)
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if "--edgefleet-device" in cmdline and any(marker in arg for arg in cmdline):
+            log.warning("stopping leftover module process %d", proc.pid)
+            try:
+                proc.terminate()
+                proc.wait(5)
+            except psutil.TimeoutExpired:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+
+
+def _wait_http(url: str, stack: Stack, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stack.check_alive()
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise ClientError(f"{url} did not answer within {timeout:.0f}s")
+
+
+def _wait_devices(client: HubClient, ids: list[str], stack: Stack, say: Say, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    seen: set[str] = set()
+    while time.monotonic() < deadline:
+        stack.check_alive()
+        online = {d["deviceId"] for d in client.list_devices() if d.get("presence") == "online"}
+        for dev in sorted((online & set(ids)) - seen):
+            say(f"  {dev}: online")
+        seen |= online & set(ids)
+        if seen >= set(ids):
+            return
+        time.sleep(0.2)
+    raise ClientError(f"devices {sorted(set(ids) - seen)} did not come online within {timeout:.0f}s")
+
+
+def score_accuracy(endpoint: str, images: np.ndarray, labels: np.ndarray, batch: int = 64) -> tuple[float, float]:
+    """Score every image through POST /score; returns (accuracy, seconds)."""
+    correct = 0
+    started = time.perf_counter()
+    with httpx.Client(timeout=60) as http:
+        for i in range(0, len(images), batch):
+            body = json.dumps({"data": images[i : i + batch].reshape(-1, 64).tolist()})
+            response = http.post(endpoint.rstrip("/") + "/score", content=body)
+            if response.status_code != 200:
+                raise ClientError(f"{endpoint}/score answered {response.status_code}: {response.text[:200]}")
+            predictions = np.asarray(response.json()["predictions"])
+            correct += int((predictions == labels[i : i + batch]).sum())
+    return correct / len(images), time.perf_counter() - started
+
+
+def run_demo(
+    workdir: Path, devices: int = 3, broker: str = "auto", timeout: float = 120.0, say: Say = print
+) -> dict[str, Any]:
+    """Run the demo; returns a summary (per-device state, backend and accuracy)."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    stack = Stack(workdir)
+    summary: dict[str, Any] = {"devices": []}
+    try:
+        stack.broker = start_local_broker(workdir / "broker", prefer=broker)
+        say(f"broker   {stack.broker.kind} on {stack.broker.url}")
+
+        hub_port = free_port()
+        hub_url = f"http://127.0.0.1:{hub_port}"
+        stack.spawn(
+            "hub",
+            [_console_script("edgefleet"), "hub", "serve", "--port", str(hub_port),
+             "--broker", stack.broker.url, "--data-dir", str(workdir / "hub")],
+        )  # fmt: skip
+        _wait_http(hub_url + "/api/v1/hub", stack)
+        say(f"hub      {hub_url} (SQLite + artifact store in {workdir / 'hub'})")
+
+        ids = [f"dev-{i + 1}" for i in range(devices)]
+        for i, dev in enumerate(ids):
+            stack.spawn(
+                f"agent-{dev}",
+                [_console_script("edgefleet-agent"), "--device-id", dev, "--hub", hub_url,
+                 "--broker", stack.broker.url, "--data-dir", str(workdir / "agents" / dev),
+                 "--label", "site=demo", "--label", f"rack={i % 2}", "--stop-modules-on-exit"],
+            )  # fmt: skip
+        say(f"agents   {', '.join(ids)} (one OS process each)")
+        with HubClient(hub_url) as client:
+            _wait_devices(client, ids, stack, say)
+
+            model = register_model(client, SAMPLE_DIR / "digits_int8.onnx", MODEL, {"task": "digits"},
+                                   "small CNN on scikit-learn digits, int8 QOperator", say)  # fmt: skip
+            say(f"model    registered {model['name']}:{model['version']}")
+            deploy_service(
+                client,
+                SERVICE,
+                [f"{model['name']}:{model['version']}"],
+                SAMPLE_DIR / "inferenceconfig.json",
+                SAMPLE_DIR / "deploymentconfig.json",
+                say,
+            )
+            say(f"deploy   {SERVICE} -> {devices} device(s)")
+            service = wait_for_service(client, SERVICE, timeout, say, on_poll=stack.check_alive)
+            if service["state"] != "Healthy":
+                raise ClientError(f"service {SERVICE} ended {service['state']}: {service['reason']}")
+
+            test = np.load(SAMPLE_DIR / "test_set.npz")
+            images, labels = test["images"], test["labels"]
+            say(f"score    {len(images)} held-out digits images on every device")
+            rows = []
+            for dev in sorted(service["devices"], key=lambda d: d["device"]):
+                accuracy, seconds = score_accuracy(dev["endpoint"], images, labels)
+                rows.append([dev["device"], dev["state"], dev.get("backend") or "-", f"{accuracy:.2%}",
+                             f"{len(images) / seconds:.0f}/s", dev["endpoint"]])  # fmt: skip
+                summary["devices"].append({**dev, "accuracy": accuracy})
+            from hub.cli_output import table
+
+            say(table(["DEVICE", "STATE", "BACKEND", "ACCURACY", "THROUGHPUT", "ENDPOINT"], rows))
+            client.delete_service(SERVICE)
+            say(f"delete   {SERVICE}")
+    finally:
+        say("stopping agents, hub and broker")
+        stack.stop()
+    say("done: every process the demo started has exited")
+    return summary
+
+
+def main_demo(workdir: Path, devices: int, broker: str, timeout: float) -> int:
+    logging.basicConfig(level=os.environ.get("EDGEFLEET_LOG_LEVEL", "WARNING"))
+    try:
+        run_demo(workdir, devices, broker, timeout)
+    except KeyboardInterrupt:
+        print("interrupted: everything the demo started has been stopped", file=sys.stderr)
+        return 130
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0

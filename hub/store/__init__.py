@@ -1,0 +1,36 @@
+"""The hub's registry: models, services, devices and the desired state published to each device.
+
+Callers use the ``Store`` interface and ``open_store(url)``; adding PostgreSQL means one new module
+implementing ``Store`` and one branch in ``open_store``, nothing else.
+"""
+
+from __future__ import annotations
+
+from hub.errors import SettingsError
+from hub.store.base import Store
+from hub.store.records import DesiredRecord, DeviceRecord, FileEntry, ModelRecord, ServiceRecord
+from hub.store.sqlite import SqliteStore
+
+__all__ = [
+    "DesiredRecord",
+    "DeviceRecord",
+    "FileEntry",
+    "ModelRecord",
+    "ServiceRecord",
+    "SqliteStore",
+    "Store",
+    "open_store",
+]
+
+
+def open_store(url: str) -> Store:
+    """``sqlite:///relative/or/absolute/path.db`` or ``sqlite:///:memory:``."""
+    if url.startswith("sqlite:///"):
+        return SqliteStore(url[len("sqlite:///") :])
+    scheme = url.split(":", 1)[0]
+    if scheme in ("postgresql", "postgres"):
+        raise SettingsError(
+            f"database URL {url!r}: PostgreSQL is not implemented yet; use sqlite:///<path> "
+            "(a PostgreSQL Store only has to implement hub.store.base.Store)"
+        )
+    raise SettingsError(f"database URL {url!r}: unsupported scheme {scheme!r}; use sqlite:///<path>")

@@ -1,0 +1,75 @@
+"""The Store interface. Callers depend on this only; SQLite implements it now, PostgreSQL can later.
+
+Implementations must be safe to call from several threads (API worker threads and the MQTT thread).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import datetime
+
+from hub.store.records import DesiredRecord, DeviceRecord, FileEntry, ModelRecord, ServiceRecord
+from protocol.models import ReportedState
+
+
+class Store(ABC):
+    # models ------------------------------------------------------------------------------------
+    @abstractmethod
+    def create_model(self, name: str, files: list[FileEntry], tags: dict[str, str], description: str) -> ModelRecord:
+        """Register the next version of ``name`` (1 for a new name); atomic against concurrent calls."""
+
+    @abstractmethod
+    def get_model(self, name: str, version: int) -> ModelRecord | None: ...
+
+    @abstractmethod
+    def list_models(self, name: str | None = None) -> list[ModelRecord]:
+        """All versions (of ``name``), ordered by name then version."""
+
+    @abstractmethod
+    def delete_model(self, name: str, version: int) -> bool:
+        """True when it existed. Callers check that no service uses it first."""
+
+    # services ----------------------------------------------------------------------------------
+    @abstractmethod
+    def put_service(self, service: ServiceRecord) -> None:
+        """Create or replace the service named ``service.name``."""
+
+    @abstractmethod
+    def get_service(self, name: str) -> ServiceRecord | None: ...
+
+    @abstractmethod
+    def list_services(self) -> list[ServiceRecord]: ...
+
+    @abstractmethod
+    def delete_service(self, name: str) -> bool: ...
+
+    # devices -----------------------------------------------------------------------------------
+    @abstractmethod
+    def record_report(self, report: ReportedState, at: datetime) -> tuple[DeviceRecord, bool]:
+        """Store a device's report (creating the device); True when labels/capabilities changed or it is new."""
+
+    @abstractmethod
+    def record_presence(
+        self, device_id: str, online: bool, agent_version: str, at: datetime
+    ) -> tuple[DeviceRecord, bool]:
+        """Store presence (creating the device); True when the device is new."""
+
+    @abstractmethod
+    def get_device(self, device_id: str) -> DeviceRecord | None: ...
+
+    @abstractmethod
+    def list_devices(self) -> list[DeviceRecord]: ...
+
+    # desired state -----------------------------------------------------------------------------
+    @abstractmethod
+    def get_desired(self, device_id: str) -> DesiredRecord | None: ...
+
+    @abstractmethod
+    def list_desired(self) -> list[DesiredRecord]: ...
+
+    @abstractmethod
+    def save_desired(self, record: DesiredRecord) -> None:
+        """Store the manifest just signed; StoreError unless its generation exceeds the stored one."""
+
+    @abstractmethod
+    def close(self) -> None: ...

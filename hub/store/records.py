@@ -1,0 +1,71 @@
+"""What the store holds. The same models are the REST API's response bodies (camelCase JSON)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from hub.configs import DeploymentConfig, InferenceConfig
+from protocol.models import DeviceCapabilities, ModelRef, ReportedState
+
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+PresenceValue = Literal["online", "offline", "unknown"]
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class FileEntry(ApiModel):
+    """One file of a model version or of a service's source directory, stored as a blob."""
+
+    path: str = Field(description="relative path, '/'-separated")
+    digest: str = Field(description="sha256:<hex> of the blob")
+    size: int = Field(ge=0)
+
+
+class ModelRecord(ApiModel):
+    name: str
+    version: int = Field(ge=1, description="auto-incremented per name, starting at 1")
+    tags: dict[str, str] = Field(default_factory=dict)
+    description: str = ""
+    created: datetime
+    files: list[FileEntry]
+
+    @property
+    def ref(self) -> ModelRef:
+        return ModelRef(name=self.name, version=self.version)
+
+
+class ServiceRecord(ApiModel):
+    name: str
+    models: list[ModelRef]
+    inference_config: InferenceConfig = Field(default_factory=InferenceConfig)
+    deployment_config: DeploymentConfig = Field(default_factory=DeploymentConfig)
+    source_files: list[FileEntry] = Field(default_factory=list)
+    created: datetime
+    updated: datetime
+
+
+class DeviceRecord(ApiModel):
+    device_id: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    capabilities: DeviceCapabilities = Field(default_factory=DeviceCapabilities)
+    presence: PresenceValue = "unknown"
+    agent_version: str = ""
+    last_report: ReportedState | None = None
+    first_seen: datetime
+    last_seen: datetime
+
+
+class DesiredRecord(ApiModel):
+    """The last manifest published to one device."""
+
+    device_id: str
+    generation: int = Field(ge=1)
+    modules: list[dict[str, Any]] = Field(description="the manifest's modules as wire JSON (for change detection)")
+    payload: str = Field(description="the signed manifest exactly as published")
+    published_at: datetime

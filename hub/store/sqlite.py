@@ -1,0 +1,286 @@
+"""SQLite implementation of the Store: one connection guarded by a lock, WAL, versioned schema."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from hub.errors import StoreError
+from hub.store.base import Store
+from hub.store.records import DesiredRecord, DeviceRecord, FileEntry, ModelRecord, ServiceRecord
+from protocol.models import DeviceCapabilities, ReportedState, utcnow
+
+log = logging.getLogger(__name__)
+
+# Append-only: migration N brings the schema from version N-1 to N. Never edit a released entry.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE model_names (name TEXT PRIMARY KEY, last_version INTEGER NOT NULL);
+    CREATE TABLE models (
+        name TEXT NOT NULL, version INTEGER NOT NULL, tags TEXT NOT NULL, description TEXT NOT NULL,
+        created TEXT NOT NULL, files TEXT NOT NULL, PRIMARY KEY (name, version));
+    CREATE TABLE services (name TEXT PRIMARY KEY, body TEXT NOT NULL);
+    CREATE TABLE devices (
+        device_id TEXT PRIMARY KEY, labels TEXT NOT NULL, capabilities TEXT NOT NULL, presence TEXT NOT NULL,
+        agent_version TEXT NOT NULL, last_report TEXT, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL);
+    CREATE TABLE desired (
+        device_id TEXT PRIMARY KEY, generation INTEGER NOT NULL, modules TEXT NOT NULL, payload TEXT NOT NULL,
+        published_at TEXT NOT NULL);
+    """,
+]
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+class SqliteStore(Store):
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # One connection shared by all threads behind a lock: simple, and SQLite serializes writes anyway.
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._migrate()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._tx() as c:
+            c.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = c.execute("SELECT version FROM schema_version").fetchone()
+            current = row["version"] if row else 0
+            if current > len(MIGRATIONS):
+                raise StoreError(
+                    f"{self.path}: database schema version {current} is newer than this hub knows "
+                    f"({len(MIGRATIONS)}); upgrade edgefleet or use another data directory"
+                )
+            for version in range(current + 1, len(MIGRATIONS) + 1):
+                log.info("migrating hub database %s to schema version %d", self.path, version)
+                for statement in MIGRATIONS[version - 1].split(";"):
+                    if statement.strip():
+                        c.execute(statement)
+            if row is None:
+                c.execute("INSERT INTO schema_version (version) VALUES (?)", (len(MIGRATIONS),))
+            else:
+                c.execute("UPDATE schema_version SET version = ?", (len(MIGRATIONS),))
+
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT version FROM schema_version").fetchone()["version"])
+
+    # models ------------------------------------------------------------------------------------
+    @staticmethod
+    def _model(row: sqlite3.Row) -> ModelRecord:
+        return ModelRecord(
+            name=row["name"],
+            version=row["version"],
+            tags=json.loads(row["tags"]),
+            description=row["description"],
+            created=datetime.fromisoformat(row["created"]),
+            files=[FileEntry.model_validate(f) for f in json.loads(row["files"])],
+        )
+
+    def create_model(self, name: str, files: list[FileEntry], tags: dict[str, str], description: str) -> ModelRecord:
+        with self._tx() as c:
+            # Versions are never reused, also after a delete: "digits:2" always means the same bytes.
+            row = c.execute("SELECT last_version FROM model_names WHERE name = ?", (name,)).fetchone()
+            version = (row["last_version"] if row else 0) + 1
+            c.execute(
+                "INSERT INTO model_names (name, last_version) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET last_version = excluded.last_version",
+                (name, version),
+            )
+            record = ModelRecord(
+                name=name, version=version, tags=tags, description=description, created=utcnow(), files=files
+            )
+            c.execute(
+                "INSERT INTO models (name, version, tags, description, created, files) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    version,
+                    _dumps(tags),
+                    description,
+                    record.created.isoformat(),
+                    _dumps([f.model_dump() for f in files]),
+                ),
+            )
+        return record
+
+    def get_model(self, name: str, version: int) -> ModelRecord | None:
+        with self._lock:
+            row = self._conn.execute("SELECT * FROM models WHERE name = ? AND version = ?", (name, version)).fetchone()
+        return self._model(row) if row else None
+
+    def list_models(self, name: str | None = None) -> list[ModelRecord]:
+        with self._lock:
+            if name is None:
+                rows = self._conn.execute("SELECT * FROM models ORDER BY name, version").fetchall()
+            else:
+                rows = self._conn.execute("SELECT * FROM models WHERE name = ? ORDER BY version", (name,)).fetchall()
+        return [self._model(r) for r in rows]
+
+    def delete_model(self, name: str, version: int) -> bool:
+        with self._tx() as c:
+            return c.execute("DELETE FROM models WHERE name = ? AND version = ?", (name, version)).rowcount > 0
+
+    # services ----------------------------------------------------------------------------------
+    def put_service(self, service: ServiceRecord) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO services (name, body) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET body = excluded.body",
+                (service.name, service.model_dump_json(by_alias=True)),
+            )
+
+    def get_service(self, name: str) -> ServiceRecord | None:
+        with self._lock:
+            row = self._conn.execute("SELECT body FROM services WHERE name = ?", (name,)).fetchone()
+        return ServiceRecord.model_validate_json(row["body"]) if row else None
+
+    def list_services(self) -> list[ServiceRecord]:
+        with self._lock:
+            rows = self._conn.execute("SELECT body FROM services ORDER BY name").fetchall()
+        return [ServiceRecord.model_validate_json(r["body"]) for r in rows]
+
+    def delete_service(self, name: str) -> bool:
+        with self._tx() as c:
+            return c.execute("DELETE FROM services WHERE name = ?", (name,)).rowcount > 0
+
+    # devices -----------------------------------------------------------------------------------
+    @staticmethod
+    def _device(row: sqlite3.Row) -> DeviceRecord:
+        return DeviceRecord(
+            device_id=row["device_id"],
+            labels=json.loads(row["labels"]),
+            capabilities=DeviceCapabilities.model_validate_json(row["capabilities"]),
+            presence=row["presence"],
+            agent_version=row["agent_version"],
+            last_report=ReportedState.model_validate_json(row["last_report"]) if row["last_report"] else None,
+            first_seen=datetime.fromisoformat(row["first_seen"]),
+            last_seen=datetime.fromisoformat(row["last_seen"]),
+        )
+
+    def _ensure_device(self, c: sqlite3.Connection, device_id: str, at: datetime) -> bool:
+        cur = c.execute(
+            "INSERT OR IGNORE INTO devices (device_id, labels, capabilities, presence, agent_version, last_report, "
+            "first_seen, last_seen) VALUES (?, '{}', '{}', 'unknown', '', NULL, ?, ?)",
+            (device_id, at.isoformat(), at.isoformat()),
+        )
+        return cur.rowcount > 0
+
+    def record_report(self, report: ReportedState, at: datetime) -> tuple[DeviceRecord, bool]:
+        capabilities = report.capabilities.model_dump_json(by_alias=True)
+        labels = _dumps(report.capabilities.labels)
+        with self._tx() as c:
+            new = self._ensure_device(c, report.device_id, at)
+            old = c.execute(
+                "SELECT labels, capabilities FROM devices WHERE device_id = ?", (report.device_id,)
+            ).fetchone()
+            changed = new or old["labels"] != labels or old["capabilities"] != capabilities
+            agent_version = report.agent_version
+            c.execute(
+                "UPDATE devices SET labels = ?, capabilities = ?, last_report = ?, last_seen = ?, "
+                "agent_version = CASE WHEN ? = '' THEN agent_version ELSE ? END WHERE device_id = ?",
+                (
+                    labels,
+                    capabilities,
+                    report.model_dump_json(by_alias=True),
+                    at.isoformat(),
+                    agent_version,
+                    agent_version,
+                    report.device_id,
+                ),
+            )
+            row = c.execute("SELECT * FROM devices WHERE device_id = ?", (report.device_id,)).fetchone()
+        return self._device(row), changed
+
+    def record_presence(
+        self, device_id: str, online: bool, agent_version: str, at: datetime
+    ) -> tuple[DeviceRecord, bool]:
+        with self._tx() as c:
+            new = self._ensure_device(c, device_id, at)
+            c.execute(
+                "UPDATE devices SET presence = ?, last_seen = ?, "
+                "agent_version = CASE WHEN ? = '' THEN agent_version ELSE ? END WHERE device_id = ?",
+                ("online" if online else "offline", at.isoformat(), agent_version, agent_version, device_id),
+            )
+            row = c.execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+        return self._device(row), new
+
+    def get_device(self, device_id: str) -> DeviceRecord | None:
+        with self._lock:
+            row = self._conn.execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+        return self._device(row) if row else None
+
+    def list_devices(self) -> list[DeviceRecord]:
+        with self._lock:
+            rows = self._conn.execute("SELECT * FROM devices ORDER BY device_id").fetchall()
+        return [self._device(r) for r in rows]
+
+    # desired state -----------------------------------------------------------------------------
+    @staticmethod
+    def _desired(row: sqlite3.Row) -> DesiredRecord:
+        return DesiredRecord(
+            device_id=row["device_id"],
+            generation=row["generation"],
+            modules=json.loads(row["modules"]),
+            payload=row["payload"],
+            published_at=datetime.fromisoformat(row["published_at"]),
+        )
+
+    def get_desired(self, device_id: str) -> DesiredRecord | None:
+        with self._lock:
+            row = self._conn.execute("SELECT * FROM desired WHERE device_id = ?", (device_id,)).fetchone()
+        return self._desired(row) if row else None
+
+    def list_desired(self) -> list[DesiredRecord]:
+        with self._lock:
+            rows = self._conn.execute("SELECT * FROM desired ORDER BY device_id").fetchall()
+        return [self._desired(r) for r in rows]
+
+    def save_desired(self, record: DesiredRecord) -> None:
+        with self._tx() as c:
+            row = c.execute("SELECT generation FROM desired WHERE device_id = ?", (record.device_id,)).fetchone()
+            if row and record.generation <= row["generation"]:
+                raise StoreError(
+                    f"device {record.device_id}: generation {record.generation} is not greater than the stored "
+                    f"generation {row['generation']}; generations must strictly increase"
+                )
+            c.execute(
+                "INSERT INTO desired (device_id, generation, modules, payload, published_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(device_id) DO UPDATE SET generation = excluded.generation, modules = excluded.modules, "
+                "payload = excluded.payload, published_at = excluded.published_at",
+                (
+                    record.device_id,
+                    record.generation,
+                    _dumps(record.modules),
+                    record.payload,
+                    record.published_at.isoformat(),
+                ),
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

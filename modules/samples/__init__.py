@@ -1,0 +1,1 @@
+"""Sample models and entry scripts that ship with edgefleet."""

@@ -1,0 +1,50 @@
+"""Load an Azure ML style entry script (``init()`` and ``run(raw_data)``) from its source directory."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from modules.scoring.errors import EntryScriptError
+
+
+@dataclass
+class EntryScript:
+    path: Path
+    module: ModuleType
+    init: Callable[[], Any]
+    run_fn: Callable[[str], Any]
+    # Azure ML runs one request at a time per worker and scripts rely on it (globals set in init)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run(self, raw_data: str) -> Any:
+        with self._lock:
+            return self.run_fn(raw_data)
+
+
+def load_entry_script(path: Path, source_dir: Path) -> EntryScript:
+    """Import the script (its source directory first on sys.path, so it can import its helpers)."""
+    if not path.is_file():
+        raise EntryScriptError(f"entry script {path} does not exist (source directory {source_dir})")
+    if str(source_dir) not in sys.path:
+        sys.path.insert(0, str(source_dir))
+    spec = importlib.util.spec_from_file_location(f"edgefleet_entry_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise EntryScriptError(f"entry script {path} cannot be imported as Python")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise EntryScriptError(f"importing entry script {path} raised {type(exc).__name__}: {exc}") from exc
+    missing = [name for name in ("init", "run") if not callable(getattr(module, name, None))]
+    if missing:
+        raise EntryScriptError(
+            f"entry script {path} does not define {' and '.join(missing)}(); it needs init() and run(raw_data)"
+        )
+    return EntryScript(path=path, module=module, init=module.init, run_fn=module.run)

@@ -1,0 +1,107 @@
+"""Process lifecycle: parse the configuration, bind, initialise, report status, serve until SIGTERM.
+
+The port is bound before initialisation so /v2/health/live answers while a slow init() runs and
+/v2/health/ready says 503 until it is done. Exit codes (the agent's contract, see status.py):
+0 graceful stop, 1 Failed (bad configuration, init() raised), 78 Unschedulable (a required
+accelerator is missing).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from modules.scoring.config import ServerConfig, parse_config
+from modules.scoring.errors import ConfigError
+from modules.scoring.http import ScoringHTTPServer
+from modules.scoring.service import ScoringService
+from modules.scoring.status import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNSCHEDULABLE,
+    ServerState,
+    ServerStatus,
+    write_status_file,
+)
+
+log = logging.getLogger(__name__)
+
+_EXIT_CODES = {ServerState.FAILED: EXIT_FAILED, ServerState.UNSCHEDULABLE: EXIT_UNSCHEDULABLE}
+
+
+def _report(config: ServerConfig, status: ServerStatus) -> None:
+    if config.status_file is not None:
+        try:
+            write_status_file(config.status_file, status)
+        except OSError as exc:  # the server can still serve; the agent falls back to probing HTTP
+            log.error("cannot write status file %s: %s", config.status_file, exc)
+
+
+def _status_path_from(argv: Sequence[str]) -> Path | None:
+    """Best effort when the configuration itself is invalid: still tell the agent why."""
+    for i, token in enumerate(argv):
+        if token == "--status-file" and i + 1 < len(argv):
+            return Path(argv[i + 1])
+        if token.startswith("--status-file="):
+            return Path(token.split("=", 1)[1])
+    value = os.environ.get("EDGEFLEET_STATUS_FILE")
+    return Path(value) if value else None
+
+
+def serve(config: ServerConfig) -> int:
+    service = ScoringService(config)
+    try:
+        httpd = ScoringHTTPServer((config.host, config.port), service)
+    except OSError as exc:
+        message = f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}; pick another --port"
+        log.error(message)
+        _report(config, ServerStatus(ServerState.FAILED, message, os.getpid(), config.port))
+        return EXIT_FAILED
+    port = int(httpd.server_address[1])
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    _report(config, service.status(port))
+    serving = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True)
+    serving.start()
+    log.info("listening on http://%s:%d", config.host, port)
+    try:
+        state = service.initialise()
+        _report(config, service.status(port))
+        if state is ServerState.READY:
+            log.info("ready: %s", service.message)
+            stop.wait()
+        return _EXIT_CODES.get(state, EXIT_OK)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        service.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        config = parse_config(args, os.environ)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        status_path = _status_path_from(args)
+        if status_path is not None:
+            write_status_file(status_path, ServerStatus(ServerState.FAILED, str(exc), os.getpid(), 0))
+        return EXIT_FAILED
+    logging.basicConfig(
+        level=getattr(logging, config.log_level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return serve(config)

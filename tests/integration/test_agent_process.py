@@ -1,0 +1,133 @@
+"""The agent as a real OS process: SIGKILL and restart adopts the running module, SIGTERM leaves it
+running, trust-on-first-use pins the hub key so a later start needs no hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from protocol import ModuleSpec
+from tests.support.agent_harness import (
+    FAKE_MODULE,
+    ArtifactServer,
+    TestHub,
+    agent_env,
+    kill_module_processes,
+    module_pids,
+    module_state,
+    start_agent_process,
+    stop_process,
+)
+from tests.support.processes import Mosquitto, free_port, wait_for
+
+
+class HubInfoServer:
+    """Answers GET /api/v1/hub like the hub does, and counts how often it was asked."""
+
+    def __init__(self, public_key: str, key_id: str) -> None:
+        self.hits = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.hits += 1
+                body = json.dumps({"publicKey": public_key, "keyId": key_id}).encode()
+                self.send_response(200 if self.path == "/api/v1/hub" else 404)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.port = free_port()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def device_id() -> Iterator[str]:
+    dev = f"proc-{os.getpid()}"
+    yield dev
+    kill_module_processes(dev)
+
+
+def test_sigkill_restart_adopts_module_and_sigterm_leaves_it_running(
+    mosquitto: Mosquitto, tmp_path: Path, device_id: str
+) -> None:
+    hub = TestHub(mosquitto.port, device_id)
+    info = HubInfoServer(hub.key.public_key_b64, hub.key.key_id)
+    data_dir = tmp_path / "agent"
+    args = ["--device-id", device_id, "--broker", mosquitto.url, "--data-dir", str(data_dir)]
+    env = agent_env(
+        module_command=FAKE_MODULE,
+        discovery_command=[sys.executable, "-c", "print('[]')"],
+        report_heartbeat_s=5,
+        stop_grace_s=3,
+    )
+    log_path = tmp_path / "agent.log"
+    agents = []
+    try:
+        with ArtifactServer(tmp_path / "artifacts") as artifacts:
+            model = artifacts.add("model.onnx", b"weights" * 300)
+            spec = ModuleSpec.model_validate(
+                {
+                    "name": "scorer",
+                    "service": "scorer-svc",
+                    "artifacts": [model.to_wire()],
+                    "health": {"intervalS": 0.5, "startupTimeoutS": 30},
+                }
+            )
+            agents.append(start_agent_process([*args, "--hub", f"http://127.0.0.1:{info.port}"], env, log_path))
+            hub.publish(1, [spec])
+            hub.wait_report(lambda r: module_state(r, "scorer") == "Healthy", what="scorer Healthy")
+            assert info.hits == 1  # trust on first use: asked once, then pinned
+            assert json.loads((data_dir / "hub-key.json").read_text())["publicKey"] == hub.key.public_key_b64
+            info.close()  # from now on the hub is unreachable: the pinned key must do
+            (pid,) = module_pids(device_id, "scorer")
+
+            agents[0].send_signal(signal.SIGKILL)
+            agents[0].wait(10)
+            wait_for(lambda: hub.presence and hub.presence[-1] == "offline", 15, what="last will: offline")
+            assert module_pids(device_id, "scorer") == [pid]  # the module outlives its agent
+
+            hub.reports.clear()
+            agents.append(start_agent_process([*args, "--hub", f"http://127.0.0.1:{info.port}"], env, log_path))
+            report = hub.wait_report(
+                lambda r: r.seq >= 1 and module_state(r, "scorer") == "Healthy" and r.converged,
+                what="restarted agent reports the adopted module Healthy",
+            )
+            assert module_pids(device_id, "scorer") == [pid]  # adopted, not duplicated
+            assert report.modules[0].instance == str(pid)
+            assert hub.presence[-1] == "online"
+
+            stop_process(agents[1], signal.SIGTERM)
+            assert agents[1].returncode == 0
+            wait_for(lambda: hub.presence[-1] == "offline", 15, what="graceful offline presence")
+            assert module_pids(device_id, "scorer") == [pid]  # graceful exit leaves modules serving
+
+            agents.append(
+                start_agent_process([*args, "--hub", "http://127.0.0.1:9", "--stop-modules-on-exit"], env, log_path)
+            )
+            hub.reports.clear()
+            hub.wait_report(lambda r: module_state(r, "scorer") == "Healthy", what="adopted again")
+            stop_process(agents[2], signal.SIGTERM)
+            assert module_pids(device_id, "scorer") == []
+    finally:
+        for proc in agents:
+            stop_process(proc, signal.SIGKILL)
+        hub.close()
+        info.close()
+    assert "adopted running module scorer" in log_path.read_text()

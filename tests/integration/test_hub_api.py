@@ -1,0 +1,143 @@
+"""The hub's REST API over loopback: blobs, models, services, errors. The broker is not needed here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hub.server import HubServer
+from hub.settings import HubSettings
+from protocol.digests import sha256_bytes
+from protocol.signing import HubKey
+from tests.support.processes import free_port
+
+DATA = bytes(range(256)) * 40  # 10 KiB
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[httpx.Client]:
+    # No broker listens on this port: the controller keeps retrying in the background, the API works.
+    settings = HubSettings(data_dir=tmp_path / "hub", port=0, broker_url=f"mqtt://127.0.0.1:{free_port()}")
+    with HubServer(settings) as server, httpx.Client(base_url=server.url + "/api/v1", timeout=10) as client:
+        yield client
+
+
+def upload(api: httpx.Client, data: bytes) -> str:
+    digest = sha256_bytes(data)
+    assert api.put(f"/blobs/{digest}", content=data).status_code == 201
+    return digest
+
+
+def register(api: httpx.Client, name: str = "digits", data: bytes = DATA) -> dict:  # type: ignore[type-arg]
+    digest = upload(api, data)
+    r = api.post("/models", json={"name": name, "files": [{"path": "m.onnx", "digest": digest, "size": len(data)}]})
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def test_hub_info_publishes_the_signing_key(api: httpx.Client, tmp_path: Path) -> None:
+    info = api.get("/hub").json()
+    key = HubKey.load_or_create(tmp_path / "hub" / "hub_key.pem")
+    assert info["publicKey"] == key.public_key_b64 and info["keyId"] == key.key_id
+    assert info["brokerUrl"].startswith("mqtt://127.0.0.1:")
+
+
+def test_blob_upload_with_wrong_digest_is_refused(api: httpx.Client) -> None:
+    claimed = sha256_bytes(b"something else")
+    r = api.put(f"/blobs/{claimed}", content=DATA)
+    assert r.status_code == 400
+    assert claimed in r.json()["error"] and sha256_bytes(DATA) in r.json()["error"]
+    assert api.head(f"/blobs/{claimed}").status_code == 404
+    r = api.put("/blobs/md5:abc", content=b"x")
+    assert r.status_code == 400 and "not a sha256 digest" in r.json()["error"]
+
+
+def test_blob_download_with_range_and_etag(api: httpx.Client) -> None:
+    digest = upload(api, DATA)
+    assert api.put(f"/blobs/{digest}", content=DATA).json()["created"] is False  # idempotent
+    head = api.head(f"/blobs/{digest}")
+    assert head.status_code == 200 and head.headers["content-length"] == str(len(DATA))
+    full = api.get(f"/blobs/{digest}")
+    assert full.content == DATA and full.headers["etag"] == f'"{digest}"'
+    part = api.get(f"/blobs/{digest}", headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == DATA[100:200]
+    assert part.headers["content-range"] == f"bytes 100-199/{len(DATA)}"
+    assert part.headers["content-length"] == "100"
+    tail = api.get(f"/blobs/{digest}", headers={"Range": f"bytes={len(DATA) - 10}-"})
+    assert tail.status_code == 206 and tail.content == DATA[-10:]
+    assert api.get(f"/blobs/{digest}", headers={"If-None-Match": f'"{digest}"'}).status_code == 304
+    bad = api.get(f"/blobs/{digest}", headers={"Range": f"bytes={len(DATA)}-"})
+    assert bad.status_code == 416 and bad.headers["content-range"] == f"bytes */{len(DATA)}"
+    missing = api.get(f"/blobs/{sha256_bytes(b'nope')}")
+    assert missing.status_code == 404 and "upload it first" in missing.json()["error"]
+
+
+def test_model_register_list_show_delete(api: httpx.Client) -> None:
+    assert register(api)["version"] == 1
+    assert register(api, data=b"v2")["version"] == 2
+    assert [m["version"] for m in api.get("/models", params={"name": "digits"}).json()] == [1, 2]
+    assert api.get("/models/digits/versions/2").json()["files"][0]["size"] == 2
+    assert api.delete("/models/digits/versions/1").status_code == 204
+    r = api.get("/models/digits/versions/1")
+    assert r.status_code == 404 and "known versions: 2" in r.json()["error"]
+
+
+def test_model_with_unuploaded_blob_or_bad_name_is_refused(api: httpx.Client) -> None:
+    digest = sha256_bytes(b"never uploaded")
+    r = api.post("/models", json={"name": "m", "files": [{"path": "a.onnx", "digest": digest, "size": 1}]})
+    assert r.status_code == 400 and "is not uploaded" in r.json()["error"]
+    digest = upload(api, b"abc")
+    r = api.post("/models", json={"name": "m", "files": [{"path": "../a.onnx", "digest": digest, "size": 3}]})
+    assert r.status_code == 400 and "without '.' or '..'" in r.json()["error"]
+    r = api.post("/models", json={"name": "m", "files": [{"path": "a.onnx", "digest": digest, "size": 4}]})
+    assert r.status_code == 400 and "size 4 given" in r.json()["error"]
+    r = api.post("/models", json={"name": "bad name", "files": []})
+    assert r.status_code == 422 and r.json()["error"].startswith("invalid request: name:")
+
+
+def test_services_validate_configs_models_and_names(api: httpx.Client) -> None:
+    register(api)
+    r = api.post("/services", json={"name": "svc", "models": ["digits:1"], "deploymentConfig": {"prot": 1}})
+    assert r.status_code == 400
+    assert r.json()["error"] == "deploymentconfig.json: prot: unknown field (did you mean port?)"
+    r = api.post("/services", json={"name": "svc", "models": ["digits:7"]})
+    assert r.status_code == 404 and "digits:7" in r.json()["error"]
+    r = api.post("/services", json={"name": "svc", "models": ["digits"]})
+    assert r.status_code == 400 and "NAME:VERSION" in r.json()["error"]
+    r = api.post("/services", json={"name": "Svc_1", "models": ["digits:1"]})
+    assert r.status_code == 400 and "lowercase" in r.json()["error"]
+    r = api.post("/services", json={"name": "svc", "models": ["digits:1"], "inferenceConfig": {"entryScript": "s.py"}})
+    assert r.status_code == 400 and "not among the uploaded source files" in r.json()["error"]
+
+
+def test_service_lifecycle_and_model_in_use(api: httpx.Client) -> None:
+    register(api)
+    r = api.post("/services", json={"name": "svc", "models": ["digits:1"]})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["state"] == "Unschedulable" and "no device matches the target (any device)" in body["reason"]
+    assert api.post("/services", json={"name": "svc", "models": ["digits:1"]}).status_code == 409
+    assert api.post("/services", json={"name": "svc", "models": ["digits:1"], "overwrite": True}).status_code == 201
+    assert [s["name"] for s in api.get("/services").json()] == ["svc"]
+    r = api.delete("/models/digits/versions/1")
+    assert r.status_code == 409 and "used by service(s) svc" in r.json()["error"]
+    assert api.delete("/services/svc").status_code == 204
+    assert api.get("/services/svc").status_code == 404
+    assert api.delete("/models/digits/versions/1").status_code == 204
+
+
+def test_unknown_routes_and_devices_answer_json_errors(api: httpx.Client) -> None:
+    r = api.get("/devices/dev-x")
+    assert r.status_code == 404 and "devices appear when their agent first reports" in r.json()["error"]
+    assert api.get("/nope").json() == {"error": "Not Found"}
+    r = api.post("/models", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and "error" in r.json()
+
+
+def test_openapi_documents_the_api(api: httpx.Client) -> None:
+    spec = httpx.get(str(api.base_url).removesuffix("/api/v1/") + "/openapi.json").json()
+    assert "/api/v1/services/{name}" in spec["paths"]
+    assert {t["name"] for t in spec["tags"]} >= {"blobs", "models", "services", "devices"}

@@ -1,0 +1,241 @@
+"""The hub's MQTT side against a real Mosquitto: signed retained manifests, generations, reports, methods.
+
+A test paho client plays the device, so these tests depend only on the protocol package.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from hub.server import HubServer
+from hub.settings import HubSettings
+from protocol.digests import sha256_bytes
+from protocol.models import (
+    DeviceCapabilities,
+    DeviceManifest,
+    DirectMethodRequest,
+    DirectMethodResponse,
+    ModuleState,
+    ModuleStatus,
+    ReportedState,
+)
+from protocol.signing import verify_manifest
+from protocol.topics import TopicKind, topic
+from tests.support.processes import Mosquitto, free_port, wait_for
+
+MODEL = b"\x08\x07onnx-bytes" * 100
+
+
+class FakeDevice:
+    """Speaks the device side of the protocol: receives desired state, publishes reports."""
+
+    def __init__(self, broker: Mosquitto, device_id: str, labels: dict[str, str] | None = None) -> None:
+        self.device_id = device_id
+        self.labels = labels or {}
+        self.desired: queue.Queue[bytes] = queue.Queue()
+        self.answer_methods = True
+        self.methods: list[DirectMethodRequest] = []
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *_a: self._subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.loop_start()
+        assert self._subscribed.wait(10), "fake device did not subscribe"
+
+    def _on_connect(self, client: mqtt.Client, *_a: Any) -> None:
+        client.subscribe(
+            [(topic(self.device_id, TopicKind.DESIRED), 1), (topic(self.device_id, TopicKind.COMMANDS), 1)]
+        )
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic.endswith("/desired"):
+            self.desired.put(bytes(msg.payload))
+        elif self.answer_methods:
+            request = DirectMethodRequest.model_validate_json(msg.payload)
+            self.methods.append(request)
+            response = DirectMethodResponse(
+                correlation_id=request.correlation_id, status=200, payload={"method": request.method, **request.params}
+            )
+            self.client.publish(topic(self.device_id, TopicKind.RESPONSES), json.dumps(response.to_wire()), qos=1)
+
+    def next_manifest(self, public_key: str, last_generation: int, timeout: float = 15) -> DeviceManifest:
+        payload = self.desired.get(timeout=timeout)
+        return verify_manifest(payload, public_key, device_id=self.device_id, last_generation=last_generation)
+
+    def report(self, generation: int, modules: list[ModuleStatus] | None = None, converged: bool = True) -> None:
+        state = ReportedState(
+            device_id=self.device_id,
+            generation=generation,
+            converged=converged,
+            modules=modules or [],
+            capabilities=DeviceCapabilities(labels=self.labels),
+        )
+        info = self.client.publish(
+            topic(self.device_id, TopicKind.REPORTED), json.dumps(state.to_wire()), qos=1, retain=True
+        )
+        info.wait_for_publish(10)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def healthy(name: str, endpoint: str = "http://127.0.0.1:9") -> ModuleStatus:
+    return ModuleStatus(name=name, service=name, state=ModuleState.HEALTHY, endpoint=endpoint, backend="cpu")
+
+
+@pytest.fixture
+def hub_server(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[HubServer]:
+    settings = HubSettings(data_dir=tmp_path / "hub", port=0, broker_url=mosquitto.url)
+    with HubServer(settings) as server:
+        assert server.hub is not None
+        wait_for(server.hub.controller.connected.is_set, 15, what="hub connected to the broker")
+        yield server
+
+
+@pytest.fixture
+def api(hub_server: HubServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=hub_server.url + "/api/v1", timeout=20) as client:
+        yield client
+
+
+@pytest.fixture
+def device(mosquitto: Mosquitto) -> Iterator[FakeDevice]:
+    dev = FakeDevice(mosquitto, "dev-1", {"site": "lab"})
+    yield dev
+    dev.close()
+
+
+def _register(api: httpx.Client) -> None:
+    digest = sha256_bytes(MODEL)
+    api.put(f"/blobs/{digest}", content=MODEL).raise_for_status()
+    files = [{"path": "digits.onnx", "digest": digest, "size": len(MODEL)}]
+    api.post("/models", json={"name": "digits", "files": files}).raise_for_status()
+
+
+def _deploy(api: httpx.Client, env: dict[str, str] | None = None, overwrite: bool = False) -> dict[str, Any]:
+    body = {
+        "name": "svc",
+        "models": ["digits:1"],
+        "inferenceConfig": {"environment": {"environmentVariables": env or {}}},
+        "deploymentConfig": {"target": {"labels": {"site": "lab"}}},
+        "overwrite": overwrite,
+    }
+    r = api.post("/services", json=body)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def _state(api: httpx.Client) -> str:
+    return str(api.get("/services/svc").json()["state"])
+
+
+def test_deploy_publishes_signed_manifest_and_report_makes_it_healthy(
+    api: httpx.Client, hub_server: HubServer, device: FakeDevice
+) -> None:
+    key = api.get("/hub").json()["publicKey"]
+    device.report(0, converged=True)
+    wait_for(lambda: api.get("/devices/dev-1").status_code == 200, 15, what="device registered by its report")
+    _register(api)
+    assert _deploy(api)["state"] == "Transitioning"
+
+    manifest = device.next_manifest(key, last_generation=0)
+    assert manifest.generation == 1
+    [module] = manifest.modules
+    assert module.name == "svc" and module.models[0].name == "digits"
+    [artifact] = module.artifacts
+    assert artifact.path == "model/digits.onnx"
+    # the artifact URL in the signed manifest really serves the bytes
+    assert httpx.get(artifact.url).content == MODEL
+
+    # an identical re-render publishes nothing and keeps the generation
+    assert hub_server.hub is not None
+    assert hub_server.hub.controller.reconcile() == {}
+    device.report(0, converged=False)  # same capabilities: no re-render
+    with pytest.raises(queue.Empty):
+        device.desired.get(timeout=1.0)
+    assert api.get("/devices/dev-1").json()["desiredGeneration"] == 1
+
+    # a real change bumps the generation
+    _deploy(api, env={"MODE": "fast"}, overwrite=True)
+    manifest = device.next_manifest(key, last_generation=1)
+    assert manifest.generation == 2 and manifest.modules[0].env == {"MODE": "fast"}
+
+    device.report(1, [healthy("svc")])  # a report for an older generation is not Healthy yet
+    wait_for(lambda: api.get("/devices/dev-1").json()["lastReport"]["generation"] == 1, 15, what="report ingested")
+    assert _state(api) == "Transitioning"
+    device.report(2, [healthy("svc", "http://127.0.0.1:9999")])
+    wait_for(lambda: _state(api) == "Healthy", 15, what="service Healthy")
+    [dev_state] = api.get("/services/svc").json()["devices"]
+    assert dev_state["endpoint"] == "http://127.0.0.1:9999" and dev_state["backend"] == "cpu"
+
+    # delete publishes a manifest without the module
+    assert api.delete("/services/svc").status_code == 204
+    manifest = device.next_manifest(key, last_generation=2)
+    assert manifest.generation == 3 and manifest.modules == []
+
+
+def test_generation_survives_hub_restart_and_broker_restart(
+    tmp_path: Path, mosquitto: Mosquitto, device: FakeDevice
+) -> None:
+    # a fixed port: artifact URLs name it, so a new port would (rightly) be a new manifest
+    settings = HubSettings(data_dir=tmp_path / "hub", port=free_port(), broker_url=mosquitto.url)
+    device.report(0)
+    with HubServer(settings) as server, httpx.Client(base_url=server.url + "/api/v1", timeout=20) as api:
+        key = api.get("/hub").json()["publicKey"]
+        wait_for(lambda: api.get("/devices/dev-1").status_code == 200, 15, what="device registered")
+        _register(api)
+        _deploy(api)
+        assert device.next_manifest(key, 0).generation == 1
+
+    with HubServer(settings) as server, httpx.Client(base_url=server.url + "/api/v1", timeout=20) as api:
+        assert api.get("/hub").json()["publicKey"] == key  # same key after restart
+        # the retained manifest is re-delivered to a reconnecting device; drain the republished copies
+        mosquitto.restart()
+        assert server.hub is not None
+        wait_for(server.hub.controller.connected.is_set, 20, what="hub reconnected after the broker restart")
+        wait_for(lambda: device.client.is_connected(), 20, what="device reconnected")
+        while True:
+            try:
+                device.desired.get(timeout=1.0)
+            except queue.Empty:
+                break
+        _deploy(api, env={"X": "1"}, overwrite=True)
+        assert device.next_manifest(key, 1).generation == 2
+        # the hub still ingests reports after the broker restart (resubscribed)
+        device.report(2, [healthy("svc")])
+        wait_for(lambda: _state(api) == "Healthy", 15, what="service Healthy after broker restart")
+
+
+def test_device_missing_from_target_makes_service_unschedulable(api: httpx.Client, device: FakeDevice) -> None:
+    device.report(0)
+    wait_for(lambda: api.get("/devices/dev-1").status_code == 200, 15, what="device registered")
+    _register(api)
+    body = {"name": "svc", "models": ["digits:1"], "deploymentConfig": {"target": {"accelerators": ["fpga"]}}}
+    r = api.post("/services", json=body).json()
+    assert r["state"] == "Unschedulable" and "accelerators fpga" in r["reason"]
+
+
+def test_direct_methods_round_trip_and_time_out(api: httpx.Client, device: FakeDevice) -> None:
+    device.report(0)
+    wait_for(lambda: api.get("/devices/dev-1").status_code == 200, 15, what="device registered")
+    r = api.post("/devices/dev-1/methods/restart-module", json={"params": {"module": "svc"}})
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == 200 and r.json()["payload"] == {"method": "restart-module", "module": "svc"}
+    r = api.post("/devices/dev-1/methods/reboot")
+    assert r.status_code == 400 and "unknown direct method 'reboot'" in r.json()["error"]
+    device.answer_methods = False
+    r = api.post("/devices/dev-1/methods/ping", json={"timeoutS": 0.5})
+    assert r.status_code == 504 and "did not answer 'ping'" in r.json()["error"]

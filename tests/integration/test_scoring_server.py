@@ -1,0 +1,258 @@
+"""The scoring server as a real process on a free loopback port, driven over HTTP and by tritonclient."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.http as triton
+
+from tests.support.processes import free_port, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+DIGITS = REPO / "modules" / "samples" / "digits"
+FINAL_STATES = {"Ready", "Failed", "Unschedulable"}
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+    status_file: Path
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def status(self) -> dict:
+        return json.loads(self.status_file.read_text())
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start_server(workdir: Path, *args: str, env: dict[str, str] | None = None, use_cli: bool = True) -> Server:
+    workdir.mkdir(parents=True, exist_ok=True)
+    port, status_file, log = free_port(), workdir / "status.json", workdir / "server.log"
+    cli = ["--port", str(port), "--status-file", str(status_file)] if use_cli else []
+    full_env = {**os.environ, **(env or {})}
+    if not use_cli:
+        full_env |= {"EDGEFLEET_PORT": str(port), "EDGEFLEET_STATUS_FILE": str(status_file)}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "modules.scoring", *cli, *args], cwd=REPO, env=full_env, stdout=out, stderr=out
+        )
+    server = Server(proc, port, status_file, log)
+
+    def settled() -> bool:
+        return server.status_file.exists() and server.status()["state"] in FINAL_STATES
+
+    wait_for(settled, timeout=60, what=f"scoring server status in {status_file} (log: {log})")
+    return server
+
+
+def model_dir(tmp_path: Path, name: str = "digits_int8.onnx") -> Path:
+    d = tmp_path / "model"
+    d.mkdir(parents=True, exist_ok=True)
+    shutil.copy(DIGITS / name, d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def test_set() -> tuple[np.ndarray, np.ndarray]:
+    data = np.load(DIGITS / "test_set.npz")
+    return data["images"], data["labels"]
+
+
+@pytest.fixture(scope="module")
+def reference_logits(test_set: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    session = ort.InferenceSession(str(DIGITS / "digits_int8.onnx"), providers=["CPUExecutionProvider"])
+    return session.run(["logits"], {"input": test_set[0]})[0]
+
+
+@pytest.fixture(scope="module")
+def no_code(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("nocode")
+    server = start_server(
+        tmp, "--model-dir", str(model_dir(tmp)), "--name", "digits", "--max-request-bytes", "1000000",
+        "--edgefleet-device", "dev-1", "--edgefleet-module", "digits-svc",
+    )  # fmt: skip
+    assert server.status()["state"] == "Ready", server.log.read_text()
+    yield server
+    assert server.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def entry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("entry")
+    # configured by environment alone, as a container would be
+    env = {
+        "EDGEFLEET_MODEL_DIR": str(model_dir(tmp)),
+        "EDGEFLEET_SOURCE_DIR": str(DIGITS),
+        "EDGEFLEET_ENTRY_SCRIPT": "score.py",
+        "EDGEFLEET_MODEL_NAME": "digits",
+        "EDGEFLEET_ACCELERATOR_PREFER": "opencl,cpu",
+    }
+    server = start_server(tmp, env=env, use_cli=False)
+    assert server.status()["state"] == "Ready", server.log.read_text()
+    yield server
+    assert server.stop() == 0
+
+
+def test_status_file_and_health(no_code: Server) -> None:
+    status = no_code.status()
+    assert status["pid"] == no_code.proc.pid and status["port"] == no_code.port
+    assert status["backend"] == "cpu" and status["backendReason"]
+    assert httpx.get(no_code.url + "/").text == "Healthy"
+    assert httpx.get(no_code.url + "/v2/health/ready").status_code == 200
+    assert httpx.get(no_code.url + "/edgefleet/status").json() == status
+
+
+def test_no_code_score_equals_onnxruntime(no_code: Server, test_set: tuple, reference_logits: np.ndarray) -> None:
+    images, _ = test_set
+    r = httpx.post(no_code.url + "/score", json={"data": images.reshape(len(images), 64).tolist()}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["predictions"] == np.argmax(reference_logits, axis=1).tolist()
+    assert np.allclose(r.json()["outputs"]["logits"], reference_logits, atol=1e-5)
+
+
+def test_v2_json_infer_equals_onnxruntime(no_code: Server, test_set: tuple, reference_logits: np.ndarray) -> None:
+    images = test_set[0][:20]
+    body = {"inputs": [{"name": "input", "shape": list(images.shape), "datatype": "FP32", "data": images.tolist()}]}
+    r = httpx.post(no_code.url + "/v2/models/digits/infer", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    (out,) = r.json()["outputs"]
+    assert out["name"] == "logits" and out["shape"] == [20, 10]
+    assert np.allclose(np.array(out["data"]).reshape(20, 10), reference_logits[:20], atol=1e-5)
+
+
+@pytest.mark.parametrize("compression", [None, "gzip"])
+def test_tritonclient_binary_infer(
+    no_code: Server, test_set: tuple, reference_logits: np.ndarray, compression: str | None
+) -> None:
+    images = test_set[0][:64]
+    client = triton.InferenceServerClient(f"127.0.0.1:{no_code.port}")
+    try:
+        assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("digits")
+        meta = client.get_model_metadata("digits")
+        assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 1, 8, 8]}]
+        tensor = triton.InferInput("input", list(images.shape), "FP32")
+        tensor.set_data_from_numpy(images)  # binary by default
+        result = client.infer("digits", [tensor], request_compression_algorithm=compression)
+        assert np.array_equal(result.as_numpy("logits"), reference_logits[:64])
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "fragment"),
+    [
+        ("/score", b"{not json", 400, "not valid JSON"),
+        ("/score", b'{"data": [[1, 2, 3]]}', 400, "shape [1, 3]"),
+        ("/v2/models/digits/infer", b'{"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", '
+         b'"data": [1, 2, 3]}]}', 400, "shape [1, 3]"),
+        ("/v2/models/digits/infer", b'{"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "INT64", '
+         b'"data": ' + str([0] * 64).encode() + b"}]}", 400, "datatype INT64 but the model expects FP32"),
+        ("/v2/models/nope/infer", b"{}", 404, "unknown model 'nope'"),
+        ("/score", b"x" * 1_000_001, 413, "exceeds the limit"),
+    ],
+)  # fmt: skip
+def test_bad_requests_get_errors_and_the_server_keeps_serving(
+    no_code: Server, path: str, body: bytes, status: int, fragment: str
+) -> None:
+    r = httpx.post(no_code.url + path, content=body, timeout=30)
+    assert r.status_code == status
+    assert fragment in r.json()["error"]
+    assert httpx.get(no_code.url + "/").text == "Healthy"
+    assert no_code.proc.poll() is None
+
+
+def test_entry_script_score_equals_onnxruntime(entry: Server, test_set: tuple, reference_logits: np.ndarray) -> None:
+    images, labels = test_set
+    r = httpx.post(entry.url + "/score", json={"data": images[:, 0].tolist()}, timeout=30)  # [N, 8, 8] images
+    assert r.status_code == 200, r.text
+    predictions = r.json()["predictions"]
+    assert predictions == np.argmax(reference_logits, axis=1).tolist()
+    assert np.allclose(np.sum(r.json()["probabilities"], axis=1), 1.0, atol=1e-4)
+    assert np.mean(np.array(predictions) == labels) > 0.9
+    status = entry.status()
+    assert status["backend"] == "cpu" and "opencl" in status["backendReason"]
+
+
+def test_entry_script_bad_input_is_400(entry: Server) -> None:
+    r = httpx.post(entry.url + "/score", content=b"{oops", timeout=30)
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]
+    r = httpx.post(entry.url + "/score", json={"data": [[1, 2]]}, timeout=30)
+    assert r.status_code == 400 and "shape [1, 2]" in r.json()["error"]
+    assert httpx.get(entry.url + "/").text == "Healthy"
+
+
+def test_entry_script_model_is_served_on_v2(entry: Server, test_set: tuple, reference_logits: np.ndarray) -> None:
+    client = triton.InferenceServerClient(f"127.0.0.1:{entry.port}")
+    try:
+        tensor = triton.InferInput("input", [8, 1, 8, 8], "FP32")
+        tensor.set_data_from_numpy(test_set[0][:8])
+        result = client.infer("digits", [tensor], outputs=[triton.InferRequestedOutput("logits", binary_data=False)])
+        assert np.array_equal(result.as_numpy("logits"), reference_logits[:8])
+    finally:
+        client.close()
+
+
+def test_init_raising_exits_1_with_status_failed(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "score.py").write_text(
+        "def init():\n    raise ValueError('weights missing')\n\ndef run(raw):\n    return raw\n"
+    )
+    server = start_server(
+        tmp_path / "run",
+        "--model-dir",
+        str(model_dir(tmp_path)),
+        "--source-dir",
+        str(src),
+        "--entry-script",
+        "score.py",
+    )
+    assert server.proc.wait(30) == 1
+    status = server.status()
+    assert status["state"] == "Failed" and "ValueError: weights missing" in status["message"]
+
+
+def test_required_accelerator_missing_exits_78_unschedulable(tmp_path: Path) -> None:
+    server = start_server(
+        tmp_path / "run", "--model-dir", str(model_dir(tmp_path)), "--accelerator", "fpga", "--accelerator-required"
+    )
+    assert server.proc.wait(30) == 78
+    status = server.status()
+    assert status["state"] == "Unschedulable" and "fpga" in status["message"]
+
+
+def test_bad_configuration_exits_1_with_a_message(tmp_path: Path) -> None:
+    status_file = tmp_path / "status.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "modules.scoring", "--model-dir", str(tmp_path), "--port", "nope",
+         "--status-file", str(status_file)],
+        cwd=REPO, capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert b"--port: expected an integer" in proc.stderr
+    assert json.loads(status_file.read_text())["state"] == "Failed"

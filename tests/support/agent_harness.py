@@ -1,0 +1,232 @@
+"""Real pieces around an agent under test: an artifact HTTP server with Range, a test hub that
+signs and publishes manifests over a real broker and collects reports, and process helpers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psutil
+from paho.mqtt.enums import CallbackAPIVersion
+
+from protocol import (
+    ArtifactRef,
+    DeviceManifest,
+    DirectMethodRequest,
+    DirectMethodResponse,
+    HubKey,
+    ModuleSpec,
+    ReportedState,
+    TopicKind,
+    sha256_bytes,
+    sign_manifest,
+    topic,
+)
+from tests.support.processes import free_port, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+FAKE_MODULE = [sys.executable, str(REPO / "tests" / "support" / "fake_module.py")]
+
+
+class ArtifactServer:
+    """Serves files from a directory over HTTP with single-range Range support; counts requests."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
+        server_self = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                rng = self.headers.get("Range")
+                server_self.requests.append((self.path, rng))
+                path = server_self.root / self.path.lstrip("/")
+                if not path.is_file():
+                    self.send_error(404)
+                    return
+                data = path.read_bytes()
+                m = re.fullmatch(r"bytes=(\d+)-", rng or "")
+                if m:
+                    start = int(m.group(1))
+                    if start >= len(data):
+                        self.send_error(416)
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                    data = data[start:]
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.port = free_port()
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> ArtifactServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def add(self, name: str, data: bytes, path: str | None = None, *, serve: bytes | None = None) -> ArtifactRef:
+        """Publish ``serve`` (default ``data``) under ``name``; the ref names ``data``'s digest and size."""
+        (self.root / name).write_bytes(data if serve is None else serve)
+        return ArtifactRef(
+            path=path or f"model/{name}",
+            digest=sha256_bytes(data),
+            size=len(data),
+            url=f"http://127.0.0.1:{self.port}/{name}",
+        )
+
+
+class TestHub:
+    """Signs manifests, publishes them retained, collects the device's reports and responses."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, broker_port: int, device_id: str) -> None:
+        self.key = HubKey.generate()
+        self.device_id = device_id
+        self.reports: list[ReportedState] = []
+        self.responses: dict[str, DirectMethodResponse] = {}
+        self.presence: list[str] = []
+        self._lock = threading.Lock()
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-hub-{os.getpid()}-{id(self)}")
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        client.reconnect_delay_set(1, 2)
+        client.connect_async("127.0.0.1", broker_port, keepalive=10)
+        client.loop_start()
+        self.client = client
+        wait_for(client.is_connected, 15, what="test hub connected to the broker")
+
+    def _on_connect(self, client: mqtt.Client, *_: Any) -> None:
+        client.subscribe(
+            [
+                (topic(self.device_id, TopicKind.REPORTED), 1),
+                (topic(self.device_id, TopicKind.RESPONSES), 1),
+                (topic(self.device_id, TopicKind.PRESENCE), 1),
+            ]
+        )
+
+    def _on_message(self, _client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            if msg.topic.endswith("/reported"):
+                self.reports.append(ReportedState.model_validate_json(msg.payload))
+            elif msg.topic.endswith("/responses"):
+                resp = DirectMethodResponse.model_validate_json(msg.payload)
+                self.responses[resp.correlation_id] = resp
+            elif msg.topic.endswith("/presence"):
+                self.presence.append(json.loads(msg.payload)["state"])
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+    def publish_raw(self, payload: bytes) -> None:
+        wait_for(self.client.is_connected, 30, what="test hub reconnected")
+        self.client.publish(topic(self.device_id, TopicKind.DESIRED), payload, qos=1, retain=True).wait_for_publish(10)
+
+    def publish(self, generation: int, modules: list[ModuleSpec], key: HubKey | None = None) -> DeviceManifest:
+        manifest = DeviceManifest(device_id=self.device_id, generation=generation, modules=modules)
+        signed = sign_manifest(manifest, key or self.key)
+        self.publish_raw(signed.model_dump_json(by_alias=True).encode())
+        return manifest
+
+    def latest(self) -> ReportedState | None:
+        with self._lock:
+            return self.reports[-1] if self.reports else None
+
+    def wait_report(
+        self, predicate: Callable[[ReportedState], bool], timeout: float = 60.0, what: str = ""
+    ) -> ReportedState:
+        def check() -> ReportedState | None:
+            r = self.latest()
+            return r if r is not None and predicate(r) else None
+
+        try:
+            return wait_for(check, timeout, interval=0.1, what=what or "a matching report")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; last report: {self.latest()}") from None
+
+    def call(self, method: str, params: dict[str, Any], timeout: float = 30.0) -> DirectMethodResponse:
+        cid = f"c{time.monotonic_ns()}"
+        req = DirectMethodRequest(correlation_id=cid, method=method, params=params)  # type: ignore[arg-type]
+        self.client.publish(topic(self.device_id, TopicKind.COMMANDS), req.model_dump_json(by_alias=True), qos=1)
+        return wait_for(lambda: self.responses.get(cid), timeout, what=f"response to {method}")
+
+
+def module_state(report: ReportedState, name: str) -> str | None:
+    m = next((m for m in report.modules if m.name == name), None)
+    return m.state.value if m else None
+
+
+def module_pids(device_id: str, module: str | None = None) -> list[int]:
+    """Live (non-zombie) processes carrying this device's module marks."""
+    pids = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        cmd = proc.info.get("cmdline") or []
+        if proc.info.get("status") == psutil.STATUS_ZOMBIE or "--edgefleet-device" not in cmd:
+            continue
+        if cmd[cmd.index("--edgefleet-device") + 1] != device_id:
+            continue
+        if module is None or ("--edgefleet-module" in cmd and cmd[cmd.index("--edgefleet-module") + 1] == module):
+            pids.append(proc.pid)
+    return pids
+
+
+def kill_module_processes(device_id: str) -> None:
+    """Cleanup: modules run in their own sessions, so they outlive agents unless killed here."""
+    for pid in module_pids(device_id):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def agent_env(**settings: Any) -> dict[str, str]:
+    """Environment for an agent subprocess: EDGEFLEET_AGENT_* settings (JSON for lists/dicts)."""
+    env = dict(os.environ)
+    for name, value in settings.items():
+        env[f"EDGEFLEET_AGENT_{name.upper()}"] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return env
+
+
+def start_agent_process(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "agent", *args], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO
+        )
+
+
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from hub.configs import parse_deployment_config, parse_inference_config
+from hub.errors import NotFound
+from hub.render import DeviceView, index_models, render_device, render_module, targets
+from hub.store import FileEntry, ModelRecord, ServiceRecord
+from protocol.models import DeviceCapabilities, ModelRef, RestartPolicy
+
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+BASE = "http://hub:8080"
+D1 = "sha256:" + "1" * 64
+D2 = "sha256:" + "2" * 64
+D3 = "sha256:" + "3" * 64
+
+
+def model(name: str = "digits", version: int = 1, files: list[FileEntry] | None = None) -> ModelRecord:
+    return ModelRecord(
+        name=name,
+        version=version,
+        created=T0,
+        files=files or [FileEntry(path="digits.onnx", digest=D1, size=10)],
+    )
+
+
+def service(
+    name: str = "svc",
+    models: list[ModelRef] | None = None,
+    ic: dict | None = None,
+    dc: dict | None = None,
+    sources: list[FileEntry] | None = None,
+) -> ServiceRecord:  # type: ignore[type-arg]
+    return ServiceRecord(
+        name=name,
+        models=models or [ModelRef(name="digits", version=1)],
+        inference_config=parse_inference_config(ic or {}),
+        deployment_config=parse_deployment_config(dc or {}),
+        source_files=sources or [],
+        created=T0,
+        updated=T0,
+    )
+
+
+def device(device_id: str = "dev-1", labels: dict[str, str] | None = None, accels: tuple[str, ...] = ()) -> DeviceView:
+    return DeviceView(device_id, labels or {}, frozenset(accels))
+
+
+@pytest.mark.parametrize(
+    ("target", "dev", "expected"),
+    [
+        ({}, device(), True),
+        ({"devices": ["dev-2"]}, device(), False),
+        ({"devices": ["dev-1", "dev-2"]}, device(), True),
+        ({"labels": {"site": "a"}}, device(labels={"site": "a", "x": "y"}), True),
+        ({"labels": {"site": "a"}}, device(labels={"site": "b"}), False),
+        ({"labels": {"site": "a"}}, device(), False),
+        ({"accelerators": ["fpga"]}, device(accels=("cpu", "fpga")), True),
+        ({"accelerators": ["fpga", "opencl"]}, device(accels=("fpga",)), False),
+        ({"labels": {"site": "a"}, "accelerators": ["fpga"]}, device(labels={"site": "a"}), False),
+    ],
+)
+def test_target_selector(target: dict, dev: DeviceView, expected: bool) -> None:  # type: ignore[type-arg]
+    assert targets(service(dc={"target": target}), dev) is expected
+
+
+def test_device_view_reads_capabilities() -> None:
+    caps = DeviceCapabilities.model_validate({"labels": {"a": "b"}, "accelerators": [{"kind": "fpga"}]})
+    view = DeviceView.of("dev-9", caps)
+    assert view.labels == {"a": "b"} and view.accelerator_kinds == {"fpga"}
+
+
+def test_module_spec_carries_configs_artifacts_and_urls() -> None:
+    svc = service(
+        ic={"entryScript": "score.py", "environment": {"environmentVariables": {"B": "2", "A": "1"}}},
+        dc={
+            "containerResourceRequirements": {"cpu": 0.5, "memoryInGB": 0.25},
+            "accelerator": {"prefer": ["opencl", "cpu"], "required": False},
+            "restartPolicy": "on-failure",
+            "port": 9100,
+            "healthProbe": {"periodSeconds": 1.5},
+        },
+        sources=[FileEntry(path="score.py", digest=D2, size=5), FileEntry(path="lib/util.py", digest=D3, size=7)],
+    )
+    spec = render_module(svc, index_models([model()]), BASE)
+    assert spec.name == spec.service == "svc"
+    assert [(a.path, a.digest) for a in spec.artifacts] == [
+        ("model/digits.onnx", D1),
+        ("src/lib/util.py", D3),
+        ("src/score.py", D2),
+    ]
+    assert spec.artifacts[0].url == f"{BASE}/api/v1/blobs/{D1}"
+    assert spec.entry_script == "score.py"
+    assert spec.env == {"A": "1", "B": "2"}
+    assert spec.resources.cpu == 0.5 and spec.resources.memory_gb == 0.25
+    assert spec.accelerator.prefer == ["opencl", "cpu"]
+    assert spec.restart_policy is RestartPolicy.ON_FAILURE
+    assert spec.port == 9100
+    assert spec.health.interval_s == 1.5
+    assert spec.models == [ModelRef(name="digits", version=1)]
+
+
+def test_no_entry_script_renders_no_code_module() -> None:
+    spec = render_module(service(), index_models([model()]), BASE)
+    assert spec.entry_script is None
+    assert [a.path for a in spec.artifacts] == ["model/digits.onnx"]
+
+
+def test_several_models_get_their_own_folders() -> None:
+    svc = service(models=[ModelRef(name="digits", version=1), ModelRef(name="other", version=2)])
+    other = model("other", 2, [FileEntry(path="digits.onnx", digest=D2, size=1)])
+    spec = render_module(svc, index_models([model(), other]), BASE)
+    assert [a.path for a in spec.artifacts] == ["model/digits/1/digits.onnx", "model/other/2/digits.onnx"]
+
+
+def test_render_device_selects_and_orders_services() -> None:
+    services = [
+        service("zeta"),
+        service("alpha"),
+        service("fpga-only", dc={"target": {"accelerators": ["fpga"]}}),
+    ]
+    modules = render_device(services, device(), index_models([model()]), BASE)
+    assert [m.name for m in modules] == ["alpha", "zeta"]
+    # equal input, equal output: what makes "publish only on change" work
+    assert modules == render_device(list(reversed(services)), device(), index_models([model()]), BASE)
+
+
+def test_missing_model_is_an_error_naming_it() -> None:
+    with pytest.raises(NotFound, match="digits:1"):
+        render_module(service(), {}, BASE)
