@@ -87,7 +87,17 @@ def discover() -> list[DeviceInfo]:
 def format_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no accelerators found"
-    cols = ["kind", "platform", "device", "deviceType", "computeUnits", "globalMemBytes", "board", "loadedBinary", "simulated"]
+    cols = [
+        "kind",
+        "platform",
+        "device",
+        "deviceType",
+        "computeUnits",
+        "globalMemBytes",
+        "board",
+        "loadedBinary",
+        "simulated",
+    ]
     cells = [[("" if r[c] is None else str(r[c])) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
@@ -98,7 +108,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m accelerators.discovery", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print a JSON list of AcceleratorInfo objects")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="give up on a hanging driver after this")
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="give up on a hanging driver after this"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     found: list[DeviceInfo] = []

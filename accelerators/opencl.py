@@ -100,7 +100,6 @@ def device_type_name(bits: int) -> str:
 
 
 def device_info(platform: Any, device: Any, kind: str = "opencl") -> DeviceInfo:
-    cl = _cl()
     return DeviceInfo(
         kind=kind,
         platform=platform.name.strip(),
@@ -178,7 +177,9 @@ class OpenCLRuntime:
             kernel = _kernel(self.gemm_program(config, "char", 1, "int"), "qgemm")
             gsize, lsize = gemm_ndrange(config, m, n)
             i32 = np.int32
-            kernel.set_args(a, w, zeros, mult, y, y, i32(m), i32(n), i32(kp), i32(1), i32(n), i32(0), i32(0), i32(0), i32(0), i32(0))
+            kernel.set_args(
+                a, w, zeros, mult, y, y, i32(m), i32(n), i32(kp), i32(1), i32(n), i32(0), i32(0), i32(0), i32(0), i32(0)
+            )
             start = time.perf_counter()
             cl.enqueue_nd_range_kernel(self.queue, kernel, gsize, lsize).wait()
             return time.perf_counter() - start
@@ -297,11 +298,15 @@ class OpenCLLoadedModel(LoadedModel):
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._execute(feeds, debug=False)[0]
 
-    def run_with_accumulators(self, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    def run_with_accumulators(
+        self, feeds: Mapping[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Outputs plus every Conv/GEMM layer's int32 accumulators (same kernels, one extra store)."""
         return self._execute(feeds, debug=True)
 
-    def _execute(self, feeds: Mapping[str, np.ndarray], debug: bool) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    def _execute(
+        self, feeds: Mapping[str, np.ndarray], debug: bool
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         cl = _cl()
         arrays = {}
         for spec in self.graph.inputs:
@@ -373,7 +378,12 @@ class _PlanBuilder:
             n, _, oh, ow = self.shapes[layer.outputs[0]]
             return n * oh * ow * self.model._packed[layer.name][0].kp * 2
         if isinstance(layer, GemmLayer):
-            return self._size(layer.inputs[0]) // self.model._packed[layer.name][0].k * self.model._packed[layer.name][0].kp * 2
+            return (
+                self._size(layer.inputs[0])
+                // self.model._packed[layer.name][0].k
+                * self.model._packed[layer.name][0].kp
+                * 2
+            )
         return 0
 
     def _launch(self, kernel: Any, gsize: tuple[int, ...], lsize: tuple[int, ...] | None, *args: Any) -> None:
@@ -385,7 +395,9 @@ class _PlanBuilder:
         return _kernel(self.rt.program("elementwise.cl", IN_T=in_t, OUT_T=out_t), name)
 
     def _packing(self, name: str, in_name: str) -> Any:
-        program = self.rt.program("qgemm.cl", TM=1, TN=1, VW=8, VH=4, OUT_MODE=1, OUT_T="int", IN_T=self._ctype(in_name))
+        program = self.rt.program(
+            "qgemm.cl", TM=1, TN=1, VW=8, VH=4, OUT_MODE=1, OUT_T="int", IN_T=self._ctype(in_name)
+        )
         return _kernel(program, name)
 
     def _lower(self, layer: Layer) -> None:
@@ -402,7 +414,9 @@ class _PlanBuilder:
             self._launch(k, (size,), None, x, y, f32(layer.y.scale), i32(zp), i32(layer.y.qmin), i32(layer.y.qmax))
         elif isinstance(layer, DequantizeLayer):
             if layer.x.per_channel:
-                raise UnsupportedModel(f"node {layer.name} (DequantizeLinear): per-channel dequantization is not supported")
+                raise UnsupportedModel(
+                    f"node {layer.name} (DequantizeLinear): per-channel dequantization is not supported"
+                )
             k = self._elementwise("dequantize", self._ctype(src), "float")
             self._launch(k, (size,), None, x, y, f32(layer.x.scale), i32(int(layer.x.zero_point)))
         elif isinstance(layer, ReluLayer):
@@ -419,8 +433,12 @@ class _PlanBuilder:
         elif isinstance(layer, SoftmaxLayer):
             shape = self.shapes[src]
             if layer.axis not in (-1, len(shape) - 1):
-                raise UnsupportedModel(f"node {layer.name} (Softmax): only the last axis is supported (axis={layer.axis})")
-            self._launch(self._elementwise("softmax_rows", "float", "float"), (size // shape[-1],), None, x, y, i32(shape[-1]))
+                raise UnsupportedModel(
+                    f"node {layer.name} (Softmax): only the last axis is supported (axis={layer.axis})"
+                )
+            self._launch(
+                self._elementwise("softmax_rows", "float", "float"), (size // shape[-1],), None, x, y, i32(shape[-1])
+            )
         elif isinstance(layer, ConvLayer):
             self._conv(layer, x, y)
         elif isinstance(layer, GemmLayer):
@@ -464,7 +482,9 @@ class _PlanBuilder:
         cl = _cl()
         return cl.Buffer(self.rt.context, cl.mem_flags.READ_WRITE, max(nbytes, 4))
 
-    def _gemm_launch(self, layer: Layer, packed: _PackedGemm, m: int, p: int, ldc: int, col0: int, y: Any, acc: Any) -> None:
+    def _gemm_launch(
+        self, layer: Layer, packed: _PackedGemm, m: int, p: int, ldc: int, col0: int, y: Any, acc: Any
+    ) -> None:
         i32 = np.int32
         config = self.rt.gemm_config(m)
         out_dtype = self.graph.dtypes[layer.outputs[0]]
@@ -482,7 +502,16 @@ class _PlanBuilder:
         (packed,) = self.model._packed[layer.name]
         m = self._size(layer.inputs[0]) // packed.k
         pack = self._packing("pack_rows", layer.inputs[0])
-        self._launch(pack, (packed.kp, m), None, x, self._scratch, np.int32(packed.k), np.int32(packed.kp), np.int32(int(layer.a.zero_point)))
+        self._launch(
+            pack,
+            (packed.kp, m),
+            None,
+            x,
+            self._scratch,
+            np.int32(packed.k),
+            np.int32(packed.kp),
+            np.int32(int(layer.a.zero_point)),
+        )
         self._gemm_launch(layer, packed, m, 1, packed.n, 0, y, self._acc_buffer(layer))
 
     def _conv(self, layer: ConvLayer, x: Any, y: Any) -> None:
@@ -494,7 +523,23 @@ class _PlanBuilder:
         acc = self._acc_buffer(layer)
         for g, packed in enumerate(self.model._packed[layer.name]):
             k = self._packing("im2col", layer.inputs[0])
-            args = (c, h, w, g * cg, cg, kh, kw, oh, ow, *layer.strides, layer.pads[0], layer.pads[1], *layer.dilations, packed.kp, int(layer.x.zero_point))
+            args = (
+                c,
+                h,
+                w,
+                g * cg,
+                cg,
+                kh,
+                kw,
+                oh,
+                ow,
+                *layer.strides,
+                layer.pads[0],
+                layer.pads[1],
+                *layer.dilations,
+                packed.kp,
+                int(layer.x.zero_point),
+            )
             self._launch(k, (packed.kp, rows), None, x, self._scratch, *(i32(v) for v in args))
             self._gemm_launch(layer, packed, rows, oh * ow, mtot, g * packed.n, y, acc)
 
@@ -533,7 +578,9 @@ class OpenCLBackend(Backend):
             if self._runtime is None:
                 devices = self._devices()
                 if len(devices) <= self.device_index:
-                    raise AcceleratorError("no OpenCL device (GPU/CPU) found; install an OpenCL driver (e.g. pocl) or prefer cpu")
+                    raise AcceleratorError(
+                        "no OpenCL device (GPU/CPU) found; install an OpenCL driver (e.g. pocl) or prefer cpu"
+                    )
                 platform, device = devices[self.device_index]
                 self._runtime = OpenCLRuntime(platform, device, self.tune, self.cache)
             return self._runtime

@@ -162,7 +162,9 @@ def compare_outputs(candidate: Mapping[str, np.ndarray], reference: Mapping[str,
     return None
 
 
-def choose(reports: list[CandidateReport], prefer: list[str], required: bool, batch_size: int) -> tuple[str | None, str]:
+def choose(
+    reports: list[CandidateReport], prefer: list[str], required: bool, batch_size: int
+) -> tuple[str | None, str]:
     """(kind, reason) for the fastest verified candidate within the preference.
 
     CPU counts as a candidate when it is in ``prefer``; it is the fall-back when nothing else
@@ -249,16 +251,16 @@ def select_backend(model_path: Path, prefer: list[str], required: bool = False, 
         if candidate is not None:
             loaded[kind] = candidate
 
-    kind, reason = choose(reports, prefer, required, batch_size)
+    chosen_kind, reason = choose(reports, prefer, required, batch_size)
     timings = {r.kind: round(r.latency_ms, 4) for r in reports if r.latency_ms is not None}
     for k, model_loaded in loaded.items():
-        if k != kind:
+        if k != chosen_kind:
             model_loaded.close()
-    if kind is None:
+    if chosen_kind is None:
         reference_model.close()
         raise NoVerifiedAccelerator(reason)
-    chosen = reference_model if kind == "cpu" else loaded[kind]
-    if kind != "cpu":
+    chosen = reference_model if chosen_kind == "cpu" else loaded[chosen_kind]
+    if chosen_kind != "cpu":
         reference_model.close()
     log.info("backend for %s: %s", model_path.name, reason)
-    return Selection(loaded=chosen, backend=kind, reason=reason, timings_ms=timings, candidates=reports)
+    return Selection(loaded=chosen, backend=chosen_kind, reason=reason, timings_ms=timings, candidates=reports)

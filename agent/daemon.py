@@ -148,8 +148,9 @@ class Agent:
     def run(self) -> None:
         """Run until ``request_stop``. Modules keep running afterwards unless stop_modules_on_exit."""
         log.info("agent %s starting (data dir %s)", self.device_id, self.data_dir)
-        accelerators = discover_accelerators(self.settings.discovery_command, self.settings.discovery_timeout_s)
-        self.capabilities = device_capabilities(self.settings.labels, accelerators)
+        self.capabilities = device_capabilities(self.settings.labels, [])
+        # discovery may take seconds (OpenCL platforms): do not hold up the link and the modules
+        threading.Thread(target=self._discover, daemon=True, name="discovery").start()
         self._try_hub_key()
         self.link.start()
         try:
@@ -159,6 +160,11 @@ class Agent:
                 self._wake.clear()
         finally:
             self._shutdown()
+
+    def _discover(self) -> None:
+        accelerators = discover_accelerators(self.settings.discovery_command, self.settings.discovery_timeout_s)
+        self.capabilities = device_capabilities(self.settings.labels, accelerators)  # one atomic rebind
+        self.wake()
 
     def step(self) -> Plan:
         """One wake-up: take in messages, reconcile, report. Public so tests can drive it."""
@@ -208,7 +214,10 @@ class Agent:
 
     def _context(self, now: float) -> PlanContext:
         return PlanContext(
-            now=now, startup_probe_interval_s=self.settings.startup_probe_interval_s, restart=self.tuning
+            now=now,
+            startup_probe_interval_s=self.settings.startup_probe_interval_s,
+            restart=self.tuning,
+            runtimes=frozenset({self.runtime.kind}),
         )
 
     def _observe(self, now: float) -> Observed:

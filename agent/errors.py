@@ -8,7 +8,8 @@
     │   ├── ArtifactDownloadError the download failed (network, HTTP status); retried with cool-off
     │   └── ArtifactCorrupt       the bytes do not match the signed digest or size; never run
     └── RuntimeFailure            the module runtime could not create/start/stop/remove an instance
-        └── UnknownModule         a direct method or step names a module the runtime does not have
+        ├── UnknownModule         a direct method or step names a module the runtime does not have
+        └── RuntimeUnavailable    the module's runtime (e.g. a Docker engine) is absent or unreachable here
 
 Running modules are never disturbed because of an error in this hierarchy: the previous
 instance keeps serving and the failure is reported in the module's status.
@@ -51,3 +52,10 @@ class RuntimeFailure(AgentError):
 
 class UnknownModule(RuntimeFailure):
     """No instance of the named module exists on this device."""
+
+
+class RuntimeUnavailable(RuntimeFailure):
+    """The runtime a module asks for (``spec.runtime``) is absent or unreachable on this device.
+
+    Nothing is wrong with the module itself: the device cannot schedule it (Unschedulable).
+    """

@@ -143,6 +143,7 @@ class PlanContext:
     now: float
     startup_probe_interval_s: float = 0.1
     restart: RestartTuning = field(default_factory=RestartTuning)
+    runtimes: frozenset[str] = frozenset({"process"})  # runtime kinds this agent can drive
 
 
 # --- result --------------------------------------------------------------------------------------
@@ -227,6 +228,13 @@ def plan_steps(desired: DeviceManifest | None, observed: Observed, context: Plan
         return Plan()
     b = _Builder()
     specs = sorted(desired.modules, key=lambda m: (m.startup_order, m.name))
+    unschedulable = [s for s in specs if s.runtime not in context.runtimes]
+    for spec in unschedulable:
+        b.verdicts[spec.name] = Verdict(
+            ModuleState.UNSCHEDULABLE,
+            f"runtime {spec.runtime!r} is not available on this device (it has: {', '.join(sorted(context.runtimes))})",
+        )
+    specs = [s for s in specs if s not in unschedulable]  # nothing is fetched or stopped for them
 
     fetch_seen: set[str] = set()
     for spec in specs:
@@ -241,7 +249,7 @@ def plan_steps(desired: DeviceManifest | None, observed: Observed, context: Plan
         by_module.setdefault(inst.module, []).append(inst)
 
     # modules no longer desired (their startup order is unknown now): by name
-    wanted = {s.name for s in specs}
+    wanted = {s.name for s in desired.modules}
     for name in sorted(set(by_module) - wanted):
         if may_disrupt:
             for inst in by_module[name]:

@@ -91,7 +91,12 @@ def single_node_model(model_path: Path, node_name: str, batch: int, input_shape:
 
 def write_results(name: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {"host": platform.node(), "machine": platform.machine(), "at": time.strftime("%Y-%m-%dT%H:%M:%S"), **payload}
+    payload = {
+        "host": platform.node(),
+        "machine": platform.machine(),
+        "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **payload,
+    }
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2))
     return path

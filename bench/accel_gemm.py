@@ -61,9 +61,27 @@ def main() -> int:
         a8 = rng.integers(-128, 128, (m, k), dtype=np.int8)
         au = rng.integers(0, 256, (m, k), dtype=np.uint8)
         cfg = runtime.gemm_config(m)
-        rows.append({"op": f"MatMulInteger s8s8 {m}x{n}x{k}", "tile": str(cfg), **_pair(matmul_integer_model(w, m), {"a": a8}, backend, ops)})
-        rows.append({"op": f"MatMulInteger u8s8 {m}x{n}x{k}", "tile": str(cfg), **_pair(matmul_integer_model(w, m, "uint8"), {"a": au}, backend, ops)})
-        rows.append({"op": f"QLinearMatMul u8s8 {m}x{n}x{k}", "tile": str(cfg), **_pair(qlinear_matmul_model(w, m), {"a": au}, backend, ops)})
+        rows.append(
+            {
+                "op": f"MatMulInteger s8s8 {m}x{n}x{k}",
+                "tile": str(cfg),
+                **_pair(matmul_integer_model(w, m), {"a": a8}, backend, ops),
+            }
+        )
+        rows.append(
+            {
+                "op": f"MatMulInteger u8s8 {m}x{n}x{k}",
+                "tile": str(cfg),
+                **_pair(matmul_integer_model(w, m, "uint8"), {"a": au}, backend, ops),
+            }
+        )
+        rows.append(
+            {
+                "op": f"QLinearMatMul u8s8 {m}x{n}x{k}",
+                "tile": str(cfg),
+                **_pair(qlinear_matmul_model(w, m), {"a": au}, backend, ops),
+            }
+        )
     if DIGITS_INT8.exists():
         graph = lower_model(DIGITS_INT8)
         shapes = infer_shapes(graph, {"input": (CONV_BATCH, 1, 8, 8)})
@@ -77,7 +95,13 @@ def main() -> int:
             dtype = np.uint8 if layer.x.dtype == "uint8" else np.int8
             x = rng.integers(np.iinfo(dtype).min, int(np.iinfo(dtype).max) + 1, x_shape).astype(dtype)
             cfg = runtime.gemm_config(int(np.prod(y_shape)) // y_shape[1])
-            rows.append({"op": f"QLinearConv {layer.name} b{CONV_BATCH} {x_shape}->{y_shape}", "tile": str(cfg), **_pair(model, {layer.inputs[0]: x}, backend, ops)})
+            rows.append(
+                {
+                    "op": f"QLinearConv {layer.name} b{CONV_BATCH} {x_shape}->{y_shape}",
+                    "tile": str(cfg),
+                    **_pair(model, {layer.inputs[0]: x}, backend, ops),
+                }
+            )
 
     device = f"{runtime.device.name.strip()} ({runtime.platform.name.strip()})"
     print(f"\nint8 kernels: OpenCL on {device} vs onnxruntime {ort.__version__} CPU, same run")

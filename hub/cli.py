@@ -1,5 +1,6 @@
 """``edgefleet``: the operator's command line (talks to the hub's REST API only).
 
+    edgefleet demo
     edgefleet hub serve
     edgefleet model register|list|show|delete|deploy
     edgefleet service list|show|score|delete
@@ -16,7 +17,6 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,14 +34,11 @@ from hub.cli_output import (
     tags_text,
 )
 from hub.client import HubClient
-from hub.configs import load_deployment_config, load_inference_config, read_json_file
 from hub.errors import ClientError, ConfigError, HubError
-from hub.files import collect_files, source_files
 from hub.refs import parse_model_ref
-from protocol.digests import sha256_file
+from hub.workflow import deploy_service, register_model, wait_for_removal, wait_for_service
 
 DEFAULT_HUB = "http://127.0.0.1:8080"
-POLL_S = 0.5
 
 
 def _err(line: str) -> None:
@@ -100,36 +97,9 @@ class Cli:
         return 0
 
     # models ------------------------------------------------------------------------------------
-    def _upload(self, path: Path, rel: str) -> dict[str, Any]:
-        digest = sha256_file(path)
-        size = path.stat().st_size
-        if self.client.blob_exists(digest):
-            _err(f"  {rel}: {human_size(size)} already stored")
-        else:
-            tty = sys.stderr.isatty()
-
-            def progress(sent: int, total: int) -> None:
-                if tty:
-                    sys.stderr.write(f"\r  uploading {rel}: {human_size(sent)} / {human_size(total)}")
-                    sys.stderr.flush()
-
-            self.client.upload_blob(path, digest, progress)
-            if tty:
-                sys.stderr.write("\r")
-            _err(f"  uploaded {rel}: {human_size(size)} {digest[:19]}")
-        return {"path": rel, "digest": digest, "size": size}
-
     def model_register(self) -> int:
-        files = collect_files(Path(self.args.path))
-        _err(f"registering {self.args.name} ({len(files)} file(s))")
-        entries = [self._upload(path, rel) for rel, path in files]
-        record = self.client.create_model(
-            {
-                "name": self.args.name,
-                "files": entries,
-                "tags": _parse_tags(self.args.tag),
-                "description": self.args.description,
-            }
+        record = register_model(
+            self.client, Path(self.args.path), self.args.name, _parse_tags(self.args.tag), self.args.description, _err
         )
         if self.json_out:
             dump_json(record)
@@ -180,26 +150,26 @@ class Cli:
         return 0
 
     def model_deploy(self) -> int:
-        for m in self.args.model:
-            parse_model_ref(m)
-        body: dict[str, Any] = {"name": self.args.name, "models": self.args.model, "overwrite": self.args.overwrite}
-        if self.args.ic:
-            ic_path = Path(self.args.ic)
-            ic = load_inference_config(ic_path)  # local check first: errors name the user's file
-            body["inferenceConfig"] = read_json_file(ic_path)
-            files = source_files(ic_path, ic)
-            if files:
-                _err(f"uploading {len(files)} source file(s)")
-            body["sourceFiles"] = [self._upload(path, rel) for rel, path in files]
-        if self.args.dc:
-            dc_path = Path(self.args.dc)
-            load_deployment_config(dc_path)
-            body["deploymentConfig"] = read_json_file(dc_path)
-        service = self.client.deploy(body)
+        service = deploy_service(
+            self.client,
+            self.args.name,
+            self.args.model,
+            Path(self.args.ic) if self.args.ic else None,
+            Path(self.args.dc) if self.args.dc else None,
+            _err,
+            overwrite=self.args.overwrite,
+        )
         _err(f"deployed {service['name']}: target {service['target']}")
         if not self.args.wait:
             return self._print_service(service)
-        return self._wait_for_service(self.args.name, self.args.timeout)
+        final = wait_for_service(self.client, self.args.name, self.args.timeout, _err)
+        self._print_service(final)
+        return 0 if final["state"] == "Healthy" else 1
+
+    def demo(self) -> int:
+        from hub.demo import main_demo  # numpy and the process supervisor only for the demo
+
+        return main_demo(Path(self.args.workdir), self.args.devices, self.args.broker, self.args.timeout)
 
     # services ----------------------------------------------------------------------------------
     def _print_service(self, s: dict[str, Any]) -> int:
@@ -215,28 +185,14 @@ class Cli:
         print(f"target:  {s['target']}")
         if s.get("devices"):
             print(table(DEVICE_STATE_HEADERS, device_state_rows(s)))
-        return 0
-
-    def _wait_for_service(self, name: str, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        seen: dict[str, tuple[str, str]] = {}
-        while True:
-            s = self.client.get_service(name)
-            for d in s["devices"]:
-                now = (d["state"], d.get("message") or "")
-                if seen.get(d["device"]) != now:
-                    seen[d["device"]] = now
-                    _err(f"  {d['device']}: {now[0]}" + (f" - {now[1]}" if now[1] else ""))
-            if s["state"] != "Transitioning":
-                self._print_service(s)
-                return 0 if s["state"] == "Healthy" else 1
-            if time.monotonic() > deadline:
-                self._print_service(s)
-                raise ClientError(
-                    f"service {name} is still Transitioning after {timeout:g} s; "
-                    f"watch it with `edgefleet service show {name}`"
+        for d in s.get("devices", []):
+            if d.get("backend") and (d.get("reason") or d.get("backendTimingsMs")):
+                timings = ", ".join(f"{k} {v:.2f} ms" for k, v in (d.get("backendTimingsMs") or {}).items())
+                print(
+                    f"{d['device']}: backend {d['backend']}: {d.get('reason') or ''}"
+                    + (f" ({timings})" if timings else "")
                 )
-            time.sleep(POLL_S)
+        return 0
 
     def service_list(self) -> int:
         services = self.client.list_services()
@@ -309,28 +265,7 @@ class Cli:
         self.client.delete_service(name)
         _err(f"deleted service {name}; waiting for devices to remove the module")
         if self.args.wait:
-            deadline = time.monotonic() + self.args.timeout
-            last: list[str] | None = None
-            while True:
-                remaining = [
-                    d["deviceId"]
-                    for d in self.client.list_devices()
-                    if any(
-                        m["name"] == name or m.get("service") == name
-                        for m in (d.get("lastReport") or {}).get("modules", [])
-                    )
-                ]
-                if remaining != last:
-                    last = remaining
-                    _err(f"  still running on: {', '.join(remaining)}" if remaining else "  removed from all devices")
-                if not remaining:
-                    break
-                if time.monotonic() > deadline:
-                    raise ClientError(
-                        f"service {name} deleted, but devices {', '.join(remaining)} still report its module "
-                        f"after {self.args.timeout:g} s (offline?)"
-                    )
-                time.sleep(POLL_S)
+            wait_for_removal(self.client, name, self.args.timeout, _err)
         if self.json_out:
             dump_json({"deleted": name})
         else:
@@ -453,7 +388,19 @@ def build_parser() -> argparse.ArgumentParser:
     def cmd(sub: Any, name: str, handler: Callable[[Cli], int], help_: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = sub.add_parser(name, help=help_, description=help_)
         parser.set_defaults(handler=handler)
+        # also accepted after the command (`edgefleet service show x -o json`); SUPPRESS keeps the global value
+        parser.add_argument(
+            "-o", "--output", choices=["table", "json"], default=argparse.SUPPRESS, help="output format"
+        )
         return parser
+
+    s = cmd(groups, "demo", Cli.demo, "run the whole system locally: broker, hub, devices, deploy, score")
+    s.add_argument("--devices", type=int, default=3, help="simulated devices, one agent process each (default 3)")
+    s.add_argument(
+        "--broker", choices=["auto", "mosquitto", "amqtt"], default="auto", help="default: mosquitto if installed"
+    )
+    s.add_argument("--workdir", default=".edgefleet/demo", help="state of this run (wiped at start)")
+    s.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for every device to be Healthy")
 
     hub_p = groups.add_parser("hub", help="run the hub").add_subparsers(dest="cmd", metavar="CMD", required=True)
     s = cmd(hub_p, "serve", Cli.hub_serve, "run the hub: REST API, artifact server and MQTT controller")

@@ -25,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
 from hub.errors import HubError, InvalidRequest, MethodTimeout
+from hub.generations import next_generation
 from hub.mqtt_url import parse_broker_url
 from hub.render import DeviceView, index_models, modules_wire, render_device
 from hub.store import DesiredRecord, Store
@@ -202,14 +203,14 @@ class Controller:
                     continue
                 wire = modules_wire(modules)
                 current = self.store.get_desired(device.device_id)
-                reported = device.last_report.generation if device.last_report else 0
-                if current is None and not wire:
+                generation = next_generation(
+                    current.generation if current else None,
+                    current.modules if current else None,
+                    wire,
+                    device.last_report.generation if device.last_report else 0,
+                )
+                if generation is None:
                     continue
-                if current is not None and current.modules == wire and reported <= current.generation:
-                    continue
-                # Past what the device reports too: after a lost hub database the device would refuse
-                # anything at or below the generation it already accepted.
-                generation = max(current.generation if current else 0, reported) + 1
                 published[device.device_id] = self._publish_manifest(
                     DeviceManifest(device_id=device.device_id, generation=generation, modules=modules), wire
                 )

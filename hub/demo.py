@@ -30,7 +30,7 @@ import numpy as np
 from hub.broker import LocalBroker, free_port, start_local_broker
 from hub.client import HubClient
 from hub.errors import ClientError
-from hub.workflow import deploy_service, register_model, wait_for_service
+from hub.workflow import deploy_service, register_model, wait_for_removal, wait_for_service
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +220,7 @@ def run_demo(
             say(table(["DEVICE", "STATE", "BACKEND", "ACCURACY", "THROUGHPUT", "ENDPOINT"], rows))
             client.delete_service(SERVICE)
             say(f"delete   {SERVICE}")
+            wait_for_removal(client, SERVICE, 60, say)
     finally:
         say("stopping agents, hub and broker")
         stack.stop()

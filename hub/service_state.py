@@ -44,6 +44,7 @@ class DeviceServiceState(ApiModel):
     endpoint: str | None = None
     backend: str | None = None
     reason: str | None = Field(default=None, description="why the backend was chosen")
+    backend_timings_ms: dict[str, float] = Field(default_factory=dict, description="measured per candidate backend")
     generation: int | None = Field(default=None, description="generation the device's report describes")
     desired_generation: int | None = None
     online: bool | None = None
@@ -102,6 +103,7 @@ def device_state(service: str, obs: DeviceObservation) -> DeviceServiceState:
             "endpoint": status.endpoint,
             "backend": status.backend,
             "reason": status.backend_reason,
+            "backend_timings_ms": dict(status.backend_timings_ms),
             "restarts": status.restarts,
             "rolled_back": status.rolled_back,
         }

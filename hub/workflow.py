@@ -108,3 +108,28 @@ def wait_for_service(
                 f"watch it with `edgefleet service show {name}`"
             )
         time.sleep(POLL_S)
+
+
+def wait_for_removal(client: HubClient, name: str, timeout: float, say: Say) -> None:
+    """After a delete: poll until no device reports the service's module any more."""
+    deadline = time.monotonic() + timeout
+    last: list[str] | None = None
+    while True:
+        remaining = [
+            d["deviceId"]
+            for d in client.list_devices()
+            if any(
+                m["name"] == name or m.get("service") == name for m in (d.get("lastReport") or {}).get("modules", [])
+            )
+        ]
+        if remaining != last:
+            last = remaining
+            say(f"  still running on: {', '.join(remaining)}" if remaining else "  removed from all devices")
+        if not remaining:
+            return
+        if time.monotonic() > deadline:
+            raise ClientError(
+                f"service {name} deleted, but devices {', '.join(remaining)} still report its module "
+                f"after {timeout:g} s (offline?)"
+            )
+        time.sleep(POLL_S)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -46,7 +47,7 @@ SUPPORTED_OPS: frozenset[tuple[str, str]] = frozenset(
         ("", "Identity"),
     }
 )
-_ONNX_DTYPES = {
+_ONNX_DTYPES: dict[int, str] = {
     onnx.TensorProto.FLOAT: "float32",
     onnx.TensorProto.UINT8: "uint8",
     onnx.TensorProto.INT8: "int8",
@@ -259,7 +260,7 @@ class _Lowering:
             raise UnsupportedModel(f"{self._where(node)}: {what} scale/zero point must be a scalar or 1-d")
         return Quant(scale.reshape(-1)[0:1].reshape(()) if scale.size == 1 else scale, _squeeze(zp_arr), dtype)
 
-    def _attrs(self, node: onnx.NodeProto) -> dict[str, object]:
+    def _attrs(self, node: onnx.NodeProto) -> dict[str, Any]:
         return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
     def _data_inputs(self, node: onnx.NodeProto, *idx: int) -> tuple[str, ...]:
@@ -268,16 +269,16 @@ class _Lowering:
     def _set(self, name: str, dtype: str) -> None:
         self.dtypes[name] = dtype
 
-    def _spatial(self, node: onnx.NodeProto, attrs: dict[str, object], kernel: tuple[int, int]) -> tuple:
+    def _spatial(self, node: onnx.NodeProto, attrs: dict[str, Any], kernel: tuple[int, ...]) -> tuple[Any, Any, Any]:
         auto_pad = attrs.get("auto_pad", b"NOTSET")
         auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
         if auto_pad not in ("NOTSET", "VALID"):
             raise UnsupportedModel(f"{self._where(node)}: auto_pad={auto_pad} is not supported; export explicit pads")
         if len(kernel) != 2:
             raise UnsupportedModel(f"{self._where(node)}: only 2-d spatial ops are supported (kernel {kernel})")
-        strides = tuple(attrs.get("strides", [1, 1]))  # type: ignore[call-overload]
-        dil = tuple(attrs.get("dilations", [1, 1]))  # type: ignore[call-overload]
-        p = list(attrs.get("pads", [0, 0, 0, 0])) if auto_pad == "NOTSET" else [0, 0, 0, 0]  # type: ignore[call-overload]
+        strides = tuple(attrs.get("strides", [1, 1]))
+        dil = tuple(attrs.get("dilations", [1, 1]))
+        p = list(attrs.get("pads", [0, 0, 0, 0])) if auto_pad == "NOTSET" else [0, 0, 0, 0]
         pads = (int(p[0]), int(p[1]), int(p[2]), int(p[3]))
         return (int(strides[0]), int(strides[1])), pads, (int(dil[0]), int(dil[1]))
 
@@ -317,15 +318,16 @@ class _Lowering:
         if op == "MaxPool":
             if len(node.output) > 1 and node.output[1]:
                 raise UnsupportedModel(f"{self._where(node)}: the Indices output is not supported")
-            kernel = tuple(int(k) for k in attrs["kernel_shape"])  # type: ignore[attr-defined]
-            strides, pads, dil = self._spatial(node, attrs, kernel)  # type: ignore[arg-type]
-            return MaxPoolLayer(name, op, (src,), out, kernel, strides, pads, dil, bool(attrs.get("ceil_mode", 0)))  # type: ignore[arg-type]
+            kernel = tuple(int(k) for k in attrs["kernel_shape"])
+            strides, pads, dil = self._spatial(node, attrs, kernel)
+            kernel = (kernel[0], kernel[1])
+            return MaxPoolLayer(name, op, (src,), out, kernel, strides, pads, dil, bool(attrs.get("ceil_mode", 0)))
         if op == "Relu":
             return ReluLayer(name, op, (src,), out)
         if op == "Identity":
             return ReshapeLayer(name, op, (src,), out, ())  # an empty target shape keeps the input shape
         if op == "Flatten":
-            return FlattenLayer(name, op, (src,), out, int(attrs.get("axis", 1)))  # type: ignore[call-overload]
+            return FlattenLayer(name, op, (src,), out, int(attrs.get("axis", 1)))
         if op == "Reshape":
             shape = self._const(node, 1, "target shape")
             if attrs.get("allowzero", 0):
@@ -334,10 +336,10 @@ class _Lowering:
         if op == "Softmax":
             if dtype != "float32":
                 raise UnsupportedModel(f"{self._where(node)}: Softmax on {dtype} is not supported")
-            return SoftmaxLayer(name, op, (src,), out, int(attrs.get("axis", -1)))  # type: ignore[call-overload]
+            return SoftmaxLayer(name, op, (src,), out, int(attrs.get("axis", -1)))
         raise UnsupportedModel(f"{self._where(node)}: not supported")  # pragma: no cover - SUPPORTED_OPS guards
 
-    def _conv(self, node: onnx.NodeProto, name: str, out: tuple[str, ...], attrs: dict[str, object]) -> ConvLayer:
+    def _conv(self, node: onnx.NodeProto, name: str, out: tuple[str, ...], attrs: dict[str, Any]) -> ConvLayer:
         x, w, y = self._quant(node, 1, 2, "x"), self._quant(node, 4, 5, "w"), self._quant(node, 6, 7, "y")
         weight = self._const(node, 3, "weight")
         if weight.ndim != 4:
@@ -359,10 +361,10 @@ class _Lowering:
             strides,
             pads,
             dil,
-            int(attrs.get("group", 1)),  # type: ignore[call-overload]
+            int(attrs.get("group", 1)),
         )
 
-    def _gemm(self, node: onnx.NodeProto, name: str, out: tuple[str, ...], attrs: dict[str, object]) -> GemmLayer:
+    def _gemm(self, node: onnx.NodeProto, name: str, out: tuple[str, ...], attrs: dict[str, Any]) -> GemmLayer:
         op = node.op_type
         bias: np.ndarray | None = None
         alpha = 1.0
@@ -375,23 +377,25 @@ class _Lowering:
             zp_b = self._opt_const(node, 3, "b zero point")
             weight = self._const(node, 1, "B (weights)").T
             a_dtype = "uint8" if zp_a is None else str(zp_a.dtype)
-            one = np.float32(1.0).reshape(())
+            one = np.array(1.0, np.float32)
             a = Quant(one, _squeeze(np.zeros((), np.int32) if zp_a is None else zp_a.astype(np.int32)), a_dtype)
-            b = Quant(one, _squeeze(np.zeros((), np.int32) if zp_b is None else zp_b.astype(np.int32)), str(weight.dtype))
+            b = Quant(
+                one, _squeeze(np.zeros((), np.int32) if zp_b is None else zp_b.astype(np.int32)), str(weight.dtype)
+            )
             y, out_dtype = None, "int32"
         else:  # QGemm
-            if int(attrs.get("transA", 0)):  # type: ignore[call-overload]
+            if int(attrs.get("transA", 0)):
                 raise UnsupportedModel(f"{self._where(node)}: transA=1 is not supported")
             a, b = self._quant(node, 1, 2, "a"), self._quant(node, 4, 5, "b")
             weight = self._const(node, 3, "B (weights)")
-            if not int(attrs.get("transB", 0)):  # type: ignore[call-overload]
+            if not int(attrs.get("transB", 0)):
                 weight = weight.T
             c = self._opt_const(node, 6, "C (bias)")
             if c is not None:
                 if c.size not in (1, weight.shape[0]) or (c.ndim == 2 and c.shape[0] != 1):
                     raise UnsupportedModel(f"{self._where(node)}: bias C of shape {c.shape} is not supported")
                 bias = np.broadcast_to(c.reshape(-1), (weight.shape[0],)).astype(np.int32)
-            alpha = float(attrs.get("alpha", 1.0))  # type: ignore[arg-type]
+            alpha = float(attrs.get("alpha", 1.0))
             has_y = len(node.input) > 7 and bool(node.input[7])
             y = self._quant(node, 7, 8, "y") if has_y else None
             out_dtype = y.dtype if y is not None else "float32"
@@ -426,8 +430,12 @@ def infer_shapes(graph: QuantGraph, input_shapes: dict[str, tuple[int, ...]]) ->
             out = (n, layer.weight.shape[0], oh, ow)
         elif isinstance(layer, MaxPoolLayer):
             n, c, h, w = x
-            oh = _pool_out(h, layer.kernel[0], layer.strides[0], layer.pads[0], layer.pads[2], layer.dilations[0], layer.ceil_mode)
-            ow = _pool_out(w, layer.kernel[1], layer.strides[1], layer.pads[1], layer.pads[3], layer.dilations[1], layer.ceil_mode)
+            oh = _pool_out(
+                h, layer.kernel[0], layer.strides[0], layer.pads[0], layer.pads[2], layer.dilations[0], layer.ceil_mode
+            )
+            ow = _pool_out(
+                w, layer.kernel[1], layer.strides[1], layer.pads[1], layer.pads[3], layer.dilations[1], layer.ceil_mode
+            )
             out = (n, c, oh, ow)
         elif isinstance(layer, GemmLayer):
             out = (*x[:-1], layer.weight.shape[0])

@@ -101,7 +101,9 @@ def conv_accumulate(layer: ConvLayer, x: np.ndarray) -> np.ndarray:
     cols = np.empty((n, c, kh, kw, oh, ow), np.int64)
     for i in range(kh):
         for j in range(kw):
-            cols[:, :, i, j] = xc[:, :, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
+            cols[:, :, i, j] = xc[
+                :, :, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw
+            ]
     g, mg = layer.group, m // layer.group
     acc = np.empty((n, m, oh, ow), np.int64)
     for gi in range(g):

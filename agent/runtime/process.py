@@ -89,7 +89,7 @@ class ProcessRuntime(Runtime):
     kind = "process"
 
     def __init__(self, root: Path, device_id: str, base_command: list[str]) -> None:
-        self.root = root
+        self.root = root.resolve()
         self.device_id = device_id
         self.base_command = base_command
         self._lock = threading.RLock()
@@ -128,7 +128,7 @@ class ProcessRuntime(Runtime):
         found: dict[tuple[str, str], list[psutil.Process]] = {}
         for proc in psutil.process_iter(["pid", "cmdline"]):
             cmdline = proc.info.get("cmdline") or []
-            if MARK_DEVICE not in cmdline or _mark(cmdline, MARK_DEVICE) != self.device_id:
+            if not self._ours(cmdline):
                 continue
             module, spec_hash = _mark(cmdline, MARK_MODULE), _mark(cmdline, MARK_SPEC)
             if module and spec_hash and proc.pid != os.getpid():
@@ -169,7 +169,13 @@ class ProcessRuntime(Runtime):
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return False
         # guard against pid reuse: it must still carry our marks
-        return _mark(cmdline, MARK_DEVICE) == self.device_id and _mark(cmdline, MARK_SPEC) == rec.spec_hash
+        return self._ours(cmdline) and _mark(cmdline, MARK_SPEC) == rec.spec_hash
+
+    def _ours(self, cmdline: list[str]) -> bool:
+        """This device's mark *and* a status file under this agent's directory: simulated fleets and
+        test runs on one host reuse device ids, and one agent must never adopt another's modules."""
+        status_file = _mark(cmdline, "--status-file") or ""
+        return _mark(cmdline, MARK_DEVICE) == self.device_id and status_file.startswith(f"{self.root}/")
 
     # --- Runtime interface -----------------------------------------------------------------------
 

@@ -28,7 +28,8 @@ from tests.support.agent_harness import (
 )
 from tests.support.processes import Mosquitto, wait_for
 
-QUICK_DISCOVERY = [sys.executable, "-c", "print('[]')"]
+# stands in for `python -m accelerators.discovery --json` (same output contract, no OpenCL start-up cost)
+QUICK_DISCOVERY = [sys.executable, "-c", 'print(\'[{"kind": "fpga", "board": "sim-edge", "simulated": true}]\')']
 
 
 def fast_settings(device_id: str, broker: Mosquitto, data_dir: Path, hub_key: str, **extra: object) -> AgentSettings:
@@ -46,6 +47,7 @@ def fast_settings(device_id: str, broker: Mosquitto, data_dir: Path, hub_key: st
         step_retry_max_s=1.0,
         stop_grace_s=3.0,
         report_heartbeat_s=5.0,
+        telemetry_interval_s=1.0,
         reconnect_min_s=0.2,
         reconnect_max_s=1.0,
         **extra,  # type: ignore[arg-type]
@@ -103,7 +105,10 @@ def test_deploy_verify_refuse_corrupt_reject_forged_and_remove(
 ) -> None:
     hub, artifacts = env
     model = artifacts.add("digits.onnx", b"onnx-model-bytes" * 1000)
-    running = RunningAgent(fast_settings(hub.device_id, mosquitto, tmp_path / "agent", hub.key.public_key_b64))
+    settings = fast_settings(
+        hub.device_id, mosquitto, tmp_path / "agent", hub.key.public_key_b64, labels={"site": "lab"}
+    )
+    running = RunningAgent(settings)
     try:
         hub.publish(1, [spec("m1", [model], env={"EXTRA": "1"})])
         report = hub.wait_report(healthy("m1", 1), what="m1 Healthy at generation 1")
@@ -113,7 +118,10 @@ def test_deploy_verify_refuse_corrupt_reject_forged_and_remove(
         assert info["modelFiles"] == ["digits.onnx"]
         assert info["args"]["edgefleet_module"] == "m1" and info["args"]["host"] == "127.0.0.1"
         assert info["azuremlModelDir"].endswith("/model")
-        wait_for(lambda: hub.latest() and hub.latest().converged, 20, what="converged report")  # type: ignore[union-attr]
+        report = hub.wait_report(lambda r: r.converged and bool(r.capabilities.accelerators), what="converged")
+        (fpga,) = report.capabilities.accelerators
+        assert (fpga.kind, fpga.board, fpga.simulated) == ("fpga", "sim-edge", True)
+        assert report.capabilities.labels == {"site": "lab"} and report.capabilities.cpu_count >= 1
         assert hub.latest().last_known_good == 1  # type: ignore[union-attr]
         (pid,) = module_pids(hub.device_id, "m1")
 
@@ -225,6 +233,8 @@ def test_broker_restart_mid_rollout_converges_and_direct_methods(
         assert len(module_pids(hub.device_id, "svc")) == 1
         assert hub.presence[-1] == "online"
 
+        telemetry = wait_for(lambda: [t for t in hub.telemetry if "svc" in t.modules], 20, what="module telemetry")
+        assert telemetry[-1].rss_bytes > 0 and telemetry[-1].modules["svc"]["rssBytes"] > 0
         assert hub.call("ping", {}).payload["generation"] == 2
         (pid,) = module_pids(hub.device_id, "svc")
         resp = hub.call("restart-module", {"module": "svc"})
@@ -258,7 +268,11 @@ def test_real_scoring_module_serves_the_digits_model(
         hub.publish(
             1, [digits.model_copy(update={"health": digits.health.model_copy(update={"startup_timeout_s": 90})})]
         )
-        report = hub.wait_report(healthy("digits", 1), timeout=120, what="real scoring module Healthy")
+        report = hub.wait_report(
+            lambda r: healthy("digits", 1)(r) and r.modules[0].backend is not None,
+            timeout=120,
+            what="real scoring module Healthy, with its backend choice from the status file",
+        )
         status = report.modules[0]
         assert status.backend == "cpu" and status.backend_reason
         request = urllib.request.Request(

@@ -39,14 +39,16 @@ MODEL = b"\x08\x07onnx-bytes" * 100
 class FakeDevice:
     """Speaks the device side of the protocol: receives desired state, publishes reports."""
 
-    def __init__(self, broker: Mosquitto, device_id: str, labels: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, broker: Mosquitto, device_id: str, labels: dict[str, str] | None = None, client_id: str | None = None
+    ) -> None:
         self.device_id = device_id
         self.labels = labels or {}
         self.desired: queue.Queue[bytes] = queue.Queue()
         self.answer_methods = True
         self.methods: list[DirectMethodRequest] = []
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or device_id)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *_a: self._subscribed.set()
         self.client.on_message = self._on_message
@@ -202,12 +204,18 @@ def test_generation_survives_hub_restart_and_broker_restart(
 
     with HubServer(settings) as server, httpx.Client(base_url=server.url + "/api/v1", timeout=20) as api:
         assert api.get("/hub").json()["publicKey"] == key  # same key after restart
-        # the retained manifest is re-delivered to a reconnecting device; drain the republished copies
+        # the broker loses the retained manifest; the hub republishes it when it reconnects
+        device.client.publish(topic("dev-1", TopicKind.DESIRED), b"", qos=1, retain=True).wait_for_publish(10)
         mosquitto.restart()
         assert server.hub is not None
         wait_for(server.hub.controller.connected.is_set, 20, what="hub reconnected after the broker restart")
         wait_for(lambda: device.client.is_connected(), 20, what="device reconnected")
-        while True:
+        late = FakeDevice(mosquitto, "dev-1", client_id="dev-1-observer")
+        try:
+            assert late.next_manifest(key, 0).generation == 1
+        finally:
+            late.close()
+        while True:  # drain what the device saw meanwhile
             try:
                 device.desired.get(timeout=1.0)
             except queue.Empty:

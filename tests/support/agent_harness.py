@@ -29,6 +29,7 @@ from protocol import (
     HubKey,
     ModuleSpec,
     ReportedState,
+    Telemetry,
     TopicKind,
     sha256_bytes,
     sign_manifest,
@@ -110,6 +111,7 @@ class TestHub:
         self.reports: list[ReportedState] = []
         self.responses: dict[str, DirectMethodResponse] = {}
         self.presence: list[str] = []
+        self.telemetry: list[Telemetry] = []
         self._lock = threading.Lock()
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-hub-{os.getpid()}-{id(self)}")
         client.on_connect = self._on_connect
@@ -126,6 +128,7 @@ class TestHub:
                 (topic(self.device_id, TopicKind.REPORTED), 1),
                 (topic(self.device_id, TopicKind.RESPONSES), 1),
                 (topic(self.device_id, TopicKind.PRESENCE), 1),
+                (topic(self.device_id, TopicKind.TELEMETRY), 0),
             ]
         )
 
@@ -136,6 +139,8 @@ class TestHub:
             elif msg.topic.endswith("/responses"):
                 resp = DirectMethodResponse.model_validate_json(msg.payload)
                 self.responses[resp.correlation_id] = resp
+            elif msg.topic.endswith("/telemetry"):
+                self.telemetry.append(Telemetry.model_validate_json(msg.payload))
             elif msg.topic.endswith("/presence"):
                 self.presence.append(json.loads(msg.payload)["state"])
 
@@ -165,15 +170,19 @@ class TestHub:
             return r if r is not None and predicate(r) else None
 
         try:
-            return wait_for(check, timeout, interval=0.1, what=what or "a matching report")
+            found = wait_for(check, timeout, interval=0.1, what=what or "a matching report")
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}; last report: {self.latest()}") from None
+        assert found is not None
+        return found
 
     def call(self, method: str, params: dict[str, Any], timeout: float = 30.0) -> DirectMethodResponse:
         cid = f"c{time.monotonic_ns()}"
         req = DirectMethodRequest(correlation_id=cid, method=method, params=params)  # type: ignore[arg-type]
         self.client.publish(topic(self.device_id, TopicKind.COMMANDS), req.model_dump_json(by_alias=True), qos=1)
-        return wait_for(lambda: self.responses.get(cid), timeout, what=f"response to {method}")
+        response = wait_for(lambda: self.responses.get(cid), timeout, what=f"response to {method}")
+        assert response is not None
+        return response
 
 
 def module_state(report: ReportedState, name: str) -> str | None:

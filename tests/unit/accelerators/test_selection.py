@@ -56,7 +56,7 @@ def test_choose_prefers_cpu_when_it_is_faster() -> None:
 def test_choose_falls_back_or_refuses_when_nothing_verified() -> None:
     reports = [CandidateReport("opencl", False, reason="unsupported: op Sigmoid")]
     kind, reason = choose(reports, ["opencl"], False, 1)
-    assert kind == "cpu" and "fell back to cpu: opencl: unsupported: op Sigmoid" == reason
+    assert kind == "cpu" and reason == "fell back to cpu: opencl: unsupported: op Sigmoid"
     kind, reason = choose(reports, ["opencl", "cpu"], True, 1)
     assert kind is None and "required (opencl)" in reason and "Sigmoid" in reason
 

@@ -45,7 +45,7 @@ def test_invalid_settings_say_what_and_where(overrides: dict[str, object], messa
 
 
 def test_unreadable_settings_file_names_it(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="missing.json"):
+    with pytest.raises(ConfigError, match=r"missing\.json"):
         load_settings(tmp_path / "missing.json", device_id="d")
 
 
@@ -101,7 +101,7 @@ def test_hub_key_configured_pinned_or_unavailable(tmp_path: Path) -> None:
     assert resolve_hub_key(key, tmp_path, "http://127.0.0.1:9") == key
     with pytest.raises(ConfigError, match="hub_public_key"):
         resolve_hub_key("not-a-key", tmp_path, "http://127.0.0.1:9")
-    with pytest.raises(HubKeyUnavailable, match="127.0.0.1:9/api/v1/hub"):
+    with pytest.raises(HubKeyUnavailable, match=r"127\.0\.0\.1:9/api/v1/hub"):
         resolve_hub_key(None, tmp_path, "http://127.0.0.1:9", timeout_s=2)
     (tmp_path / "hub-key.json").write_text(json.dumps({"publicKey": key}))
     assert resolve_hub_key(None, tmp_path, "http://127.0.0.1:9") == key  # pinned: the hub is not asked

@@ -299,3 +299,13 @@ def test_converged_needs_no_changes_and_no_transitioning_module() -> None:
     assert healthy.converged
     starting = plan_steps(manifest(A1), Observed(cached=cached(1, 2)), CTX)
     assert not starting.converged
+
+
+def test_module_for_a_runtime_the_device_lacks_is_unschedulable_and_disturbs_nothing() -> None:
+    docker = ModuleSpec.model_validate({"name": "a", "service": "svc", "runtime": "docker", "image": "x:1"})
+    plan = plan_steps(manifest(docker), Observed(instances=(inst(A1),), cached=cached(1, 2), health=ready(A1)), CTX)
+    assert plan.steps == ()
+    assert (
+        plan.verdicts["a"].state == ModuleState.UNSCHEDULABLE
+        and "'docker' is not available" in plan.verdicts["a"].message
+    )

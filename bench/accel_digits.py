@@ -1,0 +1,78 @@
+"""End to end on the digits int8 model: latency and throughput per backend at batch 1 and 64, and
+which backend the selector picked (it must be the fastest verified one).
+
+    python -m bench.accel_digits          # writes bench/results/accel_digits.json
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import numpy as np
+
+from accelerators.selection import available_backends, compare_outputs, select_backend
+from bench.accel_common import median_ms, write_results
+from tests.unit.accelerators.quant_models import DIGITS_INT8, DIGITS_TEST_SET
+
+BATCHES = (1, 64)
+PREFER = ["fpga", "opencl", "cpu"]
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.WARNING)
+    if not DIGITS_INT8.exists():
+        print(f"missing {DIGITS_INT8}: run modules/samples/digits/train.py first")
+        return 1
+    images = np.load(DIGITS_TEST_SET)["images"]
+    backends = {k: b for k, b in available_backends().items() if k == "cpu" or b.probe()}
+    loaded = {k: b.load(DIGITS_INT8) for k, b in backends.items()}
+    rows: list[dict[str, Any]] = []
+    for batch in BATCHES:
+        feeds = {"input": np.ascontiguousarray(images[:batch])}
+        reference = loaded["cpu"].run(feeds)
+        measured = {}
+        for kind, model in loaded.items():
+            ms = median_ms(lambda m=model, f=feeds: m.run(f), repeats=30 if batch == 1 else 10)
+            measured[kind] = ms
+            ok = compare_outputs(model.run(feeds), reference) is None
+            rows.append(
+                {
+                    "batch": batch,
+                    "backend": kind,
+                    "latency_ms": ms,
+                    "images_per_s": batch / ms * 1000,
+                    "matches_cpu": ok,
+                }
+            )
+        chosen = select_backend(DIGITS_INT8, PREFER, batch_size=batch)
+        fastest = min(chosen.timings_ms, key=lambda k: chosen.timings_ms[k])
+        rows.append(
+            {
+                "batch": batch,
+                "selected": chosen.backend,
+                "reason": chosen.reason,
+                "selector_timings_ms": chosen.timings_ms,
+                "picked_fastest_verified": chosen.backend == fastest,
+            }
+        )
+        chosen.loaded.close()
+
+    print(f"digits int8 ({DIGITS_INT8.name}), backends available: {', '.join(loaded)}")
+    print(f"{'batch':>5} {'backend':<8} {'latency ms':>11} {'images/s':>10}  matches cpu")
+    for r in rows:
+        if "backend" in r:
+            print(
+                f"{r['batch']:>5} {r['backend']:<8} {r['latency_ms']:11.3f} {r['images_per_s']:10.0f}  {r['matches_cpu']}"
+            )
+        else:
+            print(
+                f"{r['batch']:>5} selector -> {r['selected']} (fastest verified: {r['picked_fastest_verified']}): {r['reason']}"
+            )
+    print(f"wrote {write_results('accel_digits', {'model': str(DIGITS_INT8.name), 'rows': rows})}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Pure decision: must a device get a new manifest, and with which generation?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def next_generation(
+    published_generation: int | None,
+    published_modules: list[dict[str, Any]] | None,
+    rendered_modules: list[dict[str, Any]],
+    reported_generation: int,
+) -> int | None:
+    """The generation to publish, or None when the device already has what it should.
+
+    - nothing published and nothing to run: None (no empty manifest for idle devices)
+    - same modules as published, and the device is not ahead of us: None (no churn on re-render)
+    - otherwise one past both what we published and what the device reports, because a device
+      refuses any generation at or below the last it accepted (e.g. after the hub lost its database)
+    """
+    if published_generation is None and not rendered_modules:
+        return None
+    if (
+        published_generation is not None
+        and published_modules == rendered_modules
+        and reported_generation <= published_generation
+    ):
+        return None
+    return max(published_generation or 0, reported_generation) + 1

@@ -1,0 +1,103 @@
+"""A whole fleet for end-to-end tests: real Mosquitto, the hub and N agents as OS processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.support.processes import Mosquitto, free_port, wait_for
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Fleet:
+    workdir: Path
+    broker: Mosquitto
+    hub_url: str = ""
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def spawn(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def start_hub(self) -> None:
+        port = free_port()
+        self.hub_url = f"http://127.0.0.1:{port}"
+        self.spawn(
+            "hub",
+            [str(BIN / "edgefleet"), "hub", "serve", "--port", str(port), "--broker", self.broker.url,
+             "--data-dir", str(self.workdir / "hub")],
+        )  # fmt: skip
+        wait_for(lambda: self.cli_ok("device", "list"), timeout=30, what="hub API")
+
+    def start_agent(self, device_id: str, *labels: str) -> subprocess.Popen[bytes]:
+        cmd = [str(BIN / "edgefleet-agent"), "--device-id", device_id, "--hub", self.hub_url,
+               "--broker", self.broker.url, "--data-dir", str(self.workdir / "agents" / device_id),
+               "--stop-modules-on-exit"]  # fmt: skip
+        for label in labels:
+            cmd += ["--label", label]
+        return self.spawn(f"agent-{device_id}", cmd)
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(BIN / "edgefleet"), "--hub", self.hub_url, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"edgefleet {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+        return result
+
+    def cli_ok(self, *args: str) -> bool:
+        return self.cli(*args, check=False, timeout=10).returncode == 0
+
+    def cli_json(self, *args: str) -> Any:
+        return json.loads(self.cli(*args, "--output", "json").stdout)
+
+    def module_processes(self) -> list[psutil.Process]:
+        """Scoring-module processes started for this fleet's devices."""
+        marker = str(self.workdir)
+        found = []
+        for proc in psutil.process_iter(["cmdline"]):
+            cmdline = proc.info.get("cmdline") or []
+            if "--edgefleet-device" in cmdline and any(marker in a for a in cmdline):
+                found.append(proc)
+        return found
+
+    def stop(self) -> None:
+        for proc in reversed(list(self.procs.values())):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for proc in self.module_processes():
+            proc.kill()
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Fleet]:
+    os.environ.pop("EDGEFLEET_HUB", None)
+    f = Fleet(tmp_path, mosquitto)
+    try:
+        f.start_hub()
+        yield f
+    finally:
+        f.stop()

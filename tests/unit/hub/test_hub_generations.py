@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from hub.generations import next_generation
+
+A: list[dict[str, Any]] = [{"name": "a"}]
+B: list[dict[str, Any]] = [{"name": "b"}]
+
+
+@pytest.mark.parametrize(
+    ("published", "published_modules", "rendered", "reported", "expected"),
+    [
+        (None, None, [], 0, None),  # idle device, nothing ever published
+        (None, None, A, 0, 1),  # first manifest
+        (None, None, A, 7, 8),  # device already accepted 7 from a hub that lost its database
+        (3, A, A, 3, None),  # identical re-render: no new generation
+        (3, A, A, 2, None),  # device still converging: nothing new to say
+        (3, A, B, 3, 4),  # change
+        (3, A, [], 3, 4),  # last service removed: an empty manifest
+        (3, A, A, 9, 10),  # device ahead of the hub: publish past it
+    ],
+)
+def test_next_generation(
+    published: int | None,
+    published_modules: list[dict[str, Any]] | None,
+    rendered: list[dict[str, Any]],
+    reported: int,
+    expected: int | None,
+) -> None:
+    assert next_generation(published, published_modules, rendered, reported) == expected
