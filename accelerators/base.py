@@ -65,6 +65,15 @@ class LoadedModel(ABC):
     @abstractmethod
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
+    def device_time_ms(self) -> float | None:
+        """Execution time of the last ``run`` as the device itself reports it (kernel plus transfers).
+
+        None means the device reports nothing and selection measures wall-clock time instead. A
+        simulator reports its *modelled* time here, because the host time of a functional
+        simulation says nothing about the hardware it stands in for.
+        """
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release device resources."""
 

@@ -68,6 +68,10 @@ class FpgaDevice(Protocol):
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
+    def last_run_ms(self) -> float | None:
+        """Device-reported time of the last run (kernel + host transfers), if the board reports it."""
+        ...
+
 
 @runtime_checkable
 class FpgaDriver(Protocol):
@@ -125,6 +129,9 @@ class FpgaLoadedModel(LoadedModel):
             return self.device.run(feeds)
         except Exception as exc:
             raise AcceleratorError(f"fpga board {self.device.board!r}: run failed: {exc}") from exc
+
+    def device_time_ms(self) -> float | None:
+        return self.device.last_run_ms()
 
 
 class FpgaBackend(Backend):

@@ -101,6 +101,10 @@ class SimulatedDevice:
         self.last_timing = result.timing
         return result.outputs
 
+    def last_run_ms(self) -> float | None:
+        """The modelled time at the board clock (not the host time of the functional simulation)."""
+        return self.last_timing.total_us / 1000.0 if self.last_timing else None
+
 
 class SimulatedDriver:
     """Without explicit settings, reads the environment at every discovery: a long-lived backend

@@ -131,3 +131,33 @@ def test_sigkill_restart_adopts_module_and_sigterm_leaves_it_running(
         hub.close()
         info.close()
     assert "adopted running module scorer" in log_path.read_text()
+
+
+def test_adoption_is_scoped_to_the_agents_own_directory(tmp_path: Path, device_id: str) -> None:
+    """Simulated fleets and parallel test runs reuse device ids on one host: never take over another's module."""
+    from agent.runtime import ProcessRuntime
+
+    spec = ModuleSpec(name="solo", service="s", port=free_port())
+    first = ProcessRuntime(tmp_path / "a", device_id, FAKE_MODULE)
+    workdir = tmp_path / "a" / "solo" / spec.spec_hash()
+    (workdir / "model").mkdir(parents=True)
+    iid = first.create(spec, spec.spec_hash(), spec.port or 0, workdir)
+    first.start(iid)
+
+    def ready() -> bool:
+        status = first.list_instances()[0].status
+        return status is not None and status.state == "Ready"
+
+    wait_for(ready, 20, what="module Ready")
+    (pid,) = module_pids(device_id, "solo")
+
+    other = ProcessRuntime(tmp_path / "b", device_id, FAKE_MODULE)  # same device id, other agent directory
+    assert other.list_instances() == [] and module_pids(device_id, "solo") == [pid]
+
+    again = ProcessRuntime(tmp_path / "a", device_id, FAKE_MODULE)  # the same agent, restarted
+    (inst,) = again.list_instances()
+    assert inst.running and inst.pid == pid
+    again.stop(iid, grace_s=3)
+    assert module_pids(device_id, "solo") == []
+    again.remove(iid)
+    assert not (tmp_path / "a" / "solo").exists()

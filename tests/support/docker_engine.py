@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import pytest
 
 log = logging.getLogger(__name__)
@@ -112,9 +113,10 @@ class DockerEngine:
         return done.stdout.decode()
 
     def stop(self) -> None:
-        """Stop dockerd (it stops its containers), then anything left: containerd, shims, mounts."""
+        """Kill its containers, stop dockerd, then anything left: containerd, shims, mounts."""
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
+            self._kill_containers()
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout=60)
@@ -122,17 +124,33 @@ class DockerEngine:
                 log.warning("dockerd ignored SIGTERM for 60s; killing its process group")
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=30)
-        if proc is not None:
-            self._kill_leftovers(proc.pid)
+        self._kill_leftovers()
         self._unmount_all()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def _kill_leftovers(self, pgid: int) -> None:
-        # containerd and its shims were started in dockerd's session (start_new_session above)
+    def _kill_containers(self) -> None:
+        import docker
+
         try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+            client = docker.DockerClient(base_url=self.url, timeout=30)
+            try:
+                for container in client.containers.list():
+                    container.kill()
+            finally:
+                client.close()
+        except Exception as exc:  # the engine may already be gone; dockerd's own shutdown stops them too
+            log.warning("could not kill the test engine's containers: %s", exc)
+
+    def _kill_leftovers(self) -> None:
+        """containerd and shims of this engine name its directory on their command line."""
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            cmdline = " ".join(proc.info.get("cmdline") or [])
+            if str(self.root) in cmdline and proc.pid != os.getpid():
+                try:
+                    proc.kill()
+                    proc.wait(timeout=10)
+                except (psutil.NoSuchProcess, psutil.TimeoutExpired):
+                    pass
 
     def _unmount_all(self) -> None:
         """dockerd leaves nsfs mounts (exec/netns) behind; deepest first so parents come free."""
@@ -185,7 +203,7 @@ def docker_engine_fixture() -> Iterator[EngineWithImage]:
     if dockerd_binary() is None:
         pytest.skip("dockerd is not installed (apt-get install docker.io; `make test` does it)")
     if not BUSYBOX.exists():
-        pytest.skip(f"{BUSYBOX} is missing (apt-get install busybox-static); the test image is made from it")
+        pytest.fail(f"{BUSYBOX} is missing: apt-get install busybox-static (the test image is made from it)")
     engine = DockerEngine()
     engine.start()
     try:
