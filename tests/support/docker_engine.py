@@ -112,6 +112,14 @@ class DockerEngine:
             raise RuntimeError(f"docker {' '.join(args)} failed: {done.stderr.decode(errors='replace')}")
         return done.stdout.decode()
 
+    def restart(self) -> None:
+        """Stop dockerd as a service manager would (it stops its containers) and start it again."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+        self.start()
+
     def stop(self) -> None:
         """Kill its containers, stop dockerd, then anything left: containerd, shims, mounts."""
         proc, self.proc = self.proc, None
