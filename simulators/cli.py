@@ -2,6 +2,7 @@
 
     edgefleet-sim fpga boards [--output json]
     edgefleet-sim fpga compile MODEL --board B [-o OUT] [--reuse-factor N] [--max-utilization F] [--output json]
+    edgefleet-sim fleet --devices N --hub URL --broker URL [--fpga BOARD [--fpga-faults SPEC]] [--label K=V]
 
 Each top-level area registers its own subcommands (``register(subparsers)``) and sets ``func``;
 add one (e.g. ``fleet``) by registering it in ``build_parser``.
@@ -14,6 +15,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from simulators import fleet
 from simulators.errors import SimulatorError
 from simulators.fpga import commands as fpga_commands
 
@@ -23,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     areas = parser.add_subparsers(dest="area", required=True, metavar="AREA")
     fpga_commands.register(areas)
+    fleet.register(areas)
     return parser
 
 

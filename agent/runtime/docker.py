@@ -22,12 +22,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import docker
 import requests
 from docker.errors import DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.types import LogConfig
 
+import docker
 from agent.errors import RuntimeFailure, RuntimeUnavailable, UnknownModule
 from agent.plan import Instance
 from agent.runtime.base import STATUS_FILE, Runtime, instance_id_for, read_status_file
@@ -334,6 +334,8 @@ class DockerRuntime(Runtime):
                         with self._lock:
                             self._seen_running.discard(iid)
                         self._notify(iid)
+                if not self._closed.is_set():
+                    log.info("docker event stream ended (engine restarting?); reconnecting in %.1fs", delay)
             except (*_ENGINE_ERRORS, RuntimeFailure) as exc:
                 if not self._closed.is_set():
                     log.warning("docker event stream lost (%s); reconnecting in %.1fs", exc, delay)

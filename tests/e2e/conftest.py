@@ -27,9 +27,10 @@ class Fleet:
     hub_url: str = ""
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def spawn(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
+    def spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        full_env = {**os.environ, **(env or {})}
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=full_env)
         self.procs[name] = proc
         return proc
 
@@ -43,13 +44,13 @@ class Fleet:
         )  # fmt: skip
         wait_for(lambda: self.cli_ok("device", "list"), timeout=30, what="hub API")
 
-    def start_agent(self, device_id: str, *labels: str) -> subprocess.Popen[bytes]:
+    def start_agent(self, device_id: str, *labels: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         cmd = [str(BIN / "edgefleet-agent"), "--device-id", device_id, "--hub", self.hub_url,
                "--broker", self.broker.url, "--data-dir", str(self.workdir / "agents" / device_id),
                "--stop-modules-on-exit"]  # fmt: skip
         for label in labels:
             cmd += ["--label", label]
-        return self.spawn(f"agent-{device_id}", cmd)
+        return self.spawn(f"agent-{device_id}", cmd, env)
 
     def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(

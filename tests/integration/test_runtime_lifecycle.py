@@ -22,7 +22,7 @@ from agent.errors import UnknownModule
 from agent.plan import Instance
 from agent.runtime import ProcessRuntime, Runtime
 from protocol.models import ModuleSpec
-from tests.support.docker_engine import EngineWithImage
+from tests.support.docker_engine import EngineWithImage, require_busybox
 from tests.support.processes import free_port, wait_for
 
 SCRIPT = Path(__file__).resolve().parents[1] / "support" / "lifecycle_module.sh"
@@ -79,7 +79,6 @@ def _process_harness(tmp_path: Path, device_id: str) -> Harness:
 
 def _docker_harness(tmp_path: Path, device_id: str, engine: EngineWithImage) -> Harness:
     import docker
-
     from agent.runtime.docker import DockerRuntime, container_name
 
     def limits(_rt: Runtime, iid: str) -> dict[str, Any]:
@@ -103,6 +102,7 @@ def _docker_harness(tmp_path: Path, device_id: str, engine: EngineWithImage) -> 
 
 @pytest.fixture(params=["process", pytest.param("docker", marks=pytest.mark.docker)])
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    require_busybox()
     device_id = f"lc-{request.param}-{uuid.uuid4().hex[:8]}"
     if request.param == "docker":
         h = _docker_harness(tmp_path, device_id, request.getfixturevalue("docker_engine"))
@@ -133,20 +133,25 @@ def only(rt: Runtime) -> Instance:
     return instances[0]
 
 
+def wait_instance(rt: Runtime, accept: Callable[[Instance], bool], what: str) -> Instance:
+    """The first listed instance that ``accept``s, waiting for it up to WAIT_S."""
+
+    def find() -> Instance | None:
+        return next((i for i in rt.list_instances() if accept(i)), None)
+
+    found = wait_for(find, WAIT_S, what=what)
+    assert found is not None
+    return found
+
+
 def wait_state(rt: Runtime, state: str) -> Instance:
-    return wait_for(
-        lambda: next((i for i in rt.list_instances() if i.status and i.status.state == state), None),
-        WAIT_S,
-        what=f"the module to report {state}",
+    return wait_instance(
+        rt, lambda i: i.status is not None and i.status.state == state, f"the module to report {state}"
     )
 
 
 def wait_exited(rt: Runtime, iid: str) -> Instance:
-    return wait_for(
-        lambda: next((i for i in rt.list_instances() if i.instance_id == iid and not i.running), None),
-        WAIT_S,
-        what=f"{iid} to exit",
-    )
+    return wait_instance(rt, lambda i: i.instance_id == iid and not i.running, f"{iid} to exit")
 
 
 def test_create_start_ready_and_listed_once(harness: Harness) -> None:
@@ -198,11 +203,7 @@ def test_stop_records_exit_then_start_again_then_remove(harness: Harness) -> Non
     wait_state(rt, "Ready")
 
     rt.stop(iid, GRACE_S)
-    stopped = wait_for(
-        lambda: next((i for i in rt.list_instances() if not i.running and i.exit_code is not None), None),
-        WAIT_S,
-        what="the exit code of the stopped module",
-    )
+    stopped = wait_instance(rt, lambda i: not i.running and i.exit_code is not None, "the stopped module's exit code")
     assert stopped.exit_code == 0  # the module exits cleanly on SIGTERM
     rt.stop(iid, GRACE_S)  # stopping a stopped instance is fine
 
@@ -238,9 +239,7 @@ def test_unschedulable_exit_code_and_status(harness: Harness) -> None:
     rt = harness.runtime()
     iid, _, _ = harness.create(rt, harness.spec(env={"LIFECYCLE_EXIT_CODE": "78"}))
     rt.start(iid)
-    inst = wait_for(
-        lambda: next((i for i in rt.list_instances() if i.exit_code is not None), None), WAIT_S, what="exit 78"
-    )
+    inst = wait_instance(rt, lambda i: i.exit_code is not None, "exit 78")
     assert inst.exit_code == 78
     assert inst.status is not None and inst.status.state == "Unschedulable"
 
@@ -261,7 +260,12 @@ def test_logs_tail_returns_module_output(harness: Harness) -> None:
     rt.start(iid)
     wait_state(rt, "Ready")
     expected = f"lifecycle module: ready on 127.0.0.1:{port}, model weights-xyz"
-    lines = wait_for(lambda: (got := rt.logs(MODULE, 10)) and expected in got and got, WAIT_S, what="the log line")
+
+    def logged() -> list[str]:
+        got = rt.logs(MODULE, 10)
+        return got if expected in got else []
+
+    lines = wait_for(logged, WAIT_S, what="the log line")
     assert lines[-1] == expected
     assert rt.logs(MODULE, 1) == [expected]
     with pytest.raises(UnknownModule):

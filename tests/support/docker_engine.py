@@ -37,7 +37,9 @@ START_TIMEOUT_S = 60.0  # generous: two busy cores shared with other test runs
 
 
 def dockerd_binary() -> str | None:
-    return shutil.which("dockerd") or next((p for p in ("/usr/sbin/dockerd", "/usr/bin/dockerd") if Path(p).exists()), None)
+    return shutil.which("dockerd") or next(
+        (p for p in ("/usr/sbin/dockerd", "/usr/bin/dockerd") if Path(p).exists()), None
+    )
 
 
 @dataclass
@@ -82,7 +84,9 @@ class DockerEngine:
         last: Exception | None = None
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"dockerd exited with {self.proc.returncode}; see {self.log_path}:\n{self._log_tail()}")
+                raise RuntimeError(
+                    f"dockerd exited with {self.proc.returncode}; see {self.log_path}:\n{self._log_tail()}"
+                )
             if self.socket.exists():
                 try:
                     client = docker.DockerClient(base_url=self.url, timeout=10)
@@ -95,7 +99,9 @@ class DockerEngine:
                     last = exc
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"dockerd did not answer within {START_TIMEOUT_S}s (last error: {last}):\n{self._log_tail()}")
+        raise RuntimeError(
+            f"dockerd did not answer within {START_TIMEOUT_S}s (last error: {last}):\n{self._log_tail()}"
+        )
 
     def _log_tail(self) -> str:
         try:
@@ -206,12 +212,17 @@ class EngineWithImage:
         return self.engine.url
 
 
+def require_busybox() -> None:
+    """The lifecycle module runs under busybox (host and image): fail clearly without it."""
+    if not BUSYBOX.exists():
+        pytest.fail(f"{BUSYBOX} is missing: apt-get install busybox-static (the lifecycle tests run under busybox)")
+
+
 def docker_engine_fixture() -> Iterator[EngineWithImage]:
     """Body of a session-scoped fixture: skip without dockerd, else a private engine with the image."""
     if dockerd_binary() is None:
         pytest.skip("dockerd is not installed (apt-get install docker.io; `make test` does it)")
-    if not BUSYBOX.exists():
-        pytest.fail(f"{BUSYBOX} is missing: apt-get install busybox-static (the test image is made from it)")
+    require_busybox()
     engine = DockerEngine()
     engine.start()
     try:
