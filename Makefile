@@ -13,11 +13,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev,embedded]"
 	touch $(STAMP)
 
-# Debian packages the tests use for real: a Mosquitto broker and a Docker engine.
+# Debian packages the tests use for real: a Mosquitto broker, a Docker engine, and busybox-static
+# (the root filesystem of the test container image, made with `docker import`).
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || missing="$$missing docker.io"; \
+	command -v busybox >/dev/null 2>&1 || [ -x /bin/busybox ] || missing="$$missing busybox-static"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi; \
 	  echo "installing Debian packages:$$missing"; \

@@ -5,6 +5,16 @@ hashed in full, and enters ``blobs/`` by an atomic rename only when digest and s
 signed manifest. So a crash at any point leaves either no blob or a correct one. Module
 directories are materialized by hard-linking blobs (copying across file systems); blobs are
 read-only so a module cannot alter the cached bytes through its link.
+
+Size: the cache stays under ``max_bytes`` (blobs plus partial downloads). Before a download it
+makes room by deleting unreferenced blobs least recently used first (``plan.plan_eviction``);
+referenced are the digests the caller names (desired and last-known-good manifests) and any blob
+hard-linked into a module directory (a running instance uses it). A blob's mtime is its last use.
+When the artifact cannot fit, under the cap or on the disk (ENOSPC), the fetch fails with
+``CacheFull`` naming the artifact, its size and the cache directory; nothing running is touched.
+
+``BackgroundFetcher`` runs downloads on a worker thread so the reconcile loop keeps probing and
+reporting during a long download.
 """
 
 from __future__ import annotations

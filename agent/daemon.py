@@ -23,6 +23,7 @@ from typing import Any
 import psutil
 
 from agent import __version__
+from agent.admission import DeviceOffer
 from agent.cache import ArtifactCache
 from agent.capabilities import device_capabilities, discover_accelerators
 from agent.errors import AgentError, ArtifactCorrupt, HubKeyUnavailable, RuntimeFailure, UnknownModule
@@ -119,6 +120,7 @@ class Agent:
         self.rejected: str | None = None
         self.hub_key: str | None = None
         self.capabilities = DeviceCapabilities(labels=dict(settings.labels))
+        self.discovered = False  # accelerator discovery finished: admission may judge required accelerators
         self.health: dict[str, Health] = {}
         self.instances: list[Instance] = []
         self.last_plan = Plan()
@@ -164,6 +166,7 @@ class Agent:
     def _discover(self) -> None:
         accelerators = discover_accelerators(self.settings.discovery_command, self.settings.discovery_timeout_s)
         self.capabilities = device_capabilities(self.settings.labels, accelerators)  # one atomic rebind
+        self.discovered = True  # after the rebind: whoever sees True also sees the discovered list
         self.wake()
 
     def step(self) -> Plan:
@@ -213,7 +216,10 @@ class Agent:
         return plan
 
     def _context(self, now: float) -> PlanContext:
+        discovered = self.discovered  # read before the capabilities it vouches for
+        device = DeviceOffer.from_capabilities(self.capabilities, discovered=discovered)
         return PlanContext(
+            device=device,
             now=now,
             startup_probe_interval_s=self.settings.startup_probe_interval_s,
             restart=self.tuning,
@@ -379,6 +385,10 @@ class Agent:
             log.info("desired state was cleared on the broker; keeping generation %d", self.state.generation)
             return False
         assert self.hub_key is not None
+        if self.state.signed_manifest is not None and self._same_as_accepted(payload):
+            # the retained copy of what we already run, re-delivered on (re)subscribe: verified when
+            # accepted, so no need to verify it again (and to load cryptography for it)
+            return False
         try:
             manifest = verify_manifest(
                 payload, self.hub_key, device_id=self.device_id, last_generation=self.state.generation

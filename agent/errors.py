@@ -6,10 +6,12 @@
     ├── StateError                the state file on disk cannot be read or written
     ├── ArtifactError             an artifact cannot be put into the cache
     │   ├── ArtifactDownloadError the download failed (network, HTTP status); retried with cool-off
-    │   └── ArtifactCorrupt       the bytes do not match the signed digest or size; never run
+    │   ├── ArtifactCorrupt       the bytes do not match the signed digest or size; never run
+    │   └── CacheFull             no room for the artifact: the cache cap or the disk (ENOSPC)
     └── RuntimeFailure            the module runtime could not create/start/stop/remove an instance
         ├── UnknownModule         a direct method or step names a module the runtime does not have
-        └── RuntimeUnavailable    the module's runtime (e.g. a Docker engine) is absent or unreachable here
+        ├── RuntimeUnavailable    the module's runtime (e.g. a Docker engine) is absent or unreachable here
+        └── ResourceLimitError    the module's cpu/memory limits could not be set up (cgroup not writable)
 
 Running modules are never disturbed because of an error in this hierarchy: the previous
 instance keeps serving and the failure is reported in the module's status.
@@ -46,6 +48,11 @@ class ArtifactCorrupt(ArtifactError):
     """The downloaded bytes do not match the digest (or size) in the signed manifest."""
 
 
+class CacheFull(ArtifactError):
+    """The artifact does not fit: under ``cache_max_bytes`` even after evicting every unreferenced
+    blob, or the disk itself is full. The running version keeps serving."""
+
+
 class RuntimeFailure(AgentError):
     """The module runtime could not carry out an operation on an instance."""
 
@@ -59,3 +66,8 @@ class RuntimeUnavailable(RuntimeFailure):
 
     Nothing is wrong with the module itself: the device cannot schedule it (Unschedulable).
     """
+
+
+class ResourceLimitError(RuntimeFailure):
+    """The limits from ``spec.resources`` could not be applied to a module instance; the module is
+    not started without them."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from agent.errors import ConfigError, HubKeyUnavailable
 from agent.state import write_atomic
-from protocol.signing import key_id, load_public_key
+from protocol.signing import key_id, public_key_raw
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ PINNED_FILE = "hub-key.json"
 
 def _checked(public_key_b64: str, where: str) -> str:
     try:
-        load_public_key(public_key_b64)
+        public_key_raw(public_key_b64)
     except ValueError as exc:
         raise ConfigError(f"hub public key from {where} is unusable: {exc}") from exc
     return public_key_b64

@@ -5,21 +5,28 @@ health and restart records, the time) comes in as data, and steps go out as froz
 tests compare plans by equality.
 
 Order of a plan:
-1. FetchArtifact for every artifact of the desired generation that the cache lacks. While any is
-   missing, no running instance is stopped: the old version keeps serving during the download.
+1. FetchArtifact for every artifact of the desired generation that the cache lacks, unless its
+   download is already running (in the background: probes and reports go on meanwhile) or cooling
+   off after a failure. While any is missing, no running instance is stopped: the old version keeps
+   serving until every artifact of the new generation is verified in the cache.
 2. StopModule / RemoveModule: instances of removed modules, of replaced specs, and restarts.
 3. CreateModule / StartModule by (startup_order, name).
 4. ProbeHealth for running instances whose probe is due (fast while starting).
 
 Each desired module also gets a verdict (state + message) that the daemon reports, and the plan
 says when it wants to be re-evaluated (``wake_at``): next probe, end of a back-off, a startup deadline.
+
+Two more pure decisions live here, each with its own inputs: ``decide_rollback`` (is the new
+generation overdue for Healthy, so go back to last-known-good?) and ``plan_eviction`` (which cached
+blobs to delete, least recently used first, to fit a new one under the cache cap).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from agent.admission import DeviceOffer, admit
 from agent.state import RestartRecord
 from protocol.models import DeviceManifest, ModuleSpec, ModuleState, RestartPolicy
 
@@ -122,12 +129,22 @@ class Health:
 
 
 @dataclass(frozen=True)
+class FetchFailure:
+    """The last failed download of one artifact (kept by the daemon's background fetcher)."""
+
+    error: str
+    retry_at: float  # no new attempt before this (capped exponential cool-off)
+    refused: bool = False  # wrong bytes or no room in the cache: the module is Failed, not just waiting
+
+
+@dataclass(frozen=True)
 class Observed:
     instances: tuple[Instance, ...] = ()
     cached: frozenset[str] = frozenset()
     health: Mapping[str, Health] = field(default_factory=dict)  # by instance id
     restarts: Mapping[str, RestartRecord] = field(default_factory=dict)  # by module name
-    fetch_errors: Mapping[str, str] = field(default_factory=dict)  # by digest: last failure
+    fetching: frozenset[str] = frozenset()  # digests being downloaded right now (background)
+    fetch_failures: Mapping[str, FetchFailure] = field(default_factory=dict)  # by digest
 
 
 @dataclass(frozen=True)
@@ -144,6 +161,7 @@ class PlanContext:
     startup_probe_interval_s: float = 0.1
     restart: RestartTuning = field(default_factory=RestartTuning)
     runtimes: frozenset[str] = frozenset({"process"})  # runtime kinds this agent can drive
+    device: DeviceOffer = field(default_factory=DeviceOffer)  # cores, memory, accelerators (admission)
 
 
 # --- result --------------------------------------------------------------------------------------
@@ -161,6 +179,7 @@ class Plan:
     steps: tuple[Step, ...] = ()
     verdicts: Mapping[str, Verdict] = field(default_factory=dict)
     wake_at: float | None = None
+    downloading: bool = False  # some artifact of the desired generation is not verified in the cache yet
 
     @property
     def changes(self) -> tuple[Step, ...]:
@@ -228,21 +247,25 @@ def plan_steps(desired: DeviceManifest | None, observed: Observed, context: Plan
         return Plan()
     b = _Builder()
     specs = sorted(desired.modules, key=lambda m: (m.startup_order, m.name))
-    unschedulable = [s for s in specs if s.runtime not in context.runtimes]
-    for spec in unschedulable:
-        b.verdicts[spec.name] = Verdict(
-            ModuleState.UNSCHEDULABLE,
-            f"runtime {spec.runtime!r} is not available on this device (it has: {', '.join(sorted(context.runtimes))})",
-        )
-    specs = [s for s in specs if s not in unschedulable]  # nothing is fetched or stopped for them
+    refused = admit(specs, context.runtimes, context.device)
+    for name, refusal in refused.items():
+        b.verdicts[name] = Verdict(refusal.state, refusal.reason)
+    specs = [s for s in specs if s.name not in refused]  # nothing is fetched or stopped for them
 
-    fetch_seen: set[str] = set()
+    missing: set[str] = set()
     for spec in specs:
         for art in spec.artifacts:
-            if art.digest not in observed.cached and art.digest not in fetch_seen:
-                fetch_seen.add(art.digest)
-                b.fetches.append(FetchArtifact(art.digest, art.url, art.size))
-    may_disrupt = not b.fetches  # stop nothing until every artifact of the generation is here
+            if art.digest in observed.cached or art.digest in missing:
+                continue
+            missing.add(art.digest)
+            failure = observed.fetch_failures.get(art.digest)
+            if art.digest in observed.fetching:
+                continue  # the background download wakes the loop when it ends
+            if failure is not None and context.now < failure.retry_at:
+                b.wakes.append(failure.retry_at)
+                continue
+            b.fetches.append(FetchArtifact(art.digest, art.url, art.size))
+    may_disrupt = not missing  # stop nothing until every artifact of the generation is verified here
 
     by_module: dict[str, list[Instance]] = {}
     for inst in observed.instances:
@@ -263,6 +286,7 @@ def plan_steps(desired: DeviceManifest | None, observed: Observed, context: Plan
         steps=(*b.fetches, *stops_ordered, *b.starts, *b.probes),
         verdicts=b.verdicts,
         wake_at=min(b.wakes) if b.wakes else None,
+        downloading=bool(missing),
     )
 
 
@@ -291,14 +315,17 @@ def _plan_module(
 
     if current is None:
         missing = [a for a in spec.artifacts if a.digest not in observed.cached]
-        errors = [f"{a.path}: {observed.fetch_errors[a.digest]}" for a in missing if a.digest in observed.fetch_errors]
+        failures = [(a, observed.fetch_failures[a.digest]) for a in missing if a.digest in observed.fetch_failures]
+        refusals = [f"{a.path}: {f.error}" for a, f in failures if f.refused]
+        retrying = [f"{a.path}: {f.error}" for a, f in failures if not f.refused and a.digest not in observed.fetching]
         serving_old = any(i.running for i in others)
         suffix = "; the previous version keeps serving" if serving_old else ""
-        if errors:
-            b.verdicts[spec.name] = Verdict(ModuleState.FAILED, "artifact refused: " + "; ".join(errors) + suffix)
+        if refusals:
+            b.verdicts[spec.name] = Verdict(ModuleState.FAILED, "artifact refused: " + "; ".join(refusals) + suffix)
         elif missing:
+            why = f" (retrying after: {'; '.join(retrying)})" if retrying else ""
             b.verdicts[spec.name] = Verdict(
-                ModuleState.TRANSITIONING, f"downloading {len(missing)} artifact(s){suffix}"
+                ModuleState.TRANSITIONING, f"downloading {len(missing)} artifact(s){why}{suffix}"
             )
         elif serving_old and not may_disrupt:
             b.verdicts[spec.name] = Verdict(
@@ -405,3 +432,103 @@ def _schedule_probe(b: _Builder, probe: ProbeHealth, health: Health, interval: f
         b.wakes.append(now + interval)
     else:
         b.wakes.append(due)
+
+
+# --- automatic rollback (pure) -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """Where the device stands with its newest accepted generation."""
+
+    generation: int
+    last_known_good: int | None  # the last generation that became fully Healthy (None: none ever did)
+    applying_since: float | None  # when every artifact was verified and replacing began (None: not yet)
+    window_s: float  # how long the generation has, from ``applying_since``, to become fully Healthy
+    rolled_back: bool = False  # already rolled back from ``generation``: stay put until a newer one
+
+
+@dataclass(frozen=True)
+class RollbackDecision:
+    to_generation: int | None = None  # roll back to this generation now (None: do not)
+    reason: str = ""
+    module_reasons: Mapping[str, str] = field(default_factory=dict)  # why each non-Healthy module failed
+    wake_at: float | None = None  # decide again at this time (end of the window)
+
+
+def rollback_window(manifest: DeviceManifest, window_s: float | None) -> float:
+    """The agent setting when given, else the longest startup timeout among the generation's modules."""
+    if window_s is not None:
+        return window_s
+    return max((m.health.startup_timeout_s for m in manifest.modules), default=0.0)
+
+
+def decide_rollback(rollout: Rollout, verdicts: Mapping[str, Verdict], now: float) -> RollbackDecision:
+    """Roll back when the generation is not fully Healthy when its window ends.
+
+    Never while downloading (nothing was replaced: the old version still serves), never without a
+    last-known-good to go to, and never twice for one generation (no flapping: a failed generation
+    is retried only when the hub publishes a newer one).
+    """
+    if (
+        rollout.rolled_back
+        or rollout.last_known_good is None
+        or rollout.last_known_good == rollout.generation
+        or rollout.applying_since is None
+    ):
+        return RollbackDecision()
+    unhealthy = {name: v for name, v in sorted(verdicts.items()) if v.state != ModuleState.HEALTHY}
+    if not unhealthy:
+        return RollbackDecision()  # fully Healthy: the daemon makes it last-known-good
+    deadline = rollout.applying_since + rollout.window_s
+    if now < deadline:
+        return RollbackDecision(wake_at=deadline)
+    module_reasons = {
+        name: f"{v.state.value}" + (f": {v.message}" if v.message else "") for name, v in unhealthy.items()
+    }
+    reason = (
+        f"generation {rollout.generation} was not Healthy within {rollout.window_s:g}s ("
+        + "; ".join(f"{name} {why}" for name, why in module_reasons.items())
+        + f"); rolled back to generation {rollout.last_known_good}"
+    )
+    return RollbackDecision(to_generation=rollout.last_known_good, reason=reason, module_reasons=module_reasons)
+
+
+# --- cache eviction (pure) -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Blob:
+    digest: str
+    size: int
+    last_used: float  # when a fetch or a module last used it
+
+
+@dataclass(frozen=True)
+class Eviction:
+    remove: tuple[str, ...] = ()  # digests to delete, least recently used first
+    shortfall: int = 0  # bytes still missing after every unreferenced blob went (>0: it cannot fit)
+
+
+def plan_eviction(blobs: Iterable[Blob], referenced: frozenset[str], need: int, budget: int) -> Eviction:
+    """Which blobs to delete so that ``need`` more bytes fit in ``budget`` (the cap, or the free disk).
+
+    Only unreferenced blobs go, least recently used first (ties by digest, so the order is stable).
+    When even removing all of them is not enough, nothing is removed: the blobs may still serve a
+    rollback, and the new artifact would not fit anyway.
+    """
+    blobs = list(blobs)
+    used = sum(b.size for b in blobs)
+    excess = used + need - budget
+    if excess <= 0:
+        return Eviction()
+    candidates = sorted((b for b in blobs if b.digest not in referenced), key=lambda b: (b.last_used, b.digest))
+    chosen: list[str] = []
+    for blob in candidates:
+        if excess <= 0:
+            break
+        chosen.append(blob.digest)
+        excess -= blob.size
+    if excess > 0:
+        return Eviction(shortfall=excess)
+    return Eviction(remove=tuple(chosen))

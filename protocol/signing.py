@@ -4,6 +4,10 @@ The hub holds the private key (generated on first start); each agent pins the hu
 provisioning. An agent applies a manifest only if the signature verifies over the canonical JSON
 of the manifest object *as received*, the manifest names this device, and its generation is
 greater than the last one accepted.
+
+``cryptography`` is imported on first use, not with this module: it is the largest native library
+in the agent process (about 8 MB resident), and an agent that runs adopted modules, or re-receives
+the manifest it already runs, never needs it. ``public_key_raw`` checks a key without it.
 """
 
 from __future__ import annotations
@@ -13,27 +17,46 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import ValidationError
 
 from protocol.canonical import canonical_json
 from protocol.errors import ManifestRejected, SignatureInvalid, StaleGeneration
 from protocol.models import DeviceManifest, SignedManifest
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+ED25519_PUBLIC_KEY_BYTES = 32
+
 
 def key_id(public_raw: bytes) -> str:
     return hashlib.sha256(public_raw).hexdigest()[:16]
 
 
-def load_public_key(public_key_b64: str) -> Ed25519PublicKey:
+def public_key_raw(public_key_b64: str) -> bytes:
+    """The 32 raw bytes of a base64 ed25519 public key; ValueError if it is not one.
+
+    The same check ``load_public_key`` makes (an ed25519 public key is any 32 bytes), without
+    loading ``cryptography``.
+    """
     try:
         raw = base64.b64decode(public_key_b64, validate=True)
+    except ValueError as exc:  # binascii.Error is a ValueError
+        raise ValueError(f"not a base64 raw ed25519 public key: {public_key_b64[:20]!r}...") from exc
+    if len(raw) != ED25519_PUBLIC_KEY_BYTES:
+        raise ValueError(f"not a base64 raw ed25519 public key: {public_key_b64[:20]!r}...")
+    return raw
+
+
+def load_public_key(public_key_b64: str) -> Ed25519PublicKey:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    raw = public_key_raw(public_key_b64)
+    try:
         return Ed25519PublicKey.from_public_bytes(raw)
-    except Exception as exc:  # binascii.Error, ValueError: both mean the same to the user
+    except Exception as exc:  # ValueError, or an UnsupportedAlgorithm: both mean the same to the user
         raise ValueError(f"not a base64 raw ed25519 public key: {public_key_b64[:20]!r}...") from exc
 
 
@@ -41,16 +64,23 @@ class HubKey:
     """The hub's signing key."""
 
     def __init__(self, private: Ed25519PrivateKey) -> None:
+        from cryptography.hazmat.primitives import serialization
+
         self._private = private
         self.public_raw = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
     @classmethod
     def generate(cls) -> HubKey:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return cls(Ed25519PrivateKey.generate())
 
     @classmethod
     def load_or_create(cls, path: str | Path) -> HubKey:
         """Load the PEM key at ``path``, or create it (mode 0600) on first start."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         path = Path(path)
         if path.exists():
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
@@ -106,13 +136,15 @@ def verify_manifest(
     except (ValueError, ValidationError) as exc:
         raise ManifestRejected(f"desired-state message for {device_id} is not a signed manifest: {exc}") from exc
 
-    public = load_public_key(public_key_b64)
-    expected_key_id = key_id(public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+    expected_key_id = key_id(public_key_raw(public_key_b64))
     if signed.key_id != expected_key_id:
         raise SignatureInvalid(
             f"manifest for {device_id} is signed with key {signed.key_id}, but this device pins hub key "
             f"{expected_key_id}; re-provision the device if the hub key was rotated"
         )
+    from cryptography.exceptions import InvalidSignature
+
+    public = load_public_key(public_key_b64)
     try:
         public.verify(base64.b64decode(signed.signature, validate=True), canonical_json(signed.manifest))
     except (InvalidSignature, ValueError) as exc:

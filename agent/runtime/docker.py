@@ -22,12 +22,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import requests
 from docker.errors import DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.types import LogConfig
 
-import docker
 from agent.errors import RuntimeFailure, RuntimeUnavailable, UnknownModule
 from agent.plan import Instance
 from agent.runtime.base import STATUS_FILE, Runtime, instance_id_for, read_status_file

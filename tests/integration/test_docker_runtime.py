@@ -9,9 +9,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
-import docker
 from agent.errors import RuntimeFailure, RuntimeUnavailable, UnknownModule
 from agent.runtime import ProcessRuntime, Runtime
 from agent.runtime.composite import CompositeRuntime, LazyRuntime, docker_lazy, engine_present

@@ -79,6 +79,7 @@ def _process_harness(tmp_path: Path, device_id: str) -> Harness:
 
 def _docker_harness(tmp_path: Path, device_id: str, engine: EngineWithImage) -> Harness:
     import docker
+
     from agent.runtime.docker import DockerRuntime, container_name
 
     def limits(_rt: Runtime, iid: str) -> dict[str, Any]:

@@ -107,7 +107,7 @@ def entry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # configured by environment alone, as a container would be
     env = {
         "EDGEFLEET_MODEL_DIR": str(model_dir(tmp)),
-        "EDGEFLEET_SOURCE_DIR": str(DIGITS),
+        "EDGEFLEET_SOURCE_DIR": str(DIGITS / "src"),
         "EDGEFLEET_ENTRY_SCRIPT": "score.py",
         "EDGEFLEET_MODEL_NAME": "digits",
         "EDGEFLEET_ACCELERATOR_PREFER": "opencl,cpu",
