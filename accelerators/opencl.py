@@ -145,8 +145,7 @@ class OpenCLRuntime:
 
     def gemm_program(self, config: GemmConfig, in_t: str, out_mode: int, out_t: str) -> Any:
         return self.program(
-            "qgemm.cl", TM=config.tm, TN=config.tn, VW=config.vw, VH=config.vw // 2, OUT_MODE=out_mode,
-            OUT_T=out_t, IN_T=in_t,
+            "qgemm.cl", TM=config.tm, TN=config.tn, VW=config.vw, OUT_MODE=out_mode, OUT_T=out_t, IN_T=in_t,
         )  # fmt: skip
 
     def gemm_config(self, m: int) -> GemmConfig:
@@ -200,8 +199,9 @@ def _kernel(program: Any, name: str) -> Any:
 
 
 def gemm_ndrange(config: GemmConfig, m: int, n: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Dimension 0 walks tiles of rows (A), dimension 1 tiles of columns (W): see qgemm.cl."""
     lx, ly = config.local
-    return (_round_up(-(-n // config.tn), lx), _round_up(-(-m // config.tm), ly)), (lx, ly)
+    return (_round_up(-(-m // config.tm), lx), _round_up(-(-n // config.tn), ly)), (lx, ly)
 
 
 @dataclass
@@ -396,7 +396,7 @@ class _PlanBuilder:
 
     def _packing(self, name: str, in_name: str) -> Any:
         program = self.rt.program(
-            "qgemm.cl", TM=1, TN=1, VW=8, VH=4, OUT_MODE=1, OUT_T="int", IN_T=self._ctype(in_name)
+            "qgemm.cl", TM=1, TN=1, VW=8, OUT_MODE=1, OUT_T="int", IN_T=self._ctype(in_name)
         )
         return _kernel(program, name)
 

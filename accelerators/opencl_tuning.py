@@ -30,7 +30,7 @@ class GemmConfig:
     tm: int  # output rows per work-item
     tn: int  # output columns per work-item
     vw: int  # int16 lanes per vector load along K (8 or 16)
-    local: tuple[int, int] = (1, 1)  # work-group size (columns, rows of tiles)
+    local: tuple[int, int] = (1, 1)  # work-group size (tiles of rows, tiles of columns)
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)

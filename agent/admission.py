@@ -106,9 +106,7 @@ def _cannot_provide(spec: ModuleSpec, runtimes: frozenset[str], offer: DeviceOff
 
 def _waits_for_discovery(spec: ModuleSpec, offer: DeviceOffer) -> bool:
     return (
-        offer.accelerators is None
-        and spec.accelerator.required
-        and not set(spec.accelerator.prefer) & ALWAYS_AVAILABLE
+        offer.accelerators is None and spec.accelerator.required and not set(spec.accelerator.prefer) & ALWAYS_AVAILABLE
     )
 
 

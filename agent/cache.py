@@ -19,31 +19,41 @@ reporting during a long download.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import logging
 import os
+import queue
 import shutil
+import threading
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from agent.errors import ArtifactCorrupt, ArtifactDownloadError
+from agent.errors import ArtifactCorrupt, ArtifactDownloadError, ArtifactError, CacheFull
+from agent.executor import cool_off
+from agent.plan import Blob, FetchFailure, plan_eviction
 from protocol.digests import format_digest, parse_digest
 from protocol.models import ArtifactRef
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 16
+DEFAULT_MAX_BYTES = 2 << 30
 
 
 class ArtifactCache:
-    def __init__(self, root: Path, timeout_s: float = 30.0) -> None:
+    def __init__(self, root: Path, timeout_s: float = 30.0, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.root = root
         self.blobs = root / "blobs"
         self.partial = root / "partial"
         self.timeout_s = timeout_s
+        self.max_bytes = max_bytes
+        # eviction, the rename into blobs/ and materializing must not interleave (worker vs loop)
+        self._lock = threading.Lock()
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.partial.mkdir(parents=True, exist_ok=True)
 
@@ -56,15 +66,33 @@ class ArtifactCache:
     def digests(self) -> frozenset[str]:
         return frozenset(format_digest(p.name) for p in self.blobs.iterdir() if p.is_file())
 
-    def fetch(self, digest: str, url: str, size: int) -> Path:
-        """Make ``digest`` present in the cache, downloading from ``url`` if needed."""
+    def fetch(
+        self,
+        digest: str,
+        url: str,
+        size: int,
+        keep: frozenset[str] = frozenset(),
+        cancel: threading.Event | None = None,
+    ) -> Path:
+        """Make ``digest`` present in the cache, downloading from ``url`` if needed.
+
+        ``keep``: digests that must not be evicted to make room (besides blobs in use by modules).
+        """
         final = self.blob_path(digest)
         if final.is_file():
+            _touch(final)
             return final
         part = self.partial / f"{final.name}.part"
-        self._download(url, part, size)
-        actual_size = part.stat().st_size
-        actual = _sha256_of(part)
+        self._make_room(digest, url, size, part, keep | {digest})
+        resumed = self._download(url, part, size, digest, cancel)
+        actual, actual_size = _sha256_of(part), part.stat().st_size
+        if (actual != digest or actual_size != size) and resumed:
+            # the kept prefix may be what was wrong (e.g. the file changed on the server between
+            # attempts): discard it and try once more from zero before calling the artifact corrupt
+            log.warning("resumed download of %s does not match %s; downloading it again from zero", url, digest)
+            part.unlink(missing_ok=True)
+            self._download(url, part, size, digest, cancel)
+            actual, actual_size = _sha256_of(part), part.stat().st_size
         if actual != digest or actual_size != size:
             part.unlink(missing_ok=True)  # never keep bytes that do not match: the next try starts clean
             raise ArtifactCorrupt(
@@ -75,17 +103,77 @@ class ArtifactCache:
         os.chmod(part, 0o444)
         with open(part, "rb") as f:
             os.fsync(f.fileno())
-        os.replace(part, final)
+        with self._lock:
+            os.replace(part, final)
+            _touch(final)
         log.info("cached artifact %s (%d bytes) from %s", digest, size, url)
         return final
 
-    def _download(self, url: str, part: Path, size: int) -> None:
+    # --- size ------------------------------------------------------------------------------------
+
+    def usage(self) -> tuple[list[Blob], set[str], int]:
+        """(blobs, digests hard-linked into a module directory, bytes of partial downloads)."""
+        blobs, linked = [], set()
+        for path in self.blobs.iterdir():
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            digest = format_digest(path.name)
+            blobs.append(Blob(digest, st.st_size, st.st_mtime))
+            if st.st_nlink > 1:
+                linked.add(digest)
+        partial = 0
+        for path in self.partial.iterdir():
+            try:
+                partial += path.stat().st_size
+            except FileNotFoundError:
+                pass
+        return blobs, linked, partial
+
+    def _make_room(self, digest: str, url: str, size: int, part: Path, keep: frozenset[str]) -> None:
+        have = part.stat().st_size if part.is_file() else 0
+        with self._lock:
+            blobs, linked, partial = self.usage()
+            referenced = keep | linked
+            where = f"artifact {digest} ({size} bytes) from {url} in the artifact cache {self.root}"
+            # the cap counts blobs and every partial download, this one at its full size
+            cap = plan_eviction(blobs, referenced, need=size, budget=self.max_bytes - (partial - have))
+            if cap.shortfall:
+                held = sum(b.size for b in blobs if b.digest in referenced)
+                raise CacheFull(
+                    f"no room for {where}: cache_max_bytes is {self.max_bytes} and {held} bytes are held by "
+                    f"artifacts in use (desired, last-known-good or running); {cap.shortfall} bytes short — "
+                    "raise the agent setting cache_max_bytes"
+                )
+            self._evict(cap.remove, "cache_max_bytes")
+            blobs = [b for b in blobs if b.digest not in cap.remove]
+            free = shutil.disk_usage(self.root).free
+            # on the disk only the missing bytes count; evicting a blob frees its size
+            used = sum(b.size for b in blobs)
+            disk = plan_eviction(blobs, referenced, need=size - have, budget=free + used)
+            if disk.shortfall:
+                raise CacheFull(
+                    f"no room for {where}: the disk has {free} bytes free and evicting unused artifacts cannot "
+                    f"free the {disk.shortfall} bytes missing — free disk space on the file system of {self.root}"
+                )
+            self._evict(disk.remove, "disk space")
+
+    def _evict(self, digests: Iterable[str], why: str) -> None:
+        for digest in digests:
+            log.info("evicting unreferenced artifact %s from the cache (%s)", digest, why)
+            self.blob_path(digest).unlink(missing_ok=True)
+
+    # --- download --------------------------------------------------------------------------------
+
+    def _download(self, url: str, part: Path, size: int, digest: str, cancel: threading.Event | None) -> bool:
+        """Download into ``part``, resuming what it holds; return whether it resumed (kept a prefix)."""
         have = part.stat().st_size if part.exists() else 0
         if have > size:  # longer than the signed size: cannot be a prefix of the right bytes
             part.unlink()
             have = 0
         if have == size and size > 0:
-            return  # complete from an earlier run that died before verifying
+            return True  # complete from an earlier run that died before verifying
         request = urllib.request.Request(url)
         if have:
             request.add_header("Range", f"bytes={have}-")
@@ -97,18 +185,30 @@ class ArtifactCache:
                 with open(part, "ab" if resumed else "wb") as out:
                     written = have if resumed else 0
                     while chunk := resp.read(_CHUNK):
+                        if cancel is not None and cancel.is_set():
+                            raise ArtifactDownloadError(f"downloading {url}: cancelled (agent stopping)")
                         written += len(chunk)
                         if written > size:
                             break  # more bytes than signed: stop reading, the digest check refuses it
                         out.write(chunk)
                     out.flush()
                     os.fsync(out.fileno())
+                return resumed
         except urllib.error.HTTPError as exc:
             if exc.code == 416 and have:  # our partial file is stale; start over next time
                 part.unlink(missing_ok=True)
             raise ArtifactDownloadError(f"downloading {url}: HTTP {exc.code} {exc.reason}") from exc
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                part.unlink(missing_ok=True)  # a partial file on a full disk only keeps it full
+                raise CacheFull(
+                    f"disk full while downloading artifact {digest} ({size} bytes) from {url} into the artifact "
+                    f"cache {self.root}: {exc.strerror}; the partial download was deleted — free disk space on "
+                    "that file system"
+                ) from exc
             # the partial file stays: the next attempt resumes with Range
+            raise ArtifactDownloadError(f"downloading {url}: {exc}") from exc
+        except http.client.HTTPException as exc:
             raise ArtifactDownloadError(f"downloading {url}: {exc}") from exc
 
     def materialize(self, artifacts: Iterable[ArtifactRef], dest: Path) -> None:
@@ -118,13 +218,110 @@ class ArtifactCache:
             target = dest / art.path
             target.parent.mkdir(parents=True, exist_ok=True)
             blob = self.blob_path(art.digest)
-            if not blob.is_file():
-                raise ArtifactDownloadError(f"artifact {art.digest} for {art.path} is not in the cache {self.blobs}")
-            target.unlink(missing_ok=True)
+            with self._lock:
+                if not blob.is_file():
+                    raise ArtifactDownloadError(
+                        f"artifact {art.digest} for {art.path} is not in the cache {self.blobs}"
+                    )
+                target.unlink(missing_ok=True)
+                _touch(blob)
+                try:
+                    os.link(blob, target)
+                except OSError:
+                    shutil.copyfile(blob, target)
+
+
+class BackgroundFetcher:
+    """Downloads on one worker thread; the loop asks what is in flight and what failed.
+
+    A failure is remembered (error, cool-off, whether it is a refusal) until the artifact is fetched
+    or ``forget_failures`` is called for a new generation, so the planner keeps reporting the
+    reason while a retry runs.
+    """
+
+    def __init__(
+        self,
+        cache: ArtifactCache,
+        keep: Callable[[], frozenset[str]],
+        on_done: Callable[[], None],
+        retry_base_s: float = 1.0,
+        retry_max_s: float = 60.0,
+    ) -> None:
+        self.cache = cache
+        self._keep = keep
+        self._on_done = on_done
+        self._retry_base_s = retry_base_s
+        self._retry_max_s = retry_max_s
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[tuple[str, str, int] | None] = queue.SimpleQueue()
+        self._in_flight: set[str] = set()
+        self._failures: dict[str, tuple[int, FetchFailure]] = {}
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, digest: str, url: str, size: int) -> None:
+        with self._lock:
+            if digest in self._in_flight:
+                return
+            self._in_flight.add(digest)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, daemon=True, name="artifact-fetch")
+                self._thread.start()
+        self._queue.put((digest, url, size))
+
+    def fetching(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._in_flight)
+
+    def failures(self) -> dict[str, FetchFailure]:
+        with self._lock:
+            return {d: f for d, (_, f) in self._failures.items()}
+
+    def forget_failures(self) -> None:
+        """A new generation deserves a fresh attempt at once."""
+        with self._lock:
+            self._failures.clear()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        self._cancel.set()
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            digest, url, size = job
             try:
-                os.link(blob, target)
-            except OSError:
-                shutil.copyfile(blob, target)
+                self.cache.fetch(digest, url, size, keep=self._keep(), cancel=self._cancel)
+            except ArtifactError as exc:
+                with self._lock:
+                    count = self._failures.get(digest, (0, None))[0] + 1
+                    delay = cool_off(count, self._retry_base_s, self._retry_max_s)
+                    refused = isinstance(exc, (ArtifactCorrupt, CacheFull))
+                    self._failures[digest] = (count, FetchFailure(str(exc), time.time() + delay, refused))
+                log.warning("fetching %s failed (attempt %d, next try in %.1fs): %s", digest, count, delay, exc)
+            except Exception:  # a bug must not kill the worker: report it like any failed download
+                log.exception("fetching %s crashed", digest)
+                with self._lock:
+                    count = self._failures.get(digest, (0, None))[0] + 1
+                    delay = cool_off(count, self._retry_base_s, self._retry_max_s)
+                    self._failures[digest] = (count, FetchFailure("internal error, see the agent log", time.time() + delay))
+            else:
+                with self._lock:
+                    self._failures.pop(digest, None)
+            finally:
+                with self._lock:
+                    self._in_flight.discard(digest)
+                if not self._cancel.is_set():
+                    self._on_done()
+
+
+def _touch(path: Path) -> None:
+    """Mark a blob as just used (its mtime is the LRU clock)."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
 
 
 def _sha256_of(path: Path) -> str:

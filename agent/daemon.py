@@ -4,6 +4,13 @@ One thread owns all state: the reconcile loop. MQTT callbacks and module-exit wa
 messages in the inbox and wake the loop. The loop runs when woken (new manifest, direct method,
 module exit) or when the plan's own ``wake_at`` (next probe, end of a back-off), a step's
 cool-off, the report heartbeat or telemetry is due.
+
+Downloads run on the background fetcher's thread (the loop only submits them and sees them as
+"in flight"), so probes and reports go on during a long download. The loop also keeps the
+rollout's clock: when the new generation's artifacts are all verified it notes ``applying_since``;
+``plan.decide_rollback`` then says when to go back to last-known-good, and the loop plans toward
+that manifest (``target``) until the hub publishes a newer generation. The serving gap of each
+replacement (old instance stopped -> new one ready) is measured here, logged and sent as telemetry.
 """
 
 from __future__ import annotations
@@ -17,16 +24,16 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import psutil
 
 from agent import __version__
 from agent.admission import DeviceOffer
-from agent.cache import ArtifactCache
+from agent.cache import ArtifactCache, BackgroundFetcher
 from agent.capabilities import device_capabilities, discover_accelerators
-from agent.errors import AgentError, ArtifactCorrupt, HubKeyUnavailable, RuntimeFailure, UnknownModule
+from agent.errors import AgentError, HubKeyUnavailable, RuntimeFailure, UnknownModule
 from agent.executor import Executor
 from agent.health import probe_http
 from agent.hubkey import resolve_hub_key
@@ -42,15 +49,19 @@ from agent.plan import (
     ProbeHealth,
     RemoveModule,
     RestartTuning,
+    Rollout,
     StartModule,
     StopModule,
+    decide_rollback,
     effective_restarts,
     plan_steps,
+    rollback_window,
 )
 from agent.report import module_statuses, report_fingerprint
 from agent.runtime import ProcessRuntime, Runtime, instance_id_for
+from agent.runtime.limits import ProcessLimits
 from agent.settings import AgentSettings
-from agent.state import AgentState, RestartRecord, StateStore
+from agent.state import AgentState, RestartRecord, RollbackRecord, StateStore
 from protocol.canonical import canonical_json
 from protocol.errors import ManifestRejected, StaleGeneration
 from protocol.models import (
@@ -59,6 +70,7 @@ from protocol.models import (
     DirectMethodRequest,
     DirectMethodResponse,
     ModuleState,
+    ModuleStatus,
     ReportedState,
     Telemetry,
     utcnow,
@@ -81,8 +93,23 @@ class Agent:
         self.modules_dir = self.data_dir / "modules"
         self.store = StateStore(self.data_dir / "state.json")
         self.state: AgentState = self.store.load()
-        self.cache = ArtifactCache(self.data_dir / "cache", timeout_s=settings.http_timeout_s)
-        self.runtime: Runtime = runtime or ProcessRuntime(self.modules_dir, self.device_id, settings.module_command)
+        self.cache = ArtifactCache(
+            self.data_dir / "cache", timeout_s=settings.http_timeout_s, max_bytes=settings.cache_max_bytes
+        )
+        self._keep: frozenset[str] = frozenset()  # digests eviction must spare; rebound by the loop
+        self.fetcher = BackgroundFetcher(
+            self.cache,
+            keep=lambda: self._keep,
+            on_done=self.wake,
+            retry_base_s=settings.step_retry_base_s,
+            retry_max_s=settings.step_retry_max_s,
+        )
+        self.runtime: Runtime = runtime or ProcessRuntime(
+            self.modules_dir,
+            self.device_id,
+            settings.module_command,
+            ProcessLimits(self.device_id, settings.resource_limits, settings.limits_cgroup_parent),
+        )
         self.runtime.set_exit_listener(lambda _iid: self.wake())
         self.tuning = RestartTuning(
             backoff_base_s=settings.restart_backoff_base_s,
@@ -137,6 +164,10 @@ class Agent:
         self._next_telemetry_at = 0.0
         self._since: dict[str, tuple[ModuleState, datetime]] = {}
         self._procs: dict[int, psutil.Process] = {}
+        self._rollback_wake_at: float | None = None
+        self._lkg_parsed: tuple[dict[str, Any], DeviceManifest] | None = None
+        self._gap_started: dict[str, float] = {}  # module -> when its old instance stopped serving
+        self.serving_gaps: dict[str, float] = {}  # module -> seconds without a ready instance, last update
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -185,12 +216,14 @@ class Agent:
             self.runtime.stop_all(self.settings.stop_grace_s)
         else:
             log.info("leaving modules running; the next agent start adopts them")
+        self.fetcher.close()  # a cut download resumes with Range next time
         self.link.stop()
 
     def _idle_timeout(self) -> float:
         now = time.time()
         candidates = [
             self.last_plan.wake_at,
+            self._rollback_wake_at,
             self.executor.next_retry_at(),
             self._last_report_at + self.settings.report_heartbeat_s,
             self._next_telemetry_at,
@@ -201,19 +234,77 @@ class Agent:
 
     # --- reconcile -------------------------------------------------------------------------------
 
+    @property
+    def rolled_back(self) -> bool:
+        rollback = self.state.rollback
+        return rollback is not None and rollback.from_generation == self.state.generation
+
+    @property
+    def target(self) -> DeviceManifest | None:
+        """What the loop converges to: the desired manifest, or last-known-good after a rollback."""
+        return self._last_known_good() if self.rolled_back else self.desired
+
+    def _last_known_good(self) -> DeviceManifest | None:
+        raw = self.state.last_known_good_manifest
+        if raw is None:
+            return None
+        if self._lkg_parsed is None or self._lkg_parsed[0] is not raw:  # parse once per stored manifest
+            self._lkg_parsed = (raw, DeviceManifest.model_validate(raw["manifest"]))
+        return self._lkg_parsed[1]
+
     def reconcile(self) -> Plan:
+        plan = self._converge()
+        if self._rollback_due(plan, time.time()):
+            plan = self._converge()  # toward last-known-good at once
+        self.last_plan = plan
+        self._remember_health(plan, time.time())
+        return plan
+
+    def _converge(self) -> Plan:
         plan = Plan()
+        self._keep = self._referenced()
         for _ in range(MAX_PASSES):
             now = time.time()
-            plan = plan_steps(self.desired, self._observe(now), self._context(now))
+            plan = plan_steps(self.target, self._observe(now), self._context(now))
             if not plan.steps:
                 break
             result = self.executor.run(plan, self.state.generation, now)
             if not result.executed:
                 break
-        self.last_plan = plan
-        self._remember_health(plan, time.time())
         return plan
+
+    def _referenced(self) -> frozenset[str]:
+        """Blobs eviction must keep: the desired and last-known-good manifests' (running instances'
+        blobs are kept by the cache itself: they are hard-linked into module directories)."""
+        manifests = [self.desired, self._last_known_good()]
+        return frozenset(a.digest for m in manifests if m is not None for s in m.modules for a in s.artifacts)
+
+    def _rollback_due(self, plan: Plan, now: float) -> bool:
+        """Note when the generation starts replacing; roll back when ``decide_rollback`` says so."""
+        if self.desired is None or self.rolled_back:
+            return False
+        if self.state.applying_since is None and not plan.downloading:
+            self._save(self.state.model_copy(update={"applying_since": now}))
+        rollout = Rollout(
+            generation=self.state.generation,
+            last_known_good=self.state.last_known_good if self.state.last_known_good_manifest else None,
+            applying_since=self.state.applying_since,
+            window_s=rollback_window(self.desired, self.settings.rollback_window_s),
+        )
+        decision = decide_rollback(rollout, plan.verdicts, now)
+        self._rollback_wake_at = decision.wake_at
+        if decision.to_generation is None:
+            return False
+        log.warning("%s", decision.reason)
+        record = RollbackRecord(
+            from_generation=self.state.generation,
+            to_generation=decision.to_generation,
+            reason=decision.reason,
+            module_reasons=dict(decision.module_reasons),
+            at=now,
+        )
+        self._save(self.state.model_copy(update={"rollback": record}))
+        return True
 
     def _context(self, now: float) -> PlanContext:
         discovered = self.discovered  # read before the capabilities it vouches for
@@ -234,17 +325,14 @@ class Agent:
                 del self.health[iid]
         for iid in running:
             self.health.setdefault(iid, Health(started_at=now))  # adopted: probe it as if just started
-        fetch_errors = {
-            step.digest: attempt.error
-            for step, attempt in self.executor.failures.items()
-            if isinstance(step, FetchArtifact) and issubclass(attempt.exception, ArtifactCorrupt)
-        }
+        fetching = self.fetcher.fetching()  # before the cache listing: a finished fetch is then seen cached
         return Observed(
             instances=tuple(self.instances),
             cached=self.cache.digests(),
             health=dict(self.health),
             restarts=self.state.restarts,
-            fetch_errors=fetch_errors,
+            fetching=fetching,
+            fetch_failures=self.fetcher.failures(),
         )
 
     def _remember_health(self, plan: Plan, now: float) -> None:
@@ -268,6 +356,7 @@ class Agent:
         all_healthy = all(v.state == ModuleState.HEALTHY for v in plan.verdicts.values())
         if (
             self.desired is not None
+            and not self.rolled_back  # healthy again on last-known-good does not make the failed one good
             and plan.converged
             and all_healthy
             and self.state.last_known_good != self.state.generation
@@ -285,7 +374,7 @@ class Agent:
     # --- step executors --------------------------------------------------------------------------
 
     def _fetch(self, step: FetchArtifact) -> None:
-        self.cache.fetch(step.digest, step.url, step.size)
+        self.fetcher.submit(step.digest, step.url, step.size)  # returns at once; wakes the loop when done
 
     def _create(self, step: CreateModule) -> None:
         port = self._port_for(step.module, step.spec.port)
@@ -314,12 +403,15 @@ class Agent:
 
     def _stop(self, step: StopModule) -> None:
         log.info("stopping module %s: %s", step.module, step.reason)
+        spec = self.target.module(step.module) if self.target else None
+        if spec is not None and step.instance_id != instance_id_for(step.module, spec.spec_hash()):
+            self._gap_started.setdefault(step.module, time.time())  # an update: the old one stops serving now
         self.runtime.stop(step.instance_id, self.settings.stop_grace_s)
         self.health.pop(step.instance_id, None)
 
     def _remove(self, step: RemoveModule) -> None:
         self.runtime.remove(step.instance_id)
-        if self.desired is None or self.desired.module(step.module) is None:
+        if self.target is None or self.target.module(step.module) is None:
             ports = {k: v for k, v in self.state.ports.items() if k != step.module}
             self._save(self.state.model_copy(update={"ports": ports}))
 
@@ -330,6 +422,11 @@ class Agent:
         if ok:
             if not old.ready:
                 log.info("module %s is ready (%.2fs after start)", step.module, now - old.started_at)
+                gap_from = self._gap_started.pop(step.module, None)
+                if gap_from is not None:
+                    self.serving_gaps[step.module] = now - gap_from
+                    log.info("module %s updated: serving gap %.3fs", step.module, now - gap_from)
+                    self._next_telemetry_at = now  # let a watcher see it without waiting an interval
             self.health[step.instance_id] = Health(started_at=old.started_at, ready=True, last_probe_at=now)
         else:
             failures = old.consecutive_failures + 1 if old.ready else 0
@@ -405,7 +502,17 @@ class Agent:
         log.info("accepted manifest generation %d (%d module(s))", manifest.generation, len(manifest.modules))
         self.desired = manifest
         self.rejected = None
-        self._save(self.state.model_copy(update={"generation": manifest.generation, "signed_manifest": signed}))
+        self.fetcher.forget_failures()  # a new generation deserves a fresh attempt at once
+        self._save(
+            self.state.model_copy(
+                update={
+                    "generation": manifest.generation,
+                    "signed_manifest": signed,
+                    "applying_since": None,
+                    "rollback": None,
+                }
+            )
+        )
         return True
 
     def _same_as_accepted(self, payload: bytes) -> bool:
@@ -460,7 +567,7 @@ class Agent:
                 return 400, {"error": f"params.tail must be a non-negative integer, got {tail!r}"}
             return 200, {"module": module, "lines": self.runtime.logs(module, tail)}
         # restart-module: the desired instance, now, regardless of back-off (an operator asked)
-        spec = self.desired.module(module) if self.desired else None
+        spec = self.target.module(module) if self.target else None
         if spec is None:
             raise UnknownModule(f"module {module!r} is not in the desired state of device {self.device_id}")
         iid = instance_id_for(module, spec.spec_hash())
@@ -488,20 +595,56 @@ class Agent:
         for name, verdict in plan.verdicts.items():
             if self._since.get(name, (None,))[0] != verdict.state:
                 self._since[name] = (verdict.state, now)
+        modules = module_statuses(self.target, plan, self.instances, self.state.restarts, step_failures, self._since)
+        rollback = self.state.rollback if self.rolled_back else None
+        if rollback is not None and self.desired is not None:
+            modules = self._rolled_back_statuses(rollback, modules)
         return ReportedState(
             device_id=self.device_id,
             generation=self.state.generation,
             converged=plan.converged and not step_failures,
             last_known_good=self.state.last_known_good,
-            modules=module_statuses(
-                self.desired, plan, self.instances, self.state.restarts, step_failures, self._since
-            ),
+            rolled_back_from=rollback.from_generation if rollback else None,
+            modules=modules,
             capabilities=self.capabilities,
             rejected=self.rejected,
             agent_version=__version__,
             seq=self._seq,
             reported_at=now,
         )
+
+    def _rolled_back_statuses(self, rollback: RollbackRecord, serving: list[ModuleStatus]) -> list[ModuleStatus]:
+        """The failed generation's modules, each Failed with why and rolled_back; where last-known-good
+        has the module, its endpoint (that version serves there now)."""
+        assert self.desired is not None
+        by_name = {m.name: m for m in serving}
+        since = datetime.fromtimestamp(rollback.at, timezone.utc)
+        out = []
+        for spec in self.desired.modules:
+            why = rollback.module_reasons.get(spec.name)
+            message = (
+                f"generation {rollback.from_generation} not Healthy in time ({why}); "
+                f"rolled back to generation {rollback.to_generation}"
+                if why
+                else f"rolled back with generation {rollback.from_generation} to generation {rollback.to_generation}"
+            )
+            old = by_name.get(spec.name)
+            out.append(
+                ModuleStatus(
+                    name=spec.name,
+                    service=spec.service,
+                    state=ModuleState.FAILED,
+                    message=message,
+                    spec_hash=old.spec_hash if old else None,
+                    endpoint=old.endpoint if old else None,
+                    backend=old.backend if old else None,
+                    restarts=old.restarts if old else 0,
+                    instance=old.instance if old else None,
+                    since=since,
+                    rolled_back=True,
+                )
+            )
+        return out
 
     def _report(self, plan: Plan) -> None:
         report = self.build_report(plan)
@@ -532,6 +675,8 @@ class Agent:
                         "rssBytes": float(proc.memory_info().rss),
                         "cpuPercent": proc.cpu_percent(None),
                     }
+                    if inst.module in self.serving_gaps:
+                        modules[inst.module]["servingGapS"] = self.serving_gaps[inst.module]
                 except psutil.Error:
                     self._procs.pop(inst.pid, None)
         live = {i.pid for i in self.instances if i.running}

@@ -115,6 +115,7 @@ class Instance:
     exit_code: int | None = None  # None: still running, or exited without the agent seeing the code
     port: int | None = None
     status: StatusReport | None = None
+    limits: str | None = None  # resource limits the runtime applied, e.g. "cgroup-v1: cpu 0.5 cores"
 
 
 @dataclass(frozen=True)
@@ -188,8 +189,8 @@ class Plan:
 
     @property
     def converged(self) -> bool:
-        """Nothing left to do and no module still on its way (Transitioning)."""
-        return not self.changes and all(v.state != ModuleState.TRANSITIONING for v in self.verdicts.values())
+        """Nothing left to do, no artifact still missing, and no module on its way (Transitioning)."""
+        return not self.changes and not self.downloading and all(v.state != ModuleState.TRANSITIONING for v in self.verdicts.values())
 
 
 # --- restart policy (pure helpers, also used by the daemon) --------------------------------------

@@ -51,6 +51,7 @@ def module_statuses(
                 restarts=restarts.get(spec.name, RestartRecord()).count,
                 instance=str(inst.pid) if inst and inst.pid and inst.running else None,
                 since=state_since[1] if state_since else utcnow(),
+                limits=inst.limits if inst else None,
             )
         )
     return out

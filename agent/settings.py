@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 import tomllib
@@ -46,6 +46,12 @@ class AgentSettings(BaseSettings):
     port_range: tuple[int, int] = (20000, 29999)
     stop_grace_s: float = Field(default=5.0, ge=0)
     stop_modules_on_exit: bool = False
+    resource_limits: Literal["auto", "no-cgroups", "off"] = Field(
+        default="auto", description="auto: cgroup v2/v1 when writable, else CPU affinity and RLIMIT_DATA"
+    )
+    limits_cgroup_parent: str | None = Field(
+        default=None, description="cgroup path (as in /proc/self/cgroup) for module groups; default: the agent's own"
+    )
 
     # health and restarts
     startup_probe_interval_s: float = Field(default=0.1, gt=0, description="probe period while Transitioning")
@@ -53,6 +59,12 @@ class AgentSettings(BaseSettings):
     restart_backoff_max_s: float = Field(default=300.0, ge=0)
     max_restarts: int = Field(default=20, ge=0)
     restart_reset_after_s: float = Field(default=600.0, ge=0)
+
+    # safe updates and disk
+    rollback_window_s: float | None = Field(
+        default=None, gt=0, description="time a new generation has to become Healthy; None: its longest startupTimeoutS"
+    )
+    cache_max_bytes: int = Field(default=2 << 30, gt=0, description="artifact cache cap; unused blobs are evicted LRU")
 
     # executor cool-off for failing steps (downloads, starts)
     step_retry_base_s: float = Field(default=1.0, ge=0)

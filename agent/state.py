@@ -2,8 +2,10 @@
 
 What survives an agent restart: the last accepted generation and its signed manifest (so the
 device keeps converging without the broker), the last-known-good generation and manifest (for
-rollback), module ports (endpoints stay stable), and restart counters (back-off is not reset by
-restarting the agent).
+rollback), module ports (endpoints stay stable), restart counters (back-off is not reset by
+restarting the agent), when the current generation began replacing modules (its health window
+survives an agent restart), and a rollback (so a restarted agent neither retries the failed
+generation nor forgets to say it rolled back).
 """
 
 from __future__ import annotations
@@ -33,6 +35,18 @@ class RestartRecord(BaseModel):
     healthy_since: float | None = None
 
 
+class RollbackRecord(BaseModel):
+    """The agent rolled back from ``from_generation`` to last-known-good ``to_generation``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    from_generation: int
+    to_generation: int
+    reason: str
+    module_reasons: dict[str, str] = Field(default_factory=dict)
+    at: float
+
+
 class AgentState(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -43,6 +57,8 @@ class AgentState(BaseModel):
     last_known_good_manifest: dict[str, Any] | None = None
     ports: dict[str, int] = Field(default_factory=dict)
     restarts: dict[str, RestartRecord] = Field(default_factory=dict)
+    applying_since: float | None = Field(default=None, description="generation's artifacts verified, replacing")
+    rollback: RollbackRecord | None = None
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:

@@ -29,6 +29,27 @@ def best_seconds(fn: Callable[[], object], repeats: int = 5, budget_s: float = 1
     return min(times)
 
 
+def interleaved_seconds(fns: dict[str, Callable[[], object]], rounds: int = 15, budget_s: float = 20.0) -> dict:
+    """Per-call seconds of several functions timed in alternation, one call of each per round.
+
+    On a shared, noisy machine, alternating keeps a burst of outside load from landing on one side
+    only, so the ratio of medians compares like with like. One warm-up call each; fewer rounds
+    (at least 3) when the calls are slow.
+    """
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    deadline = time.perf_counter() + budget_s
+    for i in range(rounds):
+        if i >= 3 and time.perf_counter() > deadline:
+            break
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
 def median_ms(fn: Callable[[], object], repeats: int = 20) -> float:
     fn()
     samples = []
@@ -57,18 +78,19 @@ def matmul_integer_model(w_kn: np.ndarray, m: int, a_dtype: str = "int8") -> byt
     )
 
 
-def qlinear_matmul_model(w_kn: np.ndarray, m: int) -> bytes:
+def qlinear_matmul_model(w_kn: np.ndarray, m: int, a_dtype: str = "uint8") -> bytes:
     k, n = w_kn.shape
+    a_type, a_np = (TensorProto.UINT8, np.uint8) if a_dtype == "uint8" else (TensorProto.INT8, np.int8)
     s = lambda name, v: numpy_helper.from_array(np.array(v, np.float32), name)  # noqa: E731
     z = lambda name, v, t: numpy_helper.from_array(np.array(v, t), name)  # noqa: E731
     inits = [
-        s("a_s", 0.02), z("a_z", 128, np.uint8), numpy_helper.from_array(w_kn, "b"), s("b_s", 0.01),
-        z("b_z", 0, np.int8), s("y_s", 0.5), z("y_z", 128, np.uint8),
+        s("a_s", 0.02), z("a_z", 128 if a_np is np.uint8 else 3, a_np), numpy_helper.from_array(w_kn, "b"),
+        s("b_s", 0.01), z("b_z", 0, np.int8), s("y_s", 0.5), z("y_z", 128 if a_np is np.uint8 else 0, a_np),
     ]  # fmt: skip
     return _model(
         [helper.make_node("QLinearMatMul", ["a", "a_s", "a_z", "b", "b_s", "b_z", "y_s", "y_z"], ["y"], name="qmm")],
-        [helper.make_tensor_value_info("a", TensorProto.UINT8, [m, k])],
-        [helper.make_tensor_value_info("y", TensorProto.UINT8, [m, n])],
+        [helper.make_tensor_value_info("a", a_type, [m, k])],
+        [helper.make_tensor_value_info("y", a_type, [m, n])],
         inits,
     )
 

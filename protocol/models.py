@@ -217,6 +217,9 @@ class ModuleStatus(TolerantWireModel):
     instance: str | None = Field(default=None, description="pid or container id")
     since: datetime = Field(default_factory=utcnow)
     rolled_back: bool = False
+    limits: str | None = Field(
+        default=None, description="resource limits applied and how, e.g. 'cgroup-v2: cpu 0.5 cores, memory 0.25 GB'"
+    )
 
 
 class ReportedState(TolerantWireModel):
@@ -226,6 +229,9 @@ class ReportedState(TolerantWireModel):
     generation: int = Field(default=0, ge=0, description="last accepted desired generation (0: none yet)")
     converged: bool = Field(default=False, description="the plan for `generation` is empty")
     last_known_good: int | None = None
+    rolled_back_from: int | None = Field(
+        default=None, description="the device gave up on this generation and serves last_known_good instead"
+    )
     modules: list[ModuleStatus] = Field(default_factory=list)
     capabilities: DeviceCapabilities = Field(default_factory=DeviceCapabilities)
     rejected: str | None = Field(default=None, description="why the last manifest was refused, if it was")

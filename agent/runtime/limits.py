@@ -215,15 +215,20 @@ class Prepared:
 
 
 class ProcessLimits:
-    """Probes this host once (on first need), then prepares and releases per-instance limits."""
+    """Probes this host once (on first need), then prepares and releases per-instance limits.
+
+    Layout: ``<parent>/edgefleet-<device>/<module>.<spec hash>/`` in each hierarchy used. The
+    device's group is made when an instance needs it and removed with its last instance, so a
+    device that stops using limits leaves nothing behind.
+    """
 
     def __init__(self, device_id: str, mode: LimitsMode = "auto", cgroup_parent: str | None = None) -> None:
         self.group = f"edgefleet-{device_id}"
         self.mode = mode
         self.cgroup_parent = cgroup_parent
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._mechanism: Mechanism | None = None
-        self._bases: dict[str, Path] = {}  # hierarchy ("v2", "cpu", "memory") -> this agent's group dir
+        self._parents: dict[str, Path] = {}  # hierarchy ("v2", "cpu", "memory") -> parent directory
 
     @property
     def mechanism(self) -> Mechanism:
@@ -234,39 +239,56 @@ class ProcessLimits:
             return self._mechanism
 
     def prepare(self, instance: str, module: str, resources: Resources) -> Prepared:
-        """Make the instance's group and write its limits (idempotent: a restart reuses them)."""
+        """Make the instance's groups and write its limits (idempotent: a restart reuses them)."""
         if resources.cpu is None and resources.memory_gb is None:
             return Prepared(None, None)
-        mechanism = self.mechanism
-        allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
-        plan = limit_plan(mechanism, resources, allowed_cores=allowed, module=module)
-        procs: list[str] = []
-        for hierarchy, files in plan.writes.items():
-            group = self._bases[hierarchy] / _group_name(instance)
-            try:
-                group.mkdir(exist_ok=True)
-                for name, value in files.items():
-                    (group / name).write_text(value)
-            except OSError as exc:
-                raise ResourceLimitError(
-                    f"module {module}: cannot set {mechanism.value} limits in {group} ({exc}); give the agent a "
-                    "writable cgroup (limits_cgroup_parent) or set resource_limits to 'no-cgroups'"
-                ) from exc
-            procs.append(str(group / "cgroup.procs"))
+        with self._lock:
+            mechanism = self.mechanism
+            allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+            plan = limit_plan(mechanism, resources, allowed_cores=allowed, module=module)
+            procs: list[str] = []
+            for hierarchy, files in plan.writes.items():
+                group = self._parents[hierarchy] / self.group / _group_name(instance)
+                try:
+                    self._make_device_group(hierarchy)
+                    group.mkdir(exist_ok=True)
+                    for name, value in files.items():
+                        (group / name).write_text(value)
+                except OSError as exc:
+                    raise ResourceLimitError(
+                        f"module {module}: cannot set {mechanism.value} limits in {group} ({exc}); give the agent a "
+                        "writable cgroup (limits_cgroup_parent) or set resource_limits to 'no-cgroups'"
+                    ) from exc
+                procs.append(str(group / "cgroup.procs"))
         return Prepared(plan.summary, _child_hook(procs, plan.cores, plan.rlimit_data))
 
     def release(self, instance: str) -> None:
-        """Remove the instance's groups once its processes are gone. This agent's own group stays
-        (empty, a few bytes of kernel memory) so the next instance need not set it up again."""
-        if self.mechanism not in (Mechanism.CGROUP_V1, Mechanism.CGROUP_V2):  # probes after an agent restart
+        """Remove the instance's groups (its processes are gone), and the device's group once empty."""
+        with self._lock:
+            if self.mechanism not in (Mechanism.CGROUP_V1, Mechanism.CGROUP_V2):  # probes after an agent restart
+                return
+            for parent in self._parents.values():
+                group = parent / self.group / _group_name(instance)
+                try:
+                    group.rmdir()
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    log.warning("cannot remove cgroup %s of module instance %s: %s", group, instance, exc)
+                try:
+                    (parent / self.group).rmdir()
+                except OSError:
+                    pass  # other instances still have groups there
+
+    def _make_device_group(self, hierarchy: str) -> None:
+        base = self._parents[hierarchy] / self.group
+        if base.is_dir():
             return
-        for base in self._bases.values():
-            try:
-                (base / _group_name(instance)).rmdir()
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                log.warning("cannot remove cgroup %s: %s", base / _group_name(instance), exc)
+        base.mkdir()
+        if hierarchy == "v2":
+            # fails with EBUSY when the parent holds processes itself (the "no internal processes" rule)
+            (self._parents["v2"] / "cgroup.subtree_control").write_text("+cpu +memory")
+            (base / "cgroup.subtree_control").write_text("+cpu +memory")
 
     def _probe(self) -> Mechanism:
         affinity = hasattr(os, "sched_setaffinity")
@@ -278,39 +300,43 @@ class ProcessLimits:
         except OSError:
             mounts, own = [], {}
         dirs = cgroup_dirs(mounts, own, self.cgroup_parent)
-        v2 = dirs.v2 is not None and self._setup_v2(dirs.v2)
-        v1 = not v2 and dirs.v1_cpu is not None and dirs.v1_memory is not None and self._setup_v1(dirs)
+        v2 = dirs.v2 is not None and self._usable({"v2": dirs.v2})
+        v1 = (
+            not v2
+            and dirs.v1_cpu is not None
+            and dirs.v1_memory is not None
+            and self._usable({"cpu": dirs.v1_cpu, "memory": dirs.v1_memory})
+        )
         return choose_mechanism("auto", v2_usable=v2, v1_usable=v1, affinity_supported=affinity)
 
-    def _setup_v2(self, parent: Path) -> bool:
-        """Make this agent's group with cpu and memory enabled for its children, or say why not."""
-        try:
-            available = set((parent / "cgroup.controllers").read_text().split())
-            if not {"cpu", "memory"} <= available:
-                log.debug("cgroup v2 at %s offers %s, not cpu and memory", parent, sorted(available))
+    def _usable(self, parents: dict[str, Path]) -> bool:
+        """Try it: make the device's group in each hierarchy (cgroup v2: with cpu and memory enabled)."""
+        if "v2" in parents:
+            available = (_read(parents["v2"] / "cgroup.controllers") or "").split()
+            if not {"cpu", "memory"} <= set(available):
+                log.info("cgroup v2 at %s offers %s, not cpu and memory", parents["v2"], available)
                 return False
-            base = parent / self.group
-            base.mkdir(exist_ok=True)
-            # fails with EBUSY when the parent holds processes itself (the "no internal processes" rule)
-            (parent / "cgroup.subtree_control").write_text("+cpu +memory")
-            (base / "cgroup.subtree_control").write_text("+cpu +memory")
+        self._parents = parents
+        try:
+            for hierarchy in parents:
+                self._make_device_group(hierarchy)
         except OSError as exc:
-            log.info("cgroup v2 at %s is not usable for module limits: %s", parent, exc)
+            log.info("cgroups at %s are not usable for module limits: %s", ", ".join(map(str, parents.values())), exc)
+            for parent in parents.values():  # undo a half-made layout (one hierarchy writable, one not)
+                try:
+                    (parent / self.group).rmdir()
+                except OSError:
+                    pass
+            self._parents = {}
             return False
-        self._bases = {"v2": base}
         return True
 
-    def _setup_v1(self, dirs: CgroupDirs) -> bool:
-        assert dirs.v1_cpu is not None and dirs.v1_memory is not None
-        bases = {"cpu": dirs.v1_cpu / self.group, "memory": dirs.v1_memory / self.group}
-        try:
-            for base in bases.values():
-                base.mkdir(exist_ok=True)
-        except OSError as exc:
-            log.info("cgroup v1 (%s, %s) is not usable for module limits: %s", dirs.v1_cpu, dirs.v1_memory, exc)
-            return False
-        self._bases = bases
-        return True
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
 
 
 def _group_name(instance: str) -> str:

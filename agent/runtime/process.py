@@ -3,7 +3,8 @@
 ``start_new_session=True`` makes the module survive an agent crash; the agent finds it again by
 the marks on its command line (``--edgefleet-device/-module/-spec``), scanning /proc once at start.
 An instance is a directory ``<modules>/<module>/<spec hash>/`` holding the materialized artifacts
-(model/, src/), ``instance.json`` (spec, port, pid), the module's status file and its log.
+(model/, src/), ``instance.json`` (spec, port, pid, applied limits), the module's status file and its log.
+``spec.resources`` become limits through ``agent.runtime.limits`` (cgroup v2/v1, else affinity + rlimit).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from pathlib import Path
 
 import psutil
 
-from agent.errors import RuntimeFailure, UnknownModule
+from agent.errors import ResourceLimitError, RuntimeFailure, UnknownModule
 from agent.plan import Instance
 from agent.runtime.base import LOG_FILE, STATUS_FILE, Runtime, instance_id_for, read_status_file, tail_lines
+from agent.runtime.limits import ProcessLimits
 from agent.state import write_atomic
 from protocol.models import ModuleSpec
 
@@ -43,6 +45,7 @@ class _Record:
     workdir: Path
     spec: ModuleSpec
     pid: int | None = None
+    limits: str | None = None  # what ProcessLimits applied to the running process (reported)
 
     @property
     def instance_id(self) -> str:
@@ -88,10 +91,13 @@ def _mark(cmdline: list[str], flag: str) -> str | None:
 class ProcessRuntime(Runtime):
     kind = "process"
 
-    def __init__(self, root: Path, device_id: str, base_command: list[str]) -> None:
+    def __init__(
+        self, root: Path, device_id: str, base_command: list[str], limits: ProcessLimits | None = None
+    ) -> None:
         self.root = root.resolve()
         self.device_id = device_id
         self.base_command = base_command
+        self.limits = limits or ProcessLimits(device_id)
         self._lock = threading.RLock()
         self._records: dict[str, _Record] = {}
         self._children: dict[int, subprocess.Popen[bytes]] = {}
@@ -117,6 +123,7 @@ class ProcessRuntime(Runtime):
                     workdir=path.parent,
                     spec=ModuleSpec.model_validate(raw["spec"]),
                     pid=raw.get("pid"),
+                    limits=raw.get("limits"),
                 )
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 log.warning("ignoring unreadable instance record %s: %s", path, exc)
@@ -194,6 +201,7 @@ class ProcessRuntime(Runtime):
                         exit_code=None if running else self._exit_codes.get(rec.instance_id),
                         port=rec.port,
                         status=read_status_file(rec.workdir / STATUS_FILE),
+                        limits=rec.limits,
                     )
                 )
             return result
@@ -226,6 +234,7 @@ class ProcessRuntime(Runtime):
                 "AZUREML_MODEL_DIR": str(rec.workdir / "model"),
                 "PYTHONUNBUFFERED": "1",
             }
+            limits = self.limits.prepare(instance_id, rec.module, rec.spec.resources)
             try:
                 with open(rec.workdir / LOG_FILE, "ab") as out:
                     child = subprocess.Popen(
@@ -236,13 +245,19 @@ class ProcessRuntime(Runtime):
                         stdout=out,
                         stderr=subprocess.STDOUT,
                         start_new_session=True,  # survives the agent; its own process group for stop()
+                        preexec_fn=limits.preexec,  # joins its cgroup / sets affinity and rlimits before exec
                     )
             except OSError as exc:
                 raise RuntimeFailure(
                     f"module {rec.module}: cannot start {cmd[0]!r}: {exc}; check the agent's module_command setting"
                 ) from exc
+            except subprocess.SubprocessError as exc:  # raised by the preexec hook in the child
+                raise ResourceLimitError(
+                    f"module {rec.module}: applying limits ({limits.summary}) in the new process failed: {exc}; "
+                    "set resource_limits to 'no-cgroups' or 'off' if this host does not allow them"
+                ) from exc
             self._children[child.pid] = child
-            rec = replace(rec, pid=child.pid)
+            rec = replace(rec, pid=child.pid, limits=limits.summary)
             self._records[instance_id] = rec
             self._persist(rec)
         log.info("started module %s (pid %d, port %d, spec %s)", rec.module, child.pid, rec.port, rec.spec_hash)
@@ -309,6 +324,8 @@ class ProcessRuntime(Runtime):
                 raise RuntimeFailure(f"module instance {instance_id} is still running; stop it before removing it")
             del self._records[instance_id]
             self._exit_codes.pop(instance_id, None)
+        if rec.limits and rec.limits.startswith("cgroup"):
+            self.limits.release(instance_id)
         shutil.rmtree(rec.workdir, ignore_errors=True)
         try:
             rec.workdir.parent.rmdir()  # the module's directory, once its last instance is gone
@@ -337,6 +354,7 @@ class ProcessRuntime(Runtime):
             "specHash": rec.spec_hash,
             "port": rec.port,
             "pid": rec.pid,
+            "limits": rec.limits,
             "spec": rec.spec.to_wire(),
         }
         write_atomic(rec.workdir / RECORD_FILE, json.dumps(body, indent=1).encode())

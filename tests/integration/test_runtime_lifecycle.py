@@ -23,6 +23,7 @@ from agent.plan import Instance
 from agent.runtime import ProcessRuntime, Runtime
 from protocol.models import ModuleSpec
 from tests.support.docker_engine import EngineWithImage, require_busybox
+from tests.support.limits_probe import kernel_limits
 from tests.support.processes import free_port, wait_for
 
 SCRIPT = Path(__file__).resolve().parents[1] / "support" / "lifecycle_module.sh"
@@ -69,8 +70,12 @@ class Harness:
 def _process_harness(tmp_path: Path, device_id: str) -> Harness:
     root = tmp_path / "modules"
 
-    def limits(_rt: Runtime, _iid: str) -> dict[str, Any]:
-        pytest.skip("the process runtime applies no resource limits yet (issue 4: cgroups, or affinity and rlimits)")
+    def limits(rt: Runtime, iid: str) -> dict[str, Any]:
+        (pid,) = [i.pid for i in rt.list_instances() if i.instance_id == iid]
+        seen = kernel_limits(pid or 0)
+        if not seen.cgroup_dirs:  # affinity can only pin whole cores: test_agent_limits covers that path
+            pytest.skip("no writable cgroup on this host: the process runtime limits by CPU affinity and rlimits")
+        return {"cpu": seen.cgroup_cpu, "memory_bytes": seen.cgroup_memory}
 
     return Harness(
         "process", root, device_id, lambda: ProcessRuntime(root, device_id, ["/bin/sh", str(SCRIPT)]), limits

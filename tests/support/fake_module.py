@@ -9,6 +9,7 @@ variables the manifest can set through ``spec.env``:
 
     FAKE_MODULE_EXIT=<code>       write a Failed/Unschedulable status and exit with <code> at start
     FAKE_MODULE_READY_AFTER=<s>   answer /v2/health/ready with 503 for the first <s> seconds
+    FAKE_MODULE_UNHEALTHY_FILE=<path>  answer /v2/health/ready with 503 while <path> exists
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def main() -> int:
         return exit_code
 
     ready_at = time.monotonic() + float(os.environ.get("FAKE_MODULE_READY_AFTER", "0"))
+    unhealthy_file = os.environ.get("FAKE_MODULE_UNHEALTHY_FILE")
     model_dir = Path(args.model_dir)
     info = {
         "pid": os.getpid(),
@@ -64,7 +66,8 @@ def main() -> int:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.path == "/v2/health/ready" and time.monotonic() < ready_at:
+            sick = unhealthy_file is not None and os.path.exists(unhealthy_file)
+            if self.path == "/v2/health/ready" and (time.monotonic() < ready_at or sick):
                 self._send(503, {"ready": False})
             elif self.path in ("/v2/health/ready", "/v2/health/live"):
                 self._send(200, {"ready": True})

@@ -9,6 +9,7 @@ import pytest
 from agent.plan import (
     CreateModule,
     FetchArtifact,
+    FetchFailure,
     Health,
     Instance,
     Observed,
@@ -19,6 +20,7 @@ from agent.plan import (
     StartModule,
     StatusReport,
     StopModule,
+    Verdict,
     backoff_delay,
     effective_restarts,
     plan_steps,
@@ -64,6 +66,9 @@ def probe(s: ModuleSpec) -> ProbeHealth:
 
 def cached(*ns: int) -> frozenset[str]:
     return frozenset(digest(n) for n in ns)
+
+
+BAD_3 = {digest(3): FetchFailure("bad digest", retry_at=NOW, refused=True)}  # cool-off over: retried
 
 
 A1 = spec("a", 1, 2)
@@ -121,7 +126,7 @@ CASES = [
     ),
     pytest.param(
         manifest(A2),
-        Observed(instances=(inst(A1),), cached=cached(1, 2), health=ready(A1), fetch_errors={digest(3): "bad digest"}),
+        Observed(instances=(inst(A1),), cached=cached(1, 2), health=ready(A1), fetch_failures=BAD_3),
         [fetch(3)],
         {"a": ModuleState.FAILED},
         id="corrupt-artifact-fails-the-module-old-keeps-serving",
@@ -160,7 +165,7 @@ def test_plan(desired: DeviceManifest, observed: Observed, steps: list[Any], sta
 def test_corrupt_artifact_message_names_the_path_and_reason() -> None:
     plan = plan_steps(
         manifest(A2),
-        Observed(instances=(inst(A1),), cached=cached(1, 2), health=ready(A1), fetch_errors={digest(3): "bad digest"}),
+        Observed(instances=(inst(A1),), cached=cached(1, 2), health=ready(A1), fetch_failures=BAD_3),
         CTX,
     )
     assert (
@@ -308,4 +313,39 @@ def test_module_for_a_runtime_the_device_lacks_is_unschedulable_and_disturbs_not
     assert (
         plan.verdicts["a"].state == ModuleState.UNSCHEDULABLE
         and "'docker' is not available" in plan.verdicts["a"].message
+    )
+
+
+# --- background downloads ------------------------------------------------------------------------
+
+
+def test_download_in_progress_is_not_fetched_again_and_nothing_is_stopped() -> None:
+    plan = plan_steps(
+        manifest(A2), Observed(instances=(inst(A1),), cached=cached(1, 2), health=ready(A1), fetching=cached(3)), CTX
+    )
+    assert plan.steps == ()  # the fetch is running; A1 keeps serving and is not even probed yet (not due)
+    assert plan.downloading and not plan.converged
+    assert plan.verdicts["a"] == Verdict(
+        ModuleState.TRANSITIONING, "downloading 1 artifact(s); the previous version keeps serving"
+    )
+
+
+def test_failed_download_cools_off_and_says_why() -> None:
+    failure = FetchFailure("HTTP 503 Service Unavailable", retry_at=NOW + 4)
+    observed = Observed(instances=(inst(A1),), cached=cached(1, 2), health=ready(A1), fetch_failures={digest(3): failure})
+    plan = plan_steps(manifest(A2), observed, CTX)
+    assert plan.steps == () and plan.wake_at == NOW + 4
+    assert plan.verdicts["a"].state == ModuleState.TRANSITIONING
+    assert "retrying after: model/f3.onnx: HTTP 503" in plan.verdicts["a"].message
+    later = plan_steps(manifest(A2), observed, PlanContext(now=NOW + 4, restart=TUNING))
+    assert later.steps == (fetch(3),)
+
+
+def test_cache_full_keeps_the_old_version_and_fails_the_module() -> None:
+    full = FetchFailure("no room for artifact", retry_at=NOW + 60, refused=True)
+    observed = Observed(instances=(inst(A1),), cached=cached(1, 2), health=ready(A1), fetch_failures={digest(3): full})
+    plan = plan_steps(manifest(A2), observed, CTX)
+    assert plan.changes == ()
+    assert plan.verdicts["a"] == Verdict(
+        ModuleState.FAILED, "artifact refused: model/f3.onnx: no room for artifact; the previous version keeps serving"
     )
