@@ -395,9 +395,7 @@ class _PlanBuilder:
         return _kernel(self.rt.program("elementwise.cl", IN_T=in_t, OUT_T=out_t), name)
 
     def _packing(self, name: str, in_name: str) -> Any:
-        program = self.rt.program(
-            "qgemm.cl", TM=1, TN=1, VW=8, OUT_MODE=1, OUT_T="int", IN_T=self._ctype(in_name)
-        )
+        program = self.rt.program("qgemm.cl", TM=1, TN=1, VW=8, OUT_MODE=1, OUT_T="int", IN_T=self._ctype(in_name))
         return _kernel(program, name)
 
     def _lower(self, layer: Layer) -> None:

@@ -2,8 +2,8 @@
 
 The tile (TM x TN outputs per work-item), the vector width along K (VW int16 lanes) and the
 work-group size that run fastest differ between OpenCL devices (PoCL on a CPU wants a register
-tile that fits 16 AVX registers; a GPU wants more work-items), so they are measured on the device
-itself, once, and cached per device in ``~/.cache/edgefleet/opencl_gemm.json`` (override with
+tile whose TM * TN accumulators fit the 16 AVX registers; a GPU wants more work-items), so they are
+measured on the device itself, once, and cached per device in ``~/.cache/edgefleet/opencl_gemm.json`` (override with
 ``EDGEFLEET_CACHE_DIR``). Small-M problems (batch-1 dense layers) and large-M ones (convolutions,
 batched dense layers) are tuned separately: a 4-row tile wastes three quarters of its work at M=1.
 
@@ -43,24 +43,29 @@ class GemmConfig:
         return GemmConfig(int(d["tm"]), int(d["tn"]), int(d["vw"]), (int(local[0]), int(local[1])))  # type: ignore[index,call-overload]
 
 
-# Measured starting points on PoCL/AVX2 (bench/accel_gemm.py): 4x8 tiles of int16x16 vectors use
-# 8 accumulators + 12 operand registers, which LLVM keeps in ymm registers.
-DEFAULT = {"small_m": GemmConfig(1, 8, 16), "large_m": GemmConfig(4, 8, 16)}
+# Measured on PoCL 3.0 / AVX2 (Zen 3, 2 cores; bench/accel_gemm.py and kernel-only sweeps): with the
+# pmaddwd multiply-add the accumulators must stay in the 16 ymm registers (TM * TN + TM + 1 <= 16).
+# 1x8 tiles of int16x16 lanes with 16 row tiles per work-group ran fastest on 256x1024x1024
+# (~250 GOPS kernel-only, vs 2x5 ~225, 2x6 ~215, 3x4 ~160, 4x4 (spills) ~190), and on the digits
+# convolutions (M = 64 * 64 or 64 * 16 rows, N = 8 or 16, K = 9 or 72) within noise of the best.
+# Work-groups of 16 row tiles beat single work-item groups by 5-25 % (fewer work-group dispatches in
+# PoCL's pthread scheduler); larger groups gained nothing more. At M = 1 the GEMM is launch-bound.
+DEFAULT = {"small_m": GemmConfig(1, 8, 16), "large_m": GemmConfig(1, 8, 16, (16, 1))}
 CANDIDATES: dict[str, tuple[GemmConfig, ...]] = {
     "small_m": (
-        GemmConfig(1, 4, 16),
         GemmConfig(1, 8, 16),
+        GemmConfig(1, 4, 16),
         GemmConfig(1, 8, 8),
-        GemmConfig(1, 16, 16),
-        GemmConfig(2, 8, 16),
+        GemmConfig(1, 4, 16, (1, 8)),
     ),
     "large_m": (
-        GemmConfig(4, 8, 16),
-        GemmConfig(4, 4, 16),
-        GemmConfig(6, 4, 16),
-        GemmConfig(2, 8, 16),
-        GemmConfig(4, 8, 8),
-        GemmConfig(4, 8, 16, (8, 1)),
+        GemmConfig(1, 8, 16, (16, 1)),
+        GemmConfig(1, 8, 16),
+        GemmConfig(2, 5, 16, (16, 1)),
+        GemmConfig(2, 6, 16, (16, 1)),
+        GemmConfig(2, 4, 16, (16, 1)),
+        GemmConfig(3, 4, 16, (16, 1)),
+        GemmConfig(1, 8, 8, (16, 1)),
     ),
 }
 # Representative problems (M, N, K) each class is measured on.

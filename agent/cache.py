@@ -305,7 +305,10 @@ class BackgroundFetcher:
                 with self._lock:
                     count = self._failures.get(digest, (0, None))[0] + 1
                     delay = cool_off(count, self._retry_base_s, self._retry_max_s)
-                    self._failures[digest] = (count, FetchFailure("internal error, see the agent log", time.time() + delay))
+                    self._failures[digest] = (
+                        count,
+                        FetchFailure("internal error, see the agent log", time.time() + delay),
+                    )
             else:
                 with self._lock:
                     self._failures.pop(digest, None)

@@ -190,7 +190,11 @@ class Plan:
     @property
     def converged(self) -> bool:
         """Nothing left to do, no artifact still missing, and no module on its way (Transitioning)."""
-        return not self.changes and not self.downloading and all(v.state != ModuleState.TRANSITIONING for v in self.verdicts.values())
+        return (
+            not self.changes
+            and not self.downloading
+            and all(v.state != ModuleState.TRANSITIONING for v in self.verdicts.values())
+        )
 
 
 # --- restart policy (pure helpers, also used by the daemon) --------------------------------------

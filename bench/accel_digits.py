@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ def main() -> int:
         reference = loaded["cpu"].run(feeds)
         measured = {}
         for kind, model in loaded.items():
-            ms = median_ms(lambda m=model, f=feeds: m.run(f), repeats=30 if batch == 1 else 10)
+            ms = median_ms(partial(model.run, feeds), repeats=30 if batch == 1 else 10)
             measured[kind] = ms
             ok = compare_outputs(model.run(feeds), reference) is None
             rows.append(

@@ -126,12 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     device = f"{runtime.device.name.strip()} ({runtime.platform.name.strip()})"
     print(f"\nint8 kernels: OpenCL on {device} vs onnxruntime {ort.__version__} CPU ({threads} intra-op threads),")
     print(f"same run, calls alternated; medians of {args.rounds} rounds (best call in brackets)")
-    print(f"{'op':<64} {'ort GOPS':>16} {'ocl GOPS':>16} {'ratio':>6}  exact  tile")
+    print(f"{'op':<82} {'ort GOPS':>16} {'ocl GOPS':>16} {'ratio':>6}  exact ort/ocl  tile")
+    yes_no = {True: "yes", False: "NO", None: "-"}
     for r in rows:
-        exact = {True: "yes", False: "NO"}.get(r.get("opencl_exact"), "-")  # type: ignore[arg-type]
+        flags = f"{yes_no[r.get('ort_exact')]}/{yes_no[r.get('opencl_exact')]}"
         print(
-            f"{r['op']:<64} {r['ort_gops']:7.1f} ({r['ort_best_gops']:6.1f}) {r['opencl_gops']:7.1f} "
-            f"({r['opencl_best_gops']:6.1f}) {r['ratio']:6.2f}  {exact:>5}  {r['tile']}"
+            f"{r['op']:<82} {r['ort_gops']:7.1f} ({r['ort_best_gops']:6.1f}) {r['opencl_gops']:7.1f} "
+            f"({r['opencl_best_gops']:6.1f}) {r['ratio']:6.2f}  {flags:>13}  {r['tile']}"
         )
     summary = {}
     for m, n, k in GEMM_SHAPES:

@@ -18,7 +18,8 @@
 //
 // Multiply-add: where the compiler targets AVX2 (PoCL on x86) it is the pmaddwd builtin itself;
 // LLVM does not reliably match the portable even/odd expression (PoCL's LLVM 14 turns it into
-// shuffles and vpmulld, 4x slower). Any other device compiles the portable expression.
+// shuffles and vpmulld, 4x slower). Any other device compiles the portable expression (forced
+// with -DPORTABLE_MADD, which the tests do to check that path on the CPU too).
 //
 // Compile-time: TM, TN (1..8), VW (int16 lanes per vector: 8 or 16), OUT_MODE (0 requantize to OUT_T,
 // 1 int32, 2 float), OUT_T, IN_T (the packing kernels' input type).
@@ -37,7 +38,7 @@ typedef int4 iv_t;
 #define TO_IV convert_int4
 #endif
 
-#ifdef __has_builtin
+#if defined(__has_builtin) && !defined(PORTABLE_MADD)
 #if VW == 16 && defined(__AVX2__) && __has_builtin(__builtin_ia32_pmaddwd256)
 #define MADD_BUILTIN __builtin_ia32_pmaddwd256
 #elif VW == 8 && defined(__SSE2__) && __has_builtin(__builtin_ia32_pmaddwd128)

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -199,18 +199,19 @@ def test_sigkill_at_random_points_of_rollouts_always_converges(
                 phase = rng.choice(["downloading", "switching", "starting", "anytime"])
                 aimed[phase] += 1
                 offset = rng.uniform(0.0, 1.2 if phase == "anytime" else 0.25)
+                part, blob = partial / f"{model_hex}.part", blobs / model_hex
                 if phase == "downloading":
-                    _poll(lambda: (partial / f"{model_hex}.part").exists() or (blobs / model_hex).exists())
+                    _poll(lambda: part.exists() or blob.exists())  # noqa: B023 (called in this iteration)
                 elif phase == "switching":
-                    _poll(lambda: (blobs / model_hex).exists())
+                    _poll(blob.exists)
                 elif phase == "starting":
-                    _poll(lambda: any(h == scorer_hash for _, h in module_processes(device_id).get("scorer", [])))
+                    _poll(lambda: _runs(device_id, "scorer", scorer_hash))  # noqa: B023
                 time.sleep(offset)
-                hit[_observed_phase(device_id, scorer_hash, partial / f"{model_hex}.part", blobs / model_hex)] += 1
+                hit[_observed_phase(device_id, scorer_hash, part, blob)] += 1
                 offline_seen = hub.presence.count("offline")
                 agents.kill()
                 # the broker's last will marks the end of the dead agent's messages: later reports are the new one's
-                wait_for(lambda n=offline_seen: hub.presence.count("offline") > n, 15, what=f"last will after {where}")
+                wait_for(lambda: hub.presence.count("offline") > offline_seen, 15, what=f"last will after {where}")  # noqa: B023
                 hub.reports.clear()
                 agents.start()
                 try:
@@ -233,7 +234,11 @@ def test_sigkill_at_random_points_of_rollouts_always_converges(
     print(f"{KILLS} kills in {took:.1f}s; aimed at {dict(aimed)}; observed at kill time {dict(hit)}")
 
 
-def _poll(condition, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
+def _runs(device_id: str, module: str, spec_hash: str) -> bool:
+    return any(h == spec_hash for _, h in module_processes(device_id).get(module, []))
+
+
+def _poll(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
     """Wait for a phase to begin; if it never shows (already over), kill anyway: any point is valid."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -248,6 +253,6 @@ def _observed_phase(device_id: str, scorer_hash: str, part: Path, blob: Path) ->
         return "downloading"
     if not blob.exists():
         return "before download"
-    if not any(h == scorer_hash for _, h in module_processes(device_id).get("scorer", [])):
+    if not _runs(device_id, "scorer", scorer_hash):
         return "switching"
     return "starting or converged"

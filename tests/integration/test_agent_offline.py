@@ -293,6 +293,7 @@ def test_hub_down_during_an_update_keeps_the_old_version_serving_then_converges(
             what="generation 2 accepted, waiting for its download",
         )
         assert "previous version keeps serving" in status_of(waiting, "svc").message and not waiting.converged
+
         # the agent keeps trying (with cool-off) and keeps the old version up meanwhile
         def retried() -> bool:
             return any(v2.digest in line and "(attempt 3" in line for line in log.read_text().splitlines())

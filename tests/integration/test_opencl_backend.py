@@ -13,7 +13,7 @@ import pytest
 
 from accelerators import opencl_tuning
 from accelerators.errors import NoVerifiedAccelerator
-from accelerators.opencl import OpenCLBackend, OpenCLLoadedModel
+from accelerators.opencl import OpenCLBackend, OpenCLLoadedModel, gemm_ndrange
 from accelerators.opencl_tuning import GemmConfig, TuningCache
 from accelerators.quant import DequantizeLayer, ReferenceExecutor
 from accelerators.selection import select_backend
@@ -116,6 +116,53 @@ def test_run_is_thread_safe(backend: OpenCLBackend, tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert failures == []
+
+
+@pytest.mark.parametrize("portable", [False, True], ids=["device-madd", "portable-madd"])
+@pytest.mark.parametrize(
+    "config", [GemmConfig(1, 8, 16, (16, 1)), GemmConfig(2, 5, 16), GemmConfig(3, 4, 8), GemmConfig(1, 4, 16, (1, 8))]
+)
+def test_gemm_kernel_is_exact_at_the_operand_extremes(
+    backend: OpenCLBackend, config: GemmConfig, portable: bool
+) -> None:
+    """The GEMM kernel alone, int32 out: equal to an int64 product for centered operands in [-255, 255].
+
+    Partial tiles on both sides (M, N not multiples of any tile), and rows/columns at +-255 so every
+    int16 pair sum is at its largest. ``portable`` forces the plain-OpenCL multiply-add that devices
+    without the x86 pmaddwd builtin compile, so that path is checked here too.
+    """
+    import pyopencl as cl
+
+    runtime = backend.runtime()
+    m, n, kp = 37, 29, 96
+    rng = np.random.default_rng(3)
+    a = rng.integers(-255, 256, (m, kp)).astype(np.int16)
+    w = rng.integers(-255, 256, (n, kp)).astype(np.int16)
+    a[0], a[1], w[0], w[1] = 255, -255, 255, -255
+    bias = rng.integers(-1000, 1000, n).astype(np.int32)
+    expected = a.astype(np.int64) @ w.T.astype(np.int64) + bias
+    defines: dict[str, str | int] = {"PORTABLE_MADD": 1} if portable else {}
+    program = runtime.program(
+        "qgemm.cl", TM=config.tm, TN=config.tn, VW=config.vw, OUT_MODE=1, OUT_T="int", IN_T="char", **defines
+    )
+    mf = cl.mem_flags
+    # named: clSetKernelArg does not retain buffers, so they must outlive the launch
+    inputs = [
+        cl.Buffer(runtime.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=h)
+        for h in (a, w, bias, np.ones(n, np.float32))
+    ]
+    y = cl.Buffer(runtime.context, mf.READ_WRITE, m * n * 4)
+    kernel = cl.Kernel(program, "qgemm")
+    i32 = np.int32
+    kernel.set_args(
+        *inputs, y, y, i32(m), i32(n), i32(kp), i32(1), i32(n), i32(0), i32(0), i32(0), i32(0), i32(0)
+    )  # fmt: skip
+    gsize, lsize = gemm_ndrange(config, m, n)
+    out = np.empty((m, n), np.int32)
+    with runtime.lock:
+        cl.enqueue_nd_range_kernel(runtime.queue, kernel, gsize, lsize)
+        cl.enqueue_copy(runtime.queue, out, y)
+    np.testing.assert_array_equal(out, expected)
 
 
 def test_unsupported_op_is_named(backend: OpenCLBackend) -> None:

@@ -332,7 +332,9 @@ def test_download_in_progress_is_not_fetched_again_and_nothing_is_stopped() -> N
 
 def test_failed_download_cools_off_and_says_why() -> None:
     failure = FetchFailure("HTTP 503 Service Unavailable", retry_at=NOW + 4)
-    observed = Observed(instances=(inst(A1),), cached=cached(1, 2), health=ready(A1), fetch_failures={digest(3): failure})
+    observed = Observed(
+        instances=(inst(A1),), cached=cached(1, 2), health=ready(A1), fetch_failures={digest(3): failure}
+    )
     plan = plan_steps(manifest(A2), observed, CTX)
     assert plan.steps == () and plan.wake_at == NOW + 4
     assert plan.verdicts["a"].state == ModuleState.TRANSITIONING
