@@ -266,7 +266,7 @@ def _after(events: list[tuple[float, str]], t0: float, needle: str) -> float | N
 
 def bench_deploy(runs: int) -> dict[str, Any]:
     """Fresh agent (connected, cold cache) per run; timed from publish to the Healthy report's arrival."""
-    rows = []
+    rows: list[dict[str, float | None]] = []
     with environment("deploy") as (root, broker, artifacts):
         model = artifacts.add("digits_int8.onnx", DIGITS_INT8.read_bytes(), path="model/digits_int8.onnx")
         for run in range(runs):
@@ -281,7 +281,7 @@ def bench_deploy(runs: int) -> dict[str, Any]:
                 hub.publish(1, [spec])
                 healthy_at = hub.first_arrival(healthy(1, "digits"), t0, timeout=120)
                 events = device.log_events()
-                row = {
+                row: dict[str, float | None] = {
                     "total_s": healthy_at - t0,
                     "manifest_accepted_s": _after(events, t0, "accepted manifest generation 1"),
                     "artifacts_cached_s": _after(events, t0, "cached artifact"),
@@ -296,7 +296,7 @@ def bench_deploy(runs: int) -> dict[str, Any]:
     keys = ["manifest_accepted_s", "artifacts_cached_s", "process_started_s", "ready_s", "total_s"]
     medians = {}
     for key in keys:
-        values = [float(r[key]) for r in rows if r[key] is not None]
+        values = [v for r in rows if (v := r[key]) is not None]
         if values:
             medians[key] = statistics.median(values)
     return {"runs": rows, "median": medians, "goal_s": PUBLISH_TO_HEALTHY_GOAL_S}
