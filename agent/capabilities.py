@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import platform
-import shutil
 import socket
 import subprocess
 
@@ -46,10 +45,9 @@ def discover_accelerators(command: list[str], timeout_s: float) -> list[Accelera
         return []
 
 
-def device_capabilities(labels: dict[str, str], accelerators: list[AcceleratorInfo]) -> DeviceCapabilities:
-    runtimes = ["process"]
-    if shutil.which("docker") or os.path.exists("/var/run/docker.sock"):
-        runtimes.append("docker")
+def device_capabilities(
+    labels: dict[str, str], accelerators: list[AcceleratorInfo], runtimes: list[str]
+) -> DeviceCapabilities:
     return DeviceCapabilities(
         labels=dict(labels),
         accelerators=accelerators,

@@ -59,6 +59,7 @@ from agent.plan import (
 )
 from agent.report import module_statuses, report_fingerprint
 from agent.runtime import ProcessRuntime, Runtime, instance_id_for
+from agent.runtime.composite import CompositeRuntime, docker_lazy
 from agent.runtime.limits import ProcessLimits
 from agent.settings import AgentSettings
 from agent.state import AgentState, RestartRecord, RollbackRecord, StateStore
@@ -104,11 +105,17 @@ class Agent:
             retry_base_s=settings.step_retry_base_s,
             retry_max_s=settings.step_retry_max_s,
         )
-        self.runtime: Runtime = runtime or ProcessRuntime(
-            self.modules_dir,
-            self.device_id,
-            settings.module_command,
-            ProcessLimits(self.device_id, settings.resource_limits, settings.limits_cgroup_parent),
+        self.runtime: Runtime = runtime or CompositeRuntime(
+            [
+                ProcessRuntime(
+                    self.modules_dir,
+                    self.device_id,
+                    settings.module_command,
+                    ProcessLimits(self.device_id, settings.resource_limits, settings.limits_cgroup_parent),
+                )
+            ],
+            # Docker is connected only when a module needs it or an engine socket exists (adoption)
+            [docker_lazy(self.device_id, settings.docker_url, generation_of=lambda: self.state.generation)],
         )
         self.runtime.set_exit_listener(lambda _iid: self.wake())
         self.tuning = RestartTuning(
@@ -181,7 +188,7 @@ class Agent:
     def run(self) -> None:
         """Run until ``request_stop``. Modules keep running afterwards unless stop_modules_on_exit."""
         log.info("agent %s starting (data dir %s)", self.device_id, self.data_dir)
-        self.capabilities = device_capabilities(self.settings.labels, [])
+        self.capabilities = device_capabilities(self.settings.labels, [], self.runtime.available_kinds())
         # discovery may take seconds (OpenCL platforms): do not hold up the link and the modules
         threading.Thread(target=self._discover, daemon=True, name="discovery").start()
         self._try_hub_key()
@@ -196,7 +203,9 @@ class Agent:
 
     def _discover(self) -> None:
         accelerators = discover_accelerators(self.settings.discovery_command, self.settings.discovery_timeout_s)
-        self.capabilities = device_capabilities(self.settings.labels, accelerators)  # one atomic rebind
+        self.capabilities = device_capabilities(
+            self.settings.labels, accelerators, self.runtime.available_kinds()
+        )  # one atomic rebind
         self.discovered = True  # after the rebind: whoever sees True also sees the discovered list
         self.wake()
 
@@ -217,6 +226,7 @@ class Agent:
         else:
             log.info("leaving modules running; the next agent start adopts them")
         self.fetcher.close()  # a cut download resumes with Range next time
+        self.runtime.close()
         self.link.stop()
 
     def _idle_timeout(self) -> float:
@@ -314,7 +324,7 @@ class Agent:
             now=now,
             startup_probe_interval_s=self.settings.startup_probe_interval_s,
             restart=self.tuning,
-            runtimes=frozenset({self.runtime.kind}),
+            runtimes=frozenset(self.runtime.available_kinds()),
         )
 
     def _observe(self, now: float) -> Observed:

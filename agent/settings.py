@@ -49,6 +49,9 @@ class AgentSettings(BaseSettings):
     resource_limits: Literal["auto", "no-cgroups", "off"] = Field(
         default="auto", description="auto: cgroup v2/v1 when writable, else CPU affinity and RLIMIT_DATA"
     )
+    docker_url: str | None = Field(
+        default=None, description="Docker Engine API URL; default DOCKER_HOST or unix:///var/run/docker.sock"
+    )
     limits_cgroup_parent: str | None = Field(
         default=None, description="cgroup path (as in /proc/self/cgroup) for module groups; default: the agent's own"
     )

@@ -53,6 +53,13 @@ class Runtime(ABC):
     def logs(self, module: str, tail: int) -> list[str]:
         """The last ``tail`` lines of output of the module's current instance."""
 
+    def available_kinds(self) -> list[str]:
+        """The ``spec.runtime`` values this runtime can run now (a composite lists several)."""
+        return [self.kind]
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and watcher threads; running modules keep running."""
+
     def stop_all(self, grace_s: float) -> None:
         for inst in self.list_instances():
             if inst.running:
