@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     backend = OpenCLBackend()
     if not backend.probe():
-        print("no OpenCL device: nothing to measure")
-        return 1
+        print("skipped: no OpenCL device on this machine (pip install 'pyopencl[pocl]' gives a CPU one)")
+        return 0  # nothing to compare is not a failure of the bench run
     runtime = backend.runtime()
     threads = int(runtime.device.max_compute_units)
     rng = np.random.default_rng(0)

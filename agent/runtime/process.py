@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -293,27 +294,35 @@ class ProcessRuntime(Runtime):
             send(signal.SIGTERM)
         except ProcessLookupError:
             return
-        try:
-            if child is not None:
-                child.wait(timeout=grace_s)
-            else:
-                psutil.Process(pid).wait(timeout=grace_s)
+        if self._wait_gone(pid, child, grace_s):
             return
-        except (subprocess.TimeoutExpired, psutil.TimeoutExpired):
-            log.warning("module pid %d ignored SIGTERM for %.1fs; killing it", pid, grace_s)
-        except psutil.NoSuchProcess:
-            return
+        log.warning("module pid %d ignored SIGTERM for %.1fs; killing it", pid, grace_s)
         try:
             send(signal.SIGKILL)
         except ProcessLookupError:
             return
+        self._wait_gone(pid, child, 5.0)
+
+    @staticmethod
+    def _wait_gone(pid: int, child: subprocess.Popen[bytes] | None, timeout: float) -> bool:
+        """Wait until the process has exited. An adopted (non-child) process counts as exited once it
+        is a zombie: reaping it is init's job, and init may be slow or, in some containers, absent."""
         if child is not None:
-            child.wait()
-        else:
             try:
-                psutil.Process(pid).wait(timeout=5)
-            except (psutil.NoSuchProcess, psutil.TimeoutExpired):
-                pass
+                child.wait(timeout=timeout)
+                return True
+            except subprocess.TimeoutExpired:
+                return False
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                    return True
+            except psutil.NoSuchProcess:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
 
     def remove(self, instance_id: str) -> None:
         with self._lock:
