@@ -1,6 +1,7 @@
 """The one small interface every inference backend implements.
 
-    Backend.probe()          -> the devices this backend can use here (empty: unavailable)
+    Backend.probe()          -> the devices this backend can use here, as protocol.AcceleratorInfo
+                                (the same record the agent reports to the hub; empty: unavailable)
     Backend.supports(model)  -> Support(ok, reason): can it run this ONNX graph at all?
     Backend.load(path)       -> LoadedModel, ready to run
     LoadedModel.run(feeds)   -> outputs by name (numpy arrays)
@@ -14,12 +15,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import onnx
+
+from protocol.models import AcceleratorInfo
 
 
 @dataclass(frozen=True)
@@ -27,26 +30,6 @@ class TensorInfo:
     name: str
     dtype: str  # numpy dtype name, e.g. "float32", "uint8"
     shape: tuple[int | None, ...]  # None for a symbolic dimension (usually the batch)
-
-
-@dataclass(frozen=True)
-class DeviceInfo:
-    """One compute device a backend can use; reported to the hub as a device capability."""
-
-    kind: str  # "cpu" | "opencl" | "fpga"
-    platform: str = ""
-    device: str = ""
-    device_type: str = ""
-    compute_units: int = 0
-    global_mem_bytes: int = 0
-    board: str | None = None
-    shell_id: str | None = None
-    loaded_binary: str | None = None
-    simulated: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -82,7 +65,7 @@ class Backend(ABC):
     kind: ClassVar[str]
 
     @abstractmethod
-    def probe(self) -> list[DeviceInfo]: ...
+    def probe(self) -> list[AcceleratorInfo]: ...
 
     @abstractmethod
     def supports(self, model: onnx.ModelProto) -> Support: ...

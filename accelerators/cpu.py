@@ -10,7 +10,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from accelerators.base import Backend, DeviceInfo, LoadedModel, Support, TensorInfo
+from accelerators.base import Backend, LoadedModel, Support, TensorInfo
+from protocol.models import AcceleratorInfo
 
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -53,9 +54,9 @@ class CpuBackend(Backend):
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads
 
-    def probe(self) -> list[DeviceInfo]:
+    def probe(self) -> list[AcceleratorInfo]:
         return [
-            DeviceInfo(
+            AcceleratorInfo(
                 kind="cpu",
                 platform="onnxruntime " + ort.__version__,
                 device="CPU",

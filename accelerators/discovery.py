@@ -18,14 +18,14 @@ import sys
 import threading
 from typing import Any
 
-from accelerators.base import DeviceInfo
+from protocol.models import AcceleratorInfo
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 20.0
 
 
-def opencl_accelerators() -> list[DeviceInfo]:
+def opencl_accelerators() -> list[AcceleratorInfo]:
     from accelerators.opencl import device_info, is_accelerator, list_devices
 
     found = []
@@ -37,7 +37,7 @@ def opencl_accelerators() -> list[DeviceInfo]:
     return found
 
 
-def fpga_boards() -> list[DeviceInfo]:
+def fpga_boards() -> list[AcceleratorInfo]:
     """Boards the FPGA backend sees (its probe), when accelerators.fpga exists."""
     if importlib.util.find_spec("accelerators.fpga") is None:
         return []
@@ -47,23 +47,7 @@ def fpga_boards() -> list[DeviceInfo]:
     return factory().probe() if factory else []
 
 
-def to_wire(info: DeviceInfo) -> dict[str, Any]:
-    """AcceleratorInfo's camelCase JSON form of a DeviceInfo."""
-    return {
-        "kind": info.kind,
-        "platform": info.platform,
-        "device": info.device,
-        "deviceType": info.device_type,
-        "computeUnits": info.compute_units,
-        "globalMemBytes": info.global_mem_bytes,
-        "board": info.board,
-        "shellId": info.shell_id,
-        "loadedBinary": info.loaded_binary,
-        "simulated": info.simulated,
-    }
-
-
-def _dedupe(infos: list[DeviceInfo]) -> list[DeviceInfo]:
+def _dedupe(infos: list[AcceleratorInfo]) -> list[AcceleratorInfo]:
     seen, out = set(), []
     for i in infos:
         key = (i.kind, i.platform, i.device, i.board)
@@ -73,9 +57,9 @@ def _dedupe(infos: list[DeviceInfo]) -> list[DeviceInfo]:
     return out
 
 
-def discover() -> list[DeviceInfo]:
+def discover() -> list[AcceleratorInfo]:
     """Every accelerator found; each source failing only drops its own entries."""
-    found: list[DeviceInfo] = []
+    found: list[AcceleratorInfo] = []
     for source in (opencl_accelerators, fpga_boards):
         try:
             found.extend(source())
@@ -113,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    found: list[DeviceInfo] = []
+    found: list[AcceleratorInfo] = []
     # A wedged driver can block inside clGetPlatformIDs forever; the agent must still start.
     worker = threading.Thread(target=lambda: found.extend(discover()), daemon=True)
     worker.start()
@@ -121,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     hung = worker.is_alive()
     if hung:
         log.error("accelerator discovery did not finish within %.0f s (driver hang?); reporting none", args.timeout)
-    rows = [] if hung else [to_wire(i) for i in found]
+    rows = [] if hung else [i.to_wire() for i in found]
     sys.stdout.write((json.dumps(rows) if args.json else format_table(rows)) + "\n")
     sys.stdout.flush()
     if hung:

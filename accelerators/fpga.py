@@ -33,8 +33,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import onnx
 
-from accelerators.base import Backend, DeviceInfo, LoadedModel, Support, TensorInfo
+from accelerators.base import Backend, LoadedModel, Support, TensorInfo
 from accelerators.errors import AcceleratorError
+from protocol.models import AcceleratorInfo
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class FpgaDevice(Protocol):
     @property
     def shell_id(self) -> str: ...
 
-    def describe(self) -> DeviceInfo: ...
+    def describe(self) -> AcceleratorInfo: ...
 
     def loaded_binary(self) -> str | None: ...
 
@@ -150,7 +151,7 @@ class FpgaBackend(Backend):
                 log.warning("FPGA driver %r failed to list its boards: %s", driver.name, exc)
         return found
 
-    def probe(self) -> list[DeviceInfo]:
+    def probe(self) -> list[AcceleratorInfo]:
         return [device.describe() for _, device in self._devices()]
 
     def supports(self, model: onnx.ModelProto) -> Support:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from accelerators.base import Backend, DeviceInfo, LoadedModel, Support, TensorInfo
+from accelerators.base import Backend, LoadedModel, Support, TensorInfo
 from accelerators.errors import AcceleratorError, UnsupportedModel
 from accelerators.opencl_tuning import (
     CANDIDATES,
@@ -54,6 +54,7 @@ from accelerators.quant.graph import (
     lower_model,
 )
 from accelerators.quant.reference import output_multiplier
+from protocol.models import AcceleratorInfo, AcceleratorKind
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,8 @@ def device_type_name(bits: int) -> str:
     return "UNKNOWN"
 
 
-def device_info(platform: Any, device: Any, kind: str = "opencl") -> DeviceInfo:
-    return DeviceInfo(
+def device_info(platform: Any, device: Any, kind: AcceleratorKind = "opencl") -> AcceleratorInfo:
+    return AcceleratorInfo(
         kind=kind,
         platform=platform.name.strip(),
         device=device.name.strip(),
@@ -555,7 +556,7 @@ class OpenCLBackend(Backend):
     def _devices(self) -> list[tuple[Any, Any]]:
         return [(p, d) for p, d in list_devices() if not is_accelerator(d)]
 
-    def probe(self) -> list[DeviceInfo]:
+    def probe(self) -> list[AcceleratorInfo]:
         try:
             return [device_info(p, d) for p, d in self._devices()]
         except Exception as exc:  # a driver that lists devices but fails on queries counts as none

@@ -18,13 +18,7 @@ from typing import Any
 
 from agent.errors import AgentError
 from agent.settings import ENV_PREFIX, AgentSettings, load_settings
-
-
-def _label(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"label must be key=value, got {text!r}")
-    return key, value
+from protocol.labels import label_arg
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -35,7 +29,7 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data-dir", type=Path, help="state, cache and module directories (default ./.edgefleet/agent/<id>)"
     )
-    p.add_argument("--label", action="append", type=_label, default=[], help="device label key=value (repeatable)")
+    p.add_argument("--label", action="append", type=label_arg, default=[], help="device label key=value (repeatable)")
     p.add_argument(
         "--hub-key", dest="hub_public_key", help="the hub's base64 ed25519 public key (else pinned on first use)"
     )

@@ -36,7 +36,6 @@ from bench.accel_common import write_results
 from protocol import ArtifactRef, ModuleSpec, ReportedState
 from tests.support.agent_harness import (
     FAKE_MODULE,
-    ArtifactServer,
     TestHub,
     agent_env,
     kill_module_processes,
@@ -45,6 +44,7 @@ from tests.support.agent_harness import (
     start_agent_process,
     stop_process,
 )
+from tests.support.artifact_server import ArtifactServer
 from tests.support.processes import Mosquitto, wait_for
 
 # AWS IoT Greengrass V2 device requirements: "a minimum of 96 MB RAM" for the Java nucleus

@@ -37,6 +37,7 @@ from hub.client import HubClient
 from hub.errors import ClientError, ConfigError, HubError
 from hub.refs import parse_model_ref
 from hub.workflow import deploy_service, register_model, wait_for_removal, wait_for_service
+from protocol.labels import label_arg
 
 DEFAULT_HUB = "http://127.0.0.1:8080"
 
@@ -44,16 +45,6 @@ DEFAULT_HUB = "http://127.0.0.1:8080"
 def _err(line: str) -> None:
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
-
-
-def _parse_tags(values: Sequence[str]) -> dict[str, str]:
-    tags = {}
-    for value in values:
-        key, sep, val = value.partition("=")
-        if not sep or not key:
-            raise ClientError(f"--tag {value!r}: expected KEY=VALUE")
-        tags[key] = val
-    return tags
 
 
 class Cli:
@@ -99,7 +90,7 @@ class Cli:
     # models ------------------------------------------------------------------------------------
     def model_register(self) -> int:
         record = register_model(
-            self.client, Path(self.args.path), self.args.name, _parse_tags(self.args.tag), self.args.description, _err
+            self.client, Path(self.args.path), self.args.name, dict(self.args.tag), self.args.description, _err
         )
         if self.json_out:
             dump_json(record)
@@ -418,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = cmd(model, "register", Cli.model_register, "register a model file or folder as the next version")
     s.add_argument("-n", "--name", required=True)
     s.add_argument("-p", "--path", required=True, help="a model file or a folder of files")
-    s.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="repeatable")
+    s.add_argument("--tag", action="append", type=label_arg, default=[], metavar="KEY=VALUE", help="repeatable")
     s.add_argument("--description", default="")
     s = cmd(model, "list", Cli.model_list, "list registered models")
     s.add_argument("-n", "--name", help="only this model's versions")

@@ -191,6 +191,7 @@ class AcceleratorInfo(TolerantWireModel):
     shell_id: str | None = None
     loaded_binary: str | None = None
     simulated: bool = False
+    extra: dict[str, Any] = Field(default_factory=dict, description="backend details: driver version, FPGA part")
 
 
 class DeviceCapabilities(TolerantWireModel):

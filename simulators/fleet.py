@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from protocol.labels import label_arg
 from simulators.errors import SimulatorError
 from simulators.fpga.boards import get_board
 from simulators.fpga.commands import format_table
@@ -68,22 +69,10 @@ def _agent_binary() -> str:
     return found
 
 
-def _parse_labels(values: list[str]) -> dict[str, str]:
-    labels = {}
-    for value in values:
-        key, sep, val = value.partition("=")
-        if not sep or not key:
-            raise SimulatorError(f"--label {value!r}: expected KEY=VALUE")
-        labels[key] = val
-    return labels
-
-
 def _run(args: argparse.Namespace) -> int:
     if args.fpga:
         get_board(args.fpga)  # unknown board: a clear error naming the known ones, before anything starts
-    devices = plan_fleet(
-        args.devices, args.prefix, _parse_labels(args.label), args.fpga, args.fpga_every, args.fpga_faults
-    )
+    devices = plan_fleet(args.devices, args.prefix, dict(args.label), args.fpga, args.fpga_every, args.fpga_faults)
     workdir = Path(args.workdir)
     agent = _agent_binary()
     procs: list[subprocess.Popen[bytes]] = []
@@ -149,7 +138,9 @@ def register(areas: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--prefix", default="sim-", help="device id prefix (default sim-)")
     p.add_argument("--hub", default=os.environ.get("EDGEFLEET_HUB", "http://127.0.0.1:8080"))
     p.add_argument("--broker", default="mqtt://127.0.0.1:1883")
-    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="label for every device")
+    p.add_argument(
+        "--label", action="append", type=label_arg, default=[], metavar="KEY=VALUE", help="label for every device"
+    )
     p.add_argument("--fpga", metavar="BOARD", help="give devices a simulated FPGA board (see `fpga boards`)")
     p.add_argument("--fpga-every", type=int, default=1, help="every Nth device gets the board (default all)")
     p.add_argument("--fpga-faults", metavar="SPEC", help="inject faults, e.g. wrong_results or program_fail:0.5")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from accelerators.base import DeviceInfo
+from protocol.models import AcceleratorInfo
 from simulators.errors import CompileError
 from simulators.fpga.boards import get_board
 from simulators.fpga.compiler import compile_model
@@ -66,9 +66,9 @@ class SimulatedDevice:
     def shell_id(self) -> str:
         return self.sim.board.shell_id
 
-    def describe(self) -> DeviceInfo:
+    def describe(self) -> AcceleratorInfo:
         b = self.sim.board
-        return DeviceInfo(
+        return AcceleratorInfo(
             kind="fpga",
             platform="edgefleet FPGA simulator",
             device=b.title,

@@ -10,7 +10,7 @@ import pytest
 from agent.cache import ArtifactCache
 from agent.errors import ArtifactCorrupt, ArtifactDownloadError
 from protocol import sha256_bytes
-from tests.support.agent_harness import ArtifactServer
+from tests.support.artifact_server import ArtifactServer
 
 DATA = bytes(range(256)) * 400
 

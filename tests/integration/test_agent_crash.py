@@ -39,8 +39,8 @@ from tests.support.agent_harness import (
     start_agent_process,
     stop_process,
 )
+from tests.support.artifact_server import ArtifactServer
 from tests.support.processes import Mosquitto, wait_for
-from tests.support.throttled_artifacts import ThrottledArtifactServer
 
 KILLS = 30
 ARTIFACT_BYTES = 640 * 1024
@@ -173,7 +173,7 @@ def test_sigkill_at_random_points_of_rollouts_always_converges(
     aimed: Counter[str] = Counter()
     started = time.monotonic()
     try:
-        with ThrottledArtifactServer(tmp_path / "artifacts", rate_bps=RATE_BPS) as artifacts:
+        with ArtifactServer(tmp_path / "artifacts", rate_bps=RATE_BPS) as artifacts:
             shared = artifacts.add("shared.bin", b"shared bytes" * 1000, path="model/shared.bin")
 
             def rollout(generation: int) -> list[ModuleSpec]:

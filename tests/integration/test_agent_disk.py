@@ -17,7 +17,8 @@ from agent.cache import ArtifactCache
 from agent.errors import ArtifactCorrupt, CacheFull
 from protocol import ArtifactRef, sha256_bytes
 from tests.integration.test_agent_reconcile import RunningAgent, env, fast_settings, get_json, healthy, spec
-from tests.support.agent_harness import ArtifactServer, TestHub, module_pids, module_state
+from tests.support.agent_harness import TestHub, module_pids, module_state
+from tests.support.artifact_server import ArtifactServer
 from tests.support.processes import Mosquitto, free_port, wait_for
 
 __all__ = ["env"]  # the fixture, shared with the reconcile tests

@@ -16,7 +16,8 @@ import docker
 import pytest
 
 from tests.integration.test_agent_reconcile import RunningAgent, fast_settings, healthy, spec
-from tests.support.agent_harness import ArtifactServer, TestHub, module_state
+from tests.support.agent_harness import TestHub, module_state
+from tests.support.artifact_server import ArtifactServer
 from tests.support.docker_engine import EngineWithImage, busybox_rootfs_tar
 from tests.support.processes import Mosquitto, wait_for
 

@@ -24,12 +24,12 @@ from agent.settings import AgentSettings
 from protocol import ModuleSpec
 from tests.support.agent_harness import (
     FAKE_MODULE,
-    ArtifactServer,
     TestHub,
     kill_module_processes,
     module_pids,
     module_state,
 )
+from tests.support.artifact_server import ArtifactServer
 from tests.support.limits_probe import kernel_limits, remove_device_cgroups
 from tests.support.processes import Mosquitto, free_port, wait_for
 

@@ -37,8 +37,8 @@ from tests.support.agent_harness import (
     start_agent_process,
     stop_process,
 )
+from tests.support.artifact_server import ArtifactServer
 from tests.support.processes import Mosquitto, free_port, wait_for
-from tests.support.throttled_artifacts import ThrottledArtifactServer
 
 QUICK_DISCOVERY = [sys.executable, "-c", "print('[]')"]
 
@@ -191,7 +191,7 @@ def test_broker_down_modules_keep_serving_and_the_latest_report_arrives_after(
     hub = TestHub(mosquitto.port, device_id)
     agent = start_agent(device_id, mosquitto.url, hub, tmp_path)
     try:
-        with ThrottledArtifactServer(tmp_path / "artifacts") as artifacts:
+        with ArtifactServer(tmp_path / "artifacts") as artifacts:
             model = artifacts.add("m.bin", b"weights" * 1000)
             hub.publish(1, [module("svc", [model]), module("worker", [model], restartPolicy="always")])
             before = hub.wait_report(healthy(1, "svc", "worker"), what="both modules Healthy")
@@ -240,7 +240,7 @@ def test_manifest_published_while_the_device_is_cut_off_is_applied_when_it_retur
     link = CuttableLink(mosquitto.port)
     agent = start_agent(device_id, link.url, hub, tmp_path)
     try:
-        with ThrottledArtifactServer(tmp_path / "artifacts") as artifacts:
+        with ArtifactServer(tmp_path / "artifacts") as artifacts:
             v1 = artifacts.add("v1.bin", b"version one" * 500, path="model/model.bin")
             v2 = artifacts.add("v2.bin", b"version two" * 500, path="model/model.bin")
             hub.publish(1, [module("svc", [v1])])
@@ -278,7 +278,7 @@ def test_hub_down_during_an_update_keeps_the_old_version_serving_then_converges(
     agent = start_agent(device_id, mosquitto.url, hub, tmp_path)
     log = tmp_path / "agent.log"
     try:
-        artifacts = ThrottledArtifactServer(tmp_path / "artifacts").start()
+        artifacts = ArtifactServer(tmp_path / "artifacts").start()
         v1 = artifacts.add("v1.bin", b"version one" * 500, path="model/model.bin")
         hub.publish(1, [module("svc", [v1])])
         first = hub.wait_report(healthy(1, "svc"), what="svc Healthy at generation 1")

@@ -17,7 +17,6 @@ import pytest
 from protocol import ModuleSpec
 from tests.support.agent_harness import (
     FAKE_MODULE,
-    ArtifactServer,
     TestHub,
     agent_env,
     kill_module_processes,
@@ -26,6 +25,7 @@ from tests.support.agent_harness import (
     start_agent_process,
     stop_process,
 )
+from tests.support.artifact_server import ArtifactServer
 from tests.support.processes import Mosquitto, free_port, wait_for
 
 

@@ -20,12 +20,12 @@ from agent.settings import AgentSettings
 from protocol import HubKey, ModuleSpec, ReportedState
 from tests.support.agent_harness import (
     FAKE_MODULE,
-    ArtifactServer,
     TestHub,
     kill_module_processes,
     module_pids,
     module_state,
 )
+from tests.support.artifact_server import ArtifactServer
 from tests.support.processes import Mosquitto, wait_for
 
 # stands in for `python -m accelerators.discovery --json` (same output contract, no OpenCL start-up cost)

@@ -11,7 +11,8 @@ import psutil
 
 from protocol import ReportedState
 from tests.integration.test_agent_reconcile import RunningAgent, env, fast_settings, get_json, healthy, spec
-from tests.support.agent_harness import ArtifactServer, TestHub, module_pids, module_state
+from tests.support.agent_harness import TestHub, module_pids, module_state
+from tests.support.artifact_server import ArtifactServer
 from tests.support.processes import Mosquitto, wait_for
 
 __all__ = ["env"]  # the fixture, shared with the reconcile tests

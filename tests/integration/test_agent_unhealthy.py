@@ -24,7 +24,8 @@ from agent.daemon import Agent
 from agent.settings import AgentSettings
 from protocol import ModuleSpec, ReportedState
 from protocol.models import ModuleStatus
-from tests.support.agent_harness import FAKE_MODULE, ArtifactServer, TestHub, kill_module_processes, module_pids
+from tests.support.agent_harness import FAKE_MODULE, TestHub, kill_module_processes, module_pids
+from tests.support.artifact_server import ArtifactServer
 from tests.support.processes import Mosquitto
 
 WAIT_S = 60.0

@@ -1,4 +1,4 @@
-"""Real pieces around an agent under test: an artifact HTTP server with Range, a test hub that
+"""Real pieces around an agent under test (the artifact server is in artifact_server.py): a test hub that
 signs and publishes manifests over a real broker and collects reports, and process helpers.
 """
 
@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,6 @@ import psutil
 from paho.mqtt.enums import CallbackAPIVersion
 
 from protocol import (
-    ArtifactRef,
     DeviceManifest,
     DirectMethodRequest,
     DirectMethodResponse,
@@ -31,73 +28,13 @@ from protocol import (
     ReportedState,
     Telemetry,
     TopicKind,
-    sha256_bytes,
     sign_manifest,
     topic,
 )
-from tests.support.processes import free_port, wait_for
+from tests.support.processes import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_MODULE = [sys.executable, str(REPO / "tests" / "support" / "fake_module.py")]
-
-
-class ArtifactServer:
-    """Serves files from a directory over HTTP with single-range Range support; counts requests."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-        self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
-        server_self = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                rng = self.headers.get("Range")
-                server_self.requests.append((self.path, rng))
-                path = server_self.root / self.path.lstrip("/")
-                if not path.is_file():
-                    self.send_error(404)
-                    return
-                data = path.read_bytes()
-                m = re.fullmatch(r"bytes=(\d+)-", rng or "")
-                if m:
-                    start = int(m.group(1))
-                    if start >= len(data):
-                        self.send_error(416)
-                        return
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                    data = data[start:]
-                else:
-                    self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.port = free_port()
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> ArtifactServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def add(self, name: str, data: bytes, path: str | None = None, *, serve: bytes | None = None) -> ArtifactRef:
-        """Publish ``serve`` (default ``data``) under ``name``; the ref names ``data``'s digest and size."""
-        (self.root / name).write_bytes(data if serve is None else serve)
-        return ArtifactRef(
-            path=path or f"model/{name}",
-            digest=sha256_bytes(data),
-            size=len(data),
-            url=f"http://127.0.0.1:{self.port}/{name}",
-        )
 
 
 class TestHub:

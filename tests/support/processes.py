@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
@@ -10,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+
+from hub.broker import find_mosquitto
 
 T = TypeVar("T")
 
@@ -46,12 +47,6 @@ def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None
     wait_for(open_, timeout, what=f"{host}:{port} to accept connections")
 
 
-def mosquitto_binary() -> str | None:
-    return shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
-    )
-
-
 @dataclass
 class Mosquitto:
     """A private Mosquitto broker on a free loopback port; ``restart`` keeps the port."""
@@ -65,7 +60,7 @@ class Mosquitto:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        binary = mosquitto_binary()
+        binary = find_mosquitto()
         if binary is None:
             raise RuntimeError(
                 "mosquitto is not installed: run `make test` (it installs it) or apt-get install mosquitto"

@@ -8,10 +8,11 @@ import onnx
 import pytest
 
 from accelerators import selection
-from accelerators.base import Backend, DeviceInfo, LoadedModel, Support, TensorInfo
+from accelerators.base import Backend, LoadedModel, Support, TensorInfo
 from accelerators.cpu import CpuBackend, OrtLoadedModel
 from accelerators.errors import NoVerifiedAccelerator
 from accelerators.selection import CandidateReport, choose, compare_outputs, golden_input, select_backend
+from protocol.models import AcceleratorInfo
 from tests.unit.accelerators.quant_models import MLP_INT8
 
 
@@ -79,8 +80,8 @@ class _FakeBackend(Backend):
     def __init__(self, wrong: bool, devices: bool = True) -> None:
         self.wrong, self.devices = wrong, devices
 
-    def probe(self) -> list[DeviceInfo]:
-        return [DeviceInfo(kind="fpga", device="fake", simulated=True)] if self.devices else []
+    def probe(self) -> list[AcceleratorInfo]:
+        return [AcceleratorInfo(kind="fpga", device="fake", simulated=True)] if self.devices else []
 
     def supports(self, model: onnx.ModelProto) -> Support:
         return Support(True)

@@ -1,4 +1,5 @@
-"""An artifact HTTP server that can be slowed down, stopped and started again on the same port.
+"""The artifact HTTP server of the agent tests: serves files with single-range ``Range``; it can be
+slowed down, and stopped and started again on the same port.
 
 Crash and offline tests need downloads that take a moment (so an agent can be killed in the middle
 of one) and a hub that goes away and comes back at the same address. Single-range ``Range`` is
@@ -19,7 +20,7 @@ from tests.support.processes import free_port
 _CHUNK = 1 << 15
 
 
-class ThrottledArtifactServer:
+class ArtifactServer:
     """Serves files from ``root``; ``rate_bps`` (bytes/s, None: unthrottled) paces every response body."""
 
     def __init__(self, root: Path, rate_bps: float | None = None, port: int | None = None) -> None:
@@ -34,7 +35,7 @@ class ThrottledArtifactServer:
     def running(self) -> bool:
         return self._server is not None
 
-    def start(self) -> ThrottledArtifactServer:
+    def start(self) -> ArtifactServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -83,14 +84,15 @@ class ThrottledArtifactServer:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> ThrottledArtifactServer:
+    def __enter__(self) -> ArtifactServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def add(self, name: str, data: bytes, path: str | None = None) -> ArtifactRef:
-        (self.root / name).write_bytes(data)
+    def add(self, name: str, data: bytes, path: str | None = None, *, serve: bytes | None = None) -> ArtifactRef:
+        """Publish ``serve`` (default ``data``) under ``name``; the ref names ``data``'s digest and size."""
+        (self.root / name).write_bytes(data if serve is None else serve)
         return ArtifactRef(
             path=path or f"model/{name}",
             digest=sha256_bytes(data),
