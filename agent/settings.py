@@ -1,21 +1,25 @@
 """Agent settings: defaults that run on a laptop, overridden by a file, the environment and the CLI.
 
 Precedence (highest first): CLI flags, ``EDGEFLEET_AGENT_*`` environment variables, the settings
-file (JSON or TOML), defaults. Durations are in seconds. Restart back-off defaults follow Azure IoT
+file (JSON or TOML), defaults. Durations are in seconds. Environment values that are lists or
+objects are JSON (``EDGEFLEET_AGENT_LABELS='{"site": "lab"}'``).
+
+The sources are merged here rather than by pydantic-settings: that package costs the agent about
+3 MB of resident memory (it pulls in asyncio and more of pydantic), against a 40 MB budget. Restart back-off defaults follow Azure IoT
 Edge (10 s x 2^n up to 300 s, give up after 20 restarts, forget after 10 minutes healthy).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
 import tomllib
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent.errors import ConfigError
 from protocol.topics import check_device_id
@@ -31,8 +35,8 @@ def _default_discovery_command() -> list[str]:
     return [sys.executable, "-m", "accelerators.discovery", "--json"]
 
 
-class AgentSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+class AgentSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     device_id: str
     hub_url: str = "http://127.0.0.1:8080"
@@ -140,19 +144,29 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> AgentSet
         except (OSError, ValueError) as exc:
             raise ConfigError(f"settings file {config_file}: cannot read it: {exc}") from exc
     given = {k: v for k, v in overrides.items() if v is not None}
-
-    class _FromFile(AgentSettings):
-        # the file sits below the environment: give pydantic-settings its values as defaults
-        @classmethod
-        def settings_customise_sources(
-            cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
-        ):  # type: ignore[no-untyped-def, override]
-            from pydantic_settings import InitSettingsSource
-
-            return (init_settings, env_settings, InitSettingsSource(settings_cls, from_file))
-
+    merged = {**from_file, **environment_settings(os.environ), **given}
     try:
-        return _FromFile(**given)
+        return AgentSettings(**merged)
     except ValidationError as exc:
         where = f"settings file {config_file}, " if config_file else ""
         raise ConfigError(f"invalid agent settings ({where}environment {ENV_PREFIX}*, or command line): {exc}") from exc
+
+
+def environment_settings(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
+    """The ``EDGEFLEET_AGENT_*`` variables as settings; an unknown name is an error (a typo must show)."""
+    fields = AgentSettings.model_fields
+    found: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        if name not in fields:
+            raise ConfigError(f"environment variable {key}: not an agent setting (known: {', '.join(sorted(fields))})")
+        value: Any = raw
+        if raw.lstrip().startswith(("[", "{")):
+            try:
+                value = json.loads(raw)
+            except ValueError as exc:
+                raise ConfigError(f"environment variable {key}: not valid JSON: {exc}") from exc
+        found[name] = value
+    return found

@@ -5,9 +5,9 @@ provisioning. An agent applies a manifest only if the signature verifies over th
 of the manifest object *as received*, the manifest names this device, and its generation is
 greater than the last one accepted.
 
-``cryptography`` is imported on first use, not with this module: it is the largest native library
-in the agent process (about 8 MB resident), and an agent that runs adopted modules, or re-receives
-the manifest it already runs, never needs it. ``public_key_raw`` checks a key without it.
+``cryptography`` is imported only to sign (hub side): it is the largest native library an agent
+would load (about 8 MB resident), so verification goes through ``protocol.ed25519`` (OpenSSL's
+libcrypto, already in the process), and ``public_key_raw`` checks a key without it.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from protocol.canonical import canonical_json
+from protocol.ed25519 import verify_ed25519
 from protocol.errors import ManifestRejected, SignatureInvalid, StaleGeneration
 from protocol.models import DeviceManifest, SignedManifest
 
@@ -142,13 +143,12 @@ def verify_manifest(
             f"manifest for {device_id} is signed with key {signed.key_id}, but this device pins hub key "
             f"{expected_key_id}; re-provision the device if the hub key was rotated"
         )
-    from cryptography.exceptions import InvalidSignature
-
-    public = load_public_key(public_key_b64)
     try:
-        public.verify(base64.b64decode(signed.signature, validate=True), canonical_json(signed.manifest))
-    except (InvalidSignature, ValueError) as exc:
-        raise SignatureInvalid(f"manifest for {device_id}: signature does not verify (tampered payload?)") from exc
+        signature = base64.b64decode(signed.signature, validate=True)
+    except ValueError as exc:
+        raise SignatureInvalid(f"manifest for {device_id}: signature is not base64") from exc
+    if not verify_ed25519(public_key_raw(public_key_b64), signature, canonical_json(signed.manifest)):
+        raise SignatureInvalid(f"manifest for {device_id}: signature does not verify (tampered payload?)")
 
     try:
         manifest = DeviceManifest.model_validate(signed.manifest)
