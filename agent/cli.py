@@ -34,6 +34,7 @@ def _run_parser() -> argparse.ArgumentParser:
         "--hub-key", dest="hub_public_key", help="the hub's base64 ed25519 public key (else pinned on first use)"
     )
     p.add_argument("--config", type=Path, help="settings file (JSON or TOML)")
+    p.add_argument("--fpga-sim", metavar="BOARD", help="give this device a simulated FPGA board (e.g. kv260)")
     p.add_argument(
         "--stop-modules-on-exit", action="store_true", default=None, help="stop modules when the agent exits"
     )
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             labels=dict(args.label) or None,
             hub_public_key=args.hub_public_key,
             stop_modules_on_exit=args.stop_modules_on_exit,
+            fpga_sim=args.fpga_sim,
         )
         from agent.daemon import run_agent
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import random
 import shutil
@@ -92,6 +93,11 @@ class Agent:
         self.data_dir = settings.resolved_data_dir
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.modules_dir = self.data_dir / "modules"
+        if settings.fpga_sim:
+            # the driver plugin reads the environment, and discovery and modules inherit ours; one
+            # state dir lets discovery see which binary a module loaded
+            os.environ["EDGEFLEET_FPGA_SIM"] = settings.fpga_sim
+            os.environ.setdefault("EDGEFLEET_FPGA_SIM_STATE_DIR", str(self.data_dir / "fpga-sim"))
         self.store = StateStore(self.data_dir / "state.json")
         self.state: AgentState = self.store.load()
         self.cache = ArtifactCache(

@@ -82,6 +82,11 @@ class AgentSettings(BaseModel):
     telemetry_interval_s: float = Field(default=30.0, gt=0)
     discovery_command: list[str] = Field(default_factory=_default_discovery_command)
     discovery_timeout_s: float = Field(default=30.0, gt=0)
+    fpga_sim: str | None = Field(
+        default=None,
+        description="simulated FPGA board(s) for this device, e.g. 'kv260' (sets EDGEFLEET_FPGA_SIM for "
+        "discovery and modules, so the simulated board is found and used exactly like a real one)",
+    )
 
     # MQTT / HTTP
     mqtt_keepalive_s: int = Field(default=30, ge=5)

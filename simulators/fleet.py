@@ -32,15 +32,16 @@ class SimulatedDevice:
     fpga_board: str | None
     faults: str | None
 
-    def env(self, state_dir: Path) -> dict[str, str]:
-        """Environment that makes the agent (and the modules it starts) see this device's hardware."""
-        env: dict[str, str] = {}
-        if self.fpga_board:
-            env["EDGEFLEET_FPGA_SIM"] = self.fpga_board
-            env["EDGEFLEET_FPGA_SIM_STATE_DIR"] = str(state_dir / "fpga")
-            if self.faults:
-                env["EDGEFLEET_FPGA_SIM_FAULTS"] = self.faults
-        return env
+    def agent_args(self) -> list[str]:
+        """Agent flags that give this device its (simulated) hardware."""
+        args = ["--fpga-sim", self.fpga_board] if self.fpga_board else []
+        for key, value in self.labels.items():
+            args += ["--label", f"{key}={value}"]
+        return args
+
+    def env(self) -> dict[str, str]:
+        """Fault injection is the simulator's own knob: the agent passes it on to discovery and modules."""
+        return {"EDGEFLEET_FPGA_SIM_FAULTS": self.faults} if self.fpga_board and self.faults else {}
 
 
 def plan_fleet(
@@ -89,12 +90,11 @@ def _run(args: argparse.Namespace) -> int:
             data.mkdir(parents=True, exist_ok=True)
             cmd = [agent, "--device-id", dev.device_id, "--hub", args.hub, "--broker", args.broker,
                    "--data-dir", str(data), "--stop-modules-on-exit"]  # fmt: skip
-            for k, v in dev.labels.items():
-                cmd += ["--label", f"{k}={v}"]
+            cmd += dev.agent_args()
             with open(data / "agent.log", "ab") as log:
                 procs.append(
                     subprocess.Popen(
-                        cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **dev.env(data)},
+                        cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **dev.env()},
                         start_new_session=True,
                     )
                 )  # fmt: skip

@@ -1,5 +1,3 @@
-from pathlib import Path
-
 from simulators.fleet import plan_fleet
 
 
@@ -12,8 +10,10 @@ def test_every_nth_device_gets_the_board_and_only_those_get_faults() -> None:
     assert devices[1].labels == {"site": "lab", "sim": "true"}
 
 
-def test_device_environment_enables_the_simulated_board_with_its_own_state(tmp_path: Path) -> None:
-    with_board, without = plan_fleet(2, "d", {}, "u250", 2, None)
-    env = with_board.env(tmp_path)
-    assert env == {"EDGEFLEET_FPGA_SIM": "u250", "EDGEFLEET_FPGA_SIM_STATE_DIR": str(tmp_path / "fpga")}
-    assert without.env(tmp_path) == {}
+def test_devices_get_the_board_through_the_agent_setting_and_faults_through_the_environment() -> None:
+    with_board, without = plan_fleet(2, "d", {"site": "lab"}, "u250", 2, "program_fail")
+    assert with_board.agent_args() == ["--fpga-sim", "u250", "--label", "site=lab", "--label", "sim=true",
+                                       "--label", "fpga=u250"]  # fmt: skip
+    assert with_board.env() == {"EDGEFLEET_FPGA_SIM_FAULTS": "program_fail"}
+    assert without.agent_args() == ["--label", "site=lab", "--label", "sim=true"]
+    assert without.env() == {}
