@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
@@ -77,8 +78,9 @@ def serve(config: ServerConfig) -> int:
     serving.start()
     log.info("listening on http://%s:%d", config.host, port)
     try:
-        state = service.initialise()
-        _report(config, service.status(port))
+        state = service.initialise(announce=lambda status: _report(config, replace(status, port=port)))
+        if state is not ServerState.READY:
+            _report(config, service.status(port))
         if state is ServerState.READY:
             log.info("ready: %s", service.message)
             stop.wait()

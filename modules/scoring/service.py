@@ -17,7 +17,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -93,8 +93,12 @@ class ScoringService:
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
-    def initialise(self) -> ServerState:
-        """Load the model or run the entry script's init(); never raises: the outcome is the state."""
+    def initialise(self, announce: Callable[[ServerStatus], None] | None = None) -> ServerState:
+        """Load the model or run the entry script's init(); never raises: the outcome is the state.
+
+        ``announce`` receives the outcome *before* the server starts answering ready: whoever reads
+        the status file after a successful readiness probe then finds the backend choice in it.
+        """
         try:
             self._initialise()
         except Exception as exc:
@@ -105,7 +109,10 @@ class ScoringService:
                 self._set(ServerState.FAILED, str(exc) or type(exc).__name__)
             log.error("initialisation failed: %s", self.message, exc_info=accel is None)
             return self.state
-        self._set(ServerState.READY, self._ready_message())
+        message = self._ready_message()
+        if announce is not None:
+            announce(replace(self.status(0), state=ServerState.READY, message=message))
+        self._set(ServerState.READY, message)
         return self.state
 
     def _initialise(self) -> None:
@@ -145,6 +152,7 @@ class ScoringService:
             self.state, self.message = state, message
 
     def status(self, port: int) -> ServerStatus:
+        """The current status; ``port`` 0 means "the caller fills it in"."""
         primary = self.context.primary
         sel = primary.selection if primary else None
         return ServerStatus(

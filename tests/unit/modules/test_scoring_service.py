@@ -14,7 +14,7 @@ import pytest
 from modules.scoring import context
 from modules.scoring.config import ServerConfig
 from modules.scoring.service import ScoringService
-from modules.scoring.status import ServerState
+from modules.scoring.status import ServerState, ServerStatus
 
 DIGITS = Path(__file__).resolve().parents[3] / "modules" / "samples" / "digits"
 
@@ -170,3 +170,16 @@ def test_entry_script_run_results_and_errors(tmp_path: Path, model_dir: Path) ->
     assert status == 500 and "not JSON" in doc["error"]
     status, doc = _json(service, "GET", "/v2/models/model")
     assert status == 404 and "loaded no model" in doc["error"]
+
+
+def test_the_outcome_is_announced_before_the_server_answers_ready(model_dir: Path) -> None:
+    """The agent reads the status file after a successful readiness probe: the backend must be in it."""
+    service = _service(model_dir)
+    seen: list[tuple[str, str | None, int]] = []
+
+    def announce(status: ServerStatus) -> None:
+        seen.append((status.state.value, status.backend, _json(service, "GET", "/v2/health/ready")[0]))
+
+    assert service.initialise(announce=announce) is ServerState.READY
+    assert seen == [("Ready", "cpu", 503)]
+    assert _json(service, "GET", "/v2/health/ready")[0] == 200
