@@ -28,8 +28,6 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-import psutil
-
 from agent import __version__
 from agent.admission import DeviceOffer
 from agent.cache import ArtifactCache, BackgroundFetcher
@@ -64,6 +62,7 @@ from agent.runtime.composite import CompositeRuntime, docker_lazy
 from agent.runtime.limits import ProcessLimits
 from agent.settings import AgentSettings
 from agent.state import AgentState, RestartRecord, RollbackRecord, StateStore
+from agent.telemetry import TelemetrySampler
 from protocol.canonical import canonical_json
 from protocol.errors import ManifestRejected, StaleGeneration
 from protocol.models import (
@@ -74,7 +73,6 @@ from protocol.models import (
     ModuleState,
     ModuleStatus,
     ReportedState,
-    Telemetry,
     utcnow,
 )
 from protocol.signing import verify_manifest
@@ -174,9 +172,8 @@ class Agent:
         self._seq = 0
         self._last_fingerprint: str | None = None
         self._last_report_at = 0.0
-        self._next_telemetry_at = 0.0
+        self.telemetry = TelemetrySampler(self.device_id, settings.telemetry_interval_s)
         self._since: dict[str, tuple[ModuleState, datetime]] = {}
-        self._procs: dict[int, psutil.Process] = {}
         self._rollback_wake_at: float | None = None
         self._lkg_parsed: tuple[dict[str, Any], DeviceManifest] | None = None
         self._gap_started: dict[str, float] = {}  # module -> when its old instance stopped serving
@@ -242,7 +239,7 @@ class Agent:
             self._rollback_wake_at,
             self.executor.next_retry_at(),
             self._last_report_at + self.settings.report_heartbeat_s,
-            self._next_telemetry_at,
+            self.telemetry.next_at,
             self._key_retry_at if self.hub_key is None else None,
         ]
         due = min((c for c in candidates if c is not None), default=now + MAX_IDLE_S)
@@ -442,7 +439,7 @@ class Agent:
                 if gap_from is not None:
                     self.serving_gaps[step.module] = now - gap_from
                     log.info("module %s updated: serving gap %.3fs", step.module, now - gap_from)
-                    self._next_telemetry_at = now  # let a watcher see it without waiting an interval
+                    self.telemetry.due_now()  # let a watcher see it without waiting an interval
             self.health[step.instance_id] = Health(started_at=old.started_at, ready=True, last_probe_at=now)
         else:
             failures = old.consecutive_failures + 1 if old.ready else 0
@@ -677,37 +674,9 @@ class Agent:
         log.debug("reported generation %d: %s", report.generation, summary)
 
     def _telemetry(self) -> None:
-        now = time.time()
-        if now < self._next_telemetry_at:
-            return
-        self._next_telemetry_at = now + self.settings.telemetry_interval_s
-        me = self._proc(None)
-        modules: dict[str, dict[str, float]] = {}
-        for inst in self.instances:
-            if inst.running and inst.pid:
-                proc = self._proc(inst.pid)
-                try:
-                    modules[inst.module] = {
-                        "rssBytes": float(proc.memory_info().rss),
-                        "cpuPercent": proc.cpu_percent(None),
-                    }
-                    if inst.module in self.serving_gaps:
-                        modules[inst.module]["servingGapS"] = self.serving_gaps[inst.module]
-                except psutil.Error:
-                    self._procs.pop(inst.pid, None)
-        live = {i.pid for i in self.instances if i.running}
-        for pid in [p for p in self._procs if p and p not in live]:
-            del self._procs[pid]
-        telemetry = Telemetry(
-            device_id=self.device_id, rss_bytes=me.memory_info().rss, cpu_percent=me.cpu_percent(None), modules=modules
-        )
-        self.link.publish_telemetry(telemetry.model_dump_json(by_alias=True).encode())
-
-    def _proc(self, pid: int | None) -> psutil.Process:
-        key = pid or 0
-        if key not in self._procs:  # keep the object: cpu_percent measures since the previous call
-            self._procs[key] = psutil.Process(pid)
-        return self._procs[key]
+        sample = self.telemetry.sample(self.instances, self.serving_gaps)
+        if sample is not None:
+            self.link.publish_telemetry(sample.model_dump_json(by_alias=True).encode())
 
 
 def _port_free(port: int) -> bool:
