@@ -100,3 +100,23 @@ def test_bad_input_is_refused_with_a_clear_message(fleet: Fleet, tmp_path: Path)
     out = fleet.cli("model", "deploy", "-n", "svc", "-m", "digits:9", "--no-wait", check=False)
     assert out.returncode != 0 and "digits:9" in out.stderr
     assert fleet.cli_json("service", "list") == []
+
+
+def test_no_code_deployment_serves_the_model_without_an_entry_script(fleet: Fleet) -> None:
+    fleet.start_agent("dev-nc", "site=e2e")
+    wait_for(lambda: any(d["deviceId"] == "dev-nc" for d in fleet.cli_json("device", "list")), 60, what="agent")
+    fleet.cli("model", "register", "-n", "digits", "-p", str(SAMPLE / "digits_int8.onnx"))
+    fleet.cli("model", "deploy", "-n", "digits-nocode", "-m", "digits:1", timeout=300)  # no --ic: no-code
+    service = fleet.cli_json("service", "show", "digits-nocode")
+    (device,) = service["devices"]
+    assert service["state"] == "Healthy" and device["backend"] == "cpu", service
+
+    images = np.load(SAMPLE / "test_set.npz")["images"][:16]
+    r = httpx.post(device["endpoint"] + "/score", json={"data": images.tolist()}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.json()["predictions"] == _reference_predictions(images).tolist()
+    bad = httpx.post(device["endpoint"] + "/score", content=b'{"data": [1, 2', timeout=60)
+    assert bad.status_code == 400 and "error" in bad.json()
+    wrong_shape = httpx.post(device["endpoint"] + "/score", json={"data": [[1.0, 2.0]]}, timeout=60)
+    assert wrong_shape.status_code == 400 and "shape" in wrong_shape.json()["error"]
+    assert httpx.get(device["endpoint"] + "/", timeout=10).text.strip('"') == "Healthy"  # still serving
