@@ -176,13 +176,11 @@ class Cli:
         print(f"target:  {s['target']}")
         if s.get("devices"):
             print(table(DEVICE_STATE_HEADERS, device_state_rows(s)))
-        for d in s.get("devices", []):
-            if d.get("backend") and (d.get("reason") or d.get("backendTimingsMs")):
-                timings = ", ".join(f"{k} {v:.2f} ms" for k, v in (d.get("backendTimingsMs") or {}).items())
-                print(
-                    f"{d['device']}: backend {d['backend']}: {d.get('reason') or ''}"
-                    + (f" ({timings})" if timings else "")
-                )
+        choices = [d for d in s.get("devices", []) if d.get("backend")]
+        if choices:
+            print("backend choice (measured on each device when the module loaded):")
+        for d in choices:
+            print(f"  {d['device']}: {d.get('reason') or d['backend']}")
         return 0
 
     def service_list(self) -> int:

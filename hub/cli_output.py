@@ -46,7 +46,7 @@ def device_state_rows(service: dict[str, Any]) -> list[list[Any]]:
             d.get("desiredGeneration") if d.get("desiredGeneration") is not None else "-",
             d.get("endpoint") or "",
             d.get("backend") or "",
-            d.get("message") or d.get("reason") or "",
+            d.get("message") or "",
         ]
         for d in service.get("devices", [])
     ]

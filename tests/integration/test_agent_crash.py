@@ -1,30 +1,54 @@
 """Crash safety: SIGKILL the agent (a real process) at 30 random points of rollouts, restart it, and
 check that it converges every time, with exactly one process per module and a clean cache.
 
-Each kill lands in a phase picked by a seeded RNG, at a random offset into it:
+Some generations are bad: their scorer never gets ready, so the agent must roll back to
+last-known-good when the rollback window ends. Each kill lands in a phase picked by a seeded RNG, at a
+random offset into it. Good generations:
 
     downloading  while the new generation's artifact is coming in (the server is throttled)
     switching    right after the download: old instances stopping, new ones being created/started
     starting     the new instance's process exists but is not ready yet
     anytime      a random delay after the manifest was published
 
+Bad generations (every phase is aimed at, over the run):
+
+    window       the bad scorer runs, not ready, before the rollback window ends
+    rollback     the rollback is decided (recorded in the agent's state): bad instances stopping
+    restoring    the last-known-good scorer's process is back but not ready yet
+    rolled back  right after the device reported the rollback
+
+After each restart the device must settle: a good generation Healthy (and last-known-good); a bad
+one rolled back: reported Failed + rolled back, the last-known-good spec hashes running, and never a
+report that goes back to the bad generation once the rollback was reported or recorded.
+
+The rollback window is the agent setting EDGEFLEET_AGENT_ROLLBACK_WINDOW_S, chosen per agent lifetime:
+short while a bad generation is out, long while a good one is, so that a good generation is never
+rolled back only because this (shared) machine was slow to restart the agent. The window survives
+restarts (it counts from when replacing began), so a short one for good generations would make the test
+depend on timing; switching lifetimes is a graceful restart, which must adopt the modules untouched.
+
 The seed is printed (``-s``) and named in every failure; ``EDGEFLEET_CRASH_SEED=<n>`` replays a run.
 One agent lifetime is: recover from the previous kill, converge, start the next rollout, die.
 Generations alternate between two modules (one re-downloaded every time, one only reconfigured)
-and one module (the other removed), so stopping, removing and creating are all crossed.
+and one module (the other removed), so stopping, removing and creating are all crossed, also when
+rolling back.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -43,9 +67,15 @@ from tests.support.artifact_server import ArtifactServer
 from tests.support.processes import Mosquitto, wait_for
 
 KILLS = 30
+BAD = 9  # generations among the killed ones whose scorer never gets ready
+GOOD_PHASES = ["downloading", "switching", "starting", "anytime"]
+BAD_PHASES = ["window", "rollback", "restoring", "rolled back"]
+ROLLBACK_WINDOW_S = 2.0  # agent setting while a bad generation is out
+SAFE_WINDOW_S = 600.0  # while a good one is: it never rolls back, however slow the machine
 ARTIFACT_BYTES = 640 * 1024
 RATE_BPS = 2 * 1024 * 1024  # ~0.3 s per download: long enough to be killed in
 QUICK_DISCOVERY = [sys.executable, "-c", "print('[]')"]
+SETTLE_S = 60.0  # generous: the machine is shared
 
 
 def module_processes(device_id: str) -> dict[str, list[tuple[int, str]]]:
@@ -75,14 +105,30 @@ def corrupt_blobs(blobs: Path) -> list[str]:
     return bad
 
 
-def generation_modules(generation: int, model: ArtifactRef, shared: ArtifactRef) -> list[ModuleSpec]:
+def agent_state(data_dir: Path) -> dict[str, object]:
+    """The agent's state file (written atomically: any read sees a whole version)."""
+    try:
+        raw = json.loads((data_dir / "state.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def recorded_rollback(data_dir: Path) -> int | None:
+    """The generation the agent's state says it rolled back from (None: no rollback)."""
+    rollback = agent_state(data_dir).get("rollback")
+    return rollback.get("from_generation") if isinstance(rollback, dict) else None
+
+
+def generation_modules(generation: int, model: ArtifactRef, shared: ArtifactRef, bad: bool) -> list[ModuleSpec]:
     health = {"intervalS": 0.5, "timeoutS": 2.0, "failureThreshold": 3, "startupTimeoutS": 30}
+    ready_after = "100000" if bad else "0.3"  # bad: never ready within any window
     scorer = ModuleSpec.model_validate(
         {
             "name": "scorer",
             "service": "scorer-svc",
             "artifacts": [model.to_wire(), shared.to_wire()],
-            "env": {"FAKE_MODULE_READY_AFTER": "0.3"},
+            "env": {"FAKE_MODULE_READY_AFTER": ready_after},
             "health": health,
             "startupOrder": 1,
         }
@@ -101,20 +147,68 @@ def generation_modules(generation: int, model: ArtifactRef, shared: ArtifactRef)
     return [scorer, side]
 
 
-def converged_to(generation: int, modules: list[ModuleSpec]):  # type: ignore[no-untyped-def]
-    want = {m.name: m.spec_hash() for m in modules}
+def hashes(modules: list[ModuleSpec]) -> dict[str, str]:
+    return {m.name: m.spec_hash() for m in modules}
 
-    def check(r: ReportedState) -> bool:
-        got = {m.name: m.spec_hash for m in r.modules if m.state.value == "Healthy"}
-        return r.generation == generation and r.converged and got == want
 
-    return check
+@dataclass(frozen=True)
+class Expect:
+    """Where the device must settle for one generation: Healthy, or (bad) rolled back to last-known-good."""
+
+    generation: int
+    modules: list[ModuleSpec]
+    bad: bool
+    lkg_generation: int  # the last-known-good before this generation
+    lkg_modules: list[ModuleSpec]
+
+    @property
+    def serving(self) -> dict[str, str]:
+        """Module -> spec hash of the one process each that must run."""
+        return hashes(self.lkg_modules if self.bad else self.modules)
+
+    @property
+    def what(self) -> str:
+        if self.bad:
+            return f"generation {self.generation} rolled back to {self.lkg_generation}"
+        return f"generation {self.generation} Healthy"
+
+    def settled(self, r: ReportedState) -> bool:
+        if r.generation != self.generation or not r.converged:
+            return False
+        if not self.bad:
+            got = {m.name: m.spec_hash for m in r.modules if m.state.value == "Healthy"}
+            return r.rolled_back_from is None and r.last_known_good == self.generation and got == self.serving
+        serving = self.serving
+        return (
+            r.rolled_back_from == self.generation
+            and r.last_known_good == self.lkg_generation
+            and [m.name for m in r.modules] == [m.name for m in self.modules]
+            and all(m.state.value == "Failed" and m.rolled_back for m in r.modules)
+            # where last-known-good has the module, that version serves (its spec hash is reported)
+            and all(m.spec_hash == serving.get(m.name) for m in r.modules)
+        )
+
+    def check_reports(self, reports: list[ReportedState], where: str, rolled_back_from_start: bool = False) -> None:
+        """A good generation is never rolled back; a bad one, once rolled back, stays so (no flapping)."""
+        mine = [r for r in reports if r.generation == self.generation]
+        if not self.bad:
+            flagged = [r.seq for r in mine if r.rolled_back_from is not None]
+            assert not flagged, f"{where}: good generation {self.generation} reported rolled back (seq {flagged})"
+            return
+        seen = rolled_back_from_start
+        for r in mine:
+            if seen:
+                assert r.rolled_back_from == self.generation, (
+                    f"{where}: generation {self.generation} flapped back after its rollback: {r}"
+                )
+            seen = seen or r.rolled_back_from == self.generation
 
 
 class Agents:
     """Starts, SIGKILLs and restarts the agent process for one device."""
 
     def __init__(self, device_id: str, mosquitto: Mosquitto, hub: TestHub, data_dir: Path, log: Path) -> None:
+        self.hub = hub
         self.args = ["--device-id", device_id, "--broker", mosquitto.url, "--data-dir", str(data_dir)]
         self.args += ["--hub", "http://127.0.0.1:9", "--hub-key", hub.key.public_key_b64]
         self.env = agent_env(
@@ -133,14 +227,27 @@ class Agents:
         )
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
+        self.window_s = SAFE_WINDOW_S
 
-    def start(self) -> None:
-        self.proc = start_agent_process(self.args, self.env, self.log)
+    def start(self, window_s: float) -> None:
+        self.window_s = window_s
+        env = {**self.env, **agent_env(rollback_window_s=window_s)}
+        self.proc = start_agent_process(self.args, env, self.log)
 
-    def kill(self) -> None:
+    def end(self, sig: int, where: str) -> list[ReportedState]:
+        """Stop the agent (SIGKILL: a crash; SIGTERM: graceful) and return all of that lifetime's reports."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
+        offline_seen = self.hub.presence.count("offline")
+        if sig == signal.SIGKILL:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        else:
+            stop_process(self.proc, sig, timeout=30)
+        # the offline presence (last will, or said on a graceful stop) ends the dead agent's messages
+        wait_for(lambda: self.hub.presence.count("offline") > offline_seen, 15, what=f"offline presence {where}")
+        reports = list(self.hub.reports)
+        self.hub.reports.clear()
+        return reports
 
     def close(self) -> None:
         if self.proc is not None:
@@ -148,6 +255,12 @@ class Agents:
 
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def settle(self, expect: Expect, what: str) -> ReportedState:
+        try:
+            return self.hub.wait_report(expect.settled, timeout=SETTLE_S, what=what)
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}\n--- agent log ---\n{self.log_tail()}") from None
 
 
 @pytest.fixture
@@ -157,13 +270,28 @@ def device_id() -> Iterator[str]:
     kill_module_processes(dev)
 
 
-@pytest.mark.slow  # ~100 s on 2 cores: 30 agent restarts, each stopping adopted modules
+@pytest.mark.slow  # ~80 s on 2 cores: 30 agent kills + graceful restarts, bad generations wait out their window
 def test_sigkill_at_random_points_of_rollouts_always_converges(
     mosquitto: Mosquitto, tmp_path: Path, device_id: str
 ) -> None:
     seed = int(os.environ.get("EDGEFLEET_CRASH_SEED") or random.SystemRandom().randrange(2**32))
     print(f"\ncrash test seed: {seed} (replay with EDGEFLEET_CRASH_SEED={seed})")
     rng = random.Random(seed)
+    # the whole schedule up front: what the RNG draws never depends on how the run goes
+    bad_kills = set(rng.sample(range(KILLS), BAD))
+    bad_phases = [BAD_PHASES[i % len(BAD_PHASES)] for i in range(BAD)]
+    rng.shuffle(bad_phases)
+    schedule: list[tuple[bool, str, float]] = []
+    for kill in range(KILLS):
+        if kill in bad_kills:
+            phase = bad_phases.pop()
+            top = {"window": ROLLBACK_WINDOW_S / 2, "rollback": 0.15, "restoring": 0.2, "rolled back": 0.3}[phase]
+        else:
+            phase = rng.choice(GOOD_PHASES)
+            top = 1.2 if phase == "anytime" else 0.25
+        schedule.append((kill in bad_kills, phase, rng.uniform(0.0, top)))
+    print(f"bad generations: {sorted(k + 2 for k in bad_kills)}")
+
     data_dir = tmp_path / "agent"
     blobs = data_dir / "cache" / "blobs"
     partial = data_dir / "cache" / "partial"
@@ -171,67 +299,95 @@ def test_sigkill_at_random_points_of_rollouts_always_converges(
     agents = Agents(device_id, mosquitto, hub, data_dir, tmp_path / "agent.log")
     hit: Counter[str] = Counter()
     aimed: Counter[str] = Counter()
+    graceful = 0
     started = time.monotonic()
+
+    def check_device(expect: Expect, where: str) -> None:
+        want = expect.serving
+        procs = module_processes(device_id)
+        assert {name: [h for _, h in found] for name, found in procs.items()} == {
+            name: [h] for name, h in want.items()
+        }, f"after {where}: module processes {procs}, want one each of {want} ({expect.what})"
+        assert corrupt_blobs(blobs) == [], f"after {where}: cache entries that do not match their digest"
+        dirs = {p.name: sorted(d.name for d in p.iterdir()) for p in (data_dir / "modules").iterdir()}
+        assert dirs == {name: [h] for name, h in want.items()}, f"after {where}: instance directories {dirs}"
+
     try:
         with ArtifactServer(tmp_path / "artifacts", rate_bps=RATE_BPS) as artifacts:
             shared = artifacts.add("shared.bin", b"shared bytes" * 1000, path="model/shared.bin")
 
-            def rollout(generation: int) -> list[ModuleSpec]:
+            def rollout(generation: int, bad: bool) -> list[ModuleSpec]:
                 data = random.Random(seed * 1000 + generation).randbytes(ARTIFACT_BYTES)
                 model = artifacts.add(f"model-{generation}.bin", data, path="model/model.bin")
-                modules = generation_modules(generation, model, shared)
+                modules = generation_modules(generation, model, shared, bad)
                 hub.publish(generation, modules)
                 return modules
 
-            agents.start()
-            modules = rollout(1)
-            try:
-                hub.wait_report(converged_to(1, modules), timeout=60, what="first generation converged")
-            except TimeoutError as exc:
-                raise AssertionError(f"{exc}\n--- agent log ---\n{agents.log_tail()}") from None
+            first = rollout(1, bad=False)
+            settled = Expect(1, first, bad=False, lkg_generation=1, lkg_modules=first)
+            agents.start(ROLLBACK_WINDOW_S if 0 in bad_kills else SAFE_WINDOW_S)
+            agents.settle(settled, "first generation converged")
 
-            for kill in range(KILLS):
+            for kill, (bad, phase, offset) in enumerate(schedule):
                 generation = kill + 2
-                where = f"kill {kill + 1}/{KILLS} (seed {seed}, generation {generation})"
-                modules = rollout(generation)
+                where = f"kill {kill + 1}/{KILLS} (seed {seed}, generation {generation}{' bad' if bad else ''}, {phase})"
+                window_s = ROLLBACK_WINDOW_S if bad else SAFE_WINDOW_S
+                if agents.window_s != window_s:  # the window is a start-up setting: restart gracefully
+                    pids = module_processes(device_id)
+                    lifetime = agents.end(signal.SIGTERM, f"before {where}")
+                    settled.check_reports(lifetime, f"before {where}")
+                    agents.start(window_s)
+                    agents.settle(settled, f"{settled.what} again after a graceful restart before {where}")
+                    settled.check_reports(list(hub.reports), f"graceful restart before {where}", settled.bad)
+                    assert module_processes(device_id) == pids, f"graceful restart before {where}: modules restarted"
+                    graceful += 1
+
+                lkg = settled if not settled.bad else Expect(0, [], False, settled.lkg_generation, settled.lkg_modules)
+                lkg_generation = lkg.generation if not settled.bad else lkg.lkg_generation
+                lkg_modules = lkg.modules if not settled.bad else lkg.lkg_modules
+                modules = rollout(generation, bad)
+                expect = Expect(generation, modules, bad, lkg_generation, lkg_modules)
                 scorer_hash = modules[0].spec_hash()
+                old_scorer_hash = lkg_modules[0].spec_hash()
                 model_hex = modules[0].artifacts[0].digest.split(":")[1]
-                phase = rng.choice(["downloading", "switching", "starting", "anytime"])
-                aimed[phase] += 1
-                offset = rng.uniform(0.0, 1.2 if phase == "anytime" else 0.25)
                 part, blob = partial / f"{model_hex}.part", blobs / model_hex
+                aimed[phase] += 1
                 if phase == "downloading":
                     _poll(lambda: part.exists() or blob.exists())  # noqa: B023 (called in this iteration)
                 elif phase == "switching":
                     _poll(blob.exists)
-                elif phase == "starting":
+                elif phase in ("starting", "window"):
                     _poll(lambda: _runs(device_id, "scorer", scorer_hash))  # noqa: B023
+                elif phase == "rollback":
+                    _poll(lambda: recorded_rollback(data_dir) == generation, timeout=SETTLE_S)  # noqa: B023
+                elif phase == "restoring":
+                    _poll(lambda: _runs(device_id, "scorer", scorer_hash))  # noqa: B023
+                    _poll(lambda: _runs(device_id, "scorer", old_scorer_hash), timeout=SETTLE_S)  # noqa: B023
+                elif phase == "rolled back":
+                    agents.settle(expect, f"{expect.what} before {where}")
                 time.sleep(offset)
-                hit[_observed_phase(device_id, scorer_hash, part, blob)] += 1
-                offline_seen = hub.presence.count("offline")
-                agents.kill()
-                # the broker's last will marks the end of the dead agent's messages: later reports are the new one's
-                wait_for(lambda: hub.presence.count("offline") > offline_seen, 15, what=f"last will after {where}")  # noqa: B023
-                hub.reports.clear()
-                agents.start()
-                try:
-                    hub.wait_report(converged_to(generation, modules), timeout=60, what=f"convergence after {where}")
-                except TimeoutError as exc:
-                    raise AssertionError(f"{exc}\n--- agent log ---\n{agents.log_tail()}") from None
+                if bad:
+                    hit[_observed_rollback_phase(device_id, data_dir, generation, scorer_hash, old_scorer_hash)] += 1
+                else:
+                    hit[_observed_phase(device_id, scorer_hash, part, blob)] += 1
 
-                procs = module_processes(device_id)
-                want = {m.name: m.spec_hash() for m in modules}
-                assert {name: [h for _, h in found] for name, found in procs.items()} == {
-                    name: [h] for name, h in want.items()
-                }, f"after {where}: module processes {procs}, want one each of {want}"
-                assert corrupt_blobs(blobs) == [], f"after {where}: cache entries that do not match their digest"
-                dirs = {p.name: sorted(d.name for d in p.iterdir()) for p in (data_dir / "modules").iterdir()}
-                assert dirs == {name: [h] for name, h in want.items()}, f"after {where}: instance directories {dirs}"
+                lifetime = agents.end(signal.SIGKILL, f"after {where}")
+                recorded = recorded_rollback(data_dir) == generation
+                expect.check_reports(lifetime, f"before {where}")
+                agents.start(window_s)
+                agents.settle(expect, f"{expect.what} after {where}")
+                # a rollback the dead agent had recorded is never undone, not even for one report
+                expect.check_reports(list(hub.reports), f"after {where}", rolled_back_from_start=recorded)
+                check_device(expect, where)
+                settled = expect
     finally:
         agents.close()
         hub.close()
     took = time.monotonic() - started
-    print(f"{KILLS} kills in {took:.1f}s; aimed at {dict(aimed)}; observed at kill time {dict(hit)}")
+    print(
+        f"{KILLS} kills ({BAD} in bad generations) and {graceful} graceful restarts in {took:.1f}s; "
+        f"aimed at {dict(aimed)}; observed at kill time {dict(hit)}"
+    )
 
 
 def _runs(device_id: str, module: str, spec_hash: str) -> bool:
@@ -256,3 +412,20 @@ def _observed_phase(device_id: str, scorer_hash: str, part: Path, blob: Path) ->
     if not _runs(device_id, "scorer", scorer_hash):
         return "switching"
     return "starting or converged"
+
+
+def _observed_rollback_phase(
+    device_id: str, data_dir: Path, generation: int, bad_hash: str, old_hash: str
+) -> str:
+    if recorded_rollback(data_dir) != generation:
+        return "bad scorer in its window" if _runs(device_id, "scorer", bad_hash) else "before the window"
+    if not _runs(device_id, "scorer", old_hash):
+        return "rolling back: old scorer not running yet"
+    ports = agent_state(data_dir).get("ports")
+    port = ports.get("scorer") if isinstance(ports, dict) else None
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1.0) as resp:
+            ready = resp.status == 200
+    except (urllib.error.URLError, OSError):
+        ready = False
+    return "rolled back" if ready else "rolling back: old scorer starting"
