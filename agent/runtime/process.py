@@ -17,6 +17,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,6 +37,9 @@ RECORD_FILE = "instance.json"
 MARK_DEVICE = "--edgefleet-device"
 MARK_MODULE = "--edgefleet-module"
 MARK_SPEC = "--edgefleet-spec"
+
+
+TRASH_DIR = ".removing"  # instance directories being deleted
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,7 @@ class ProcessRuntime(Runtime):
         self._exit_codes: dict[str, int] = {}  # instance id -> code seen by this agent run
         self._listener: Callable[[str], None] = lambda _id: None
         root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.root / TRASH_DIR, ignore_errors=True)  # what a killed agent was deleting
         self._load_records()
         self._adopt()
 
@@ -115,6 +120,8 @@ class ProcessRuntime(Runtime):
 
     def _load_records(self) -> None:
         for path in sorted(self.root.glob(f"*/*/{RECORD_FILE}")):
+            if path.parts[len(self.root.parts)].startswith("."):
+                continue  # trash and other agent-internal directories
             try:
                 raw = json.loads(path.read_text())
                 rec = _Record(
@@ -335,7 +342,15 @@ class ProcessRuntime(Runtime):
             self._exit_codes.pop(instance_id, None)
         if rec.limits and rec.limits.startswith("cgroup"):
             self.limits.release(instance_id)
-        shutil.rmtree(rec.workdir, ignore_errors=True)
+        # rename first: the record vanishes with its directory in one atomic step, so an agent
+        # killed mid-delete leaves only trash (swept at start), never a directory without a record
+        trash = self.root / TRASH_DIR / f"{rec.module}-{rec.spec_hash}-{uuid.uuid4().hex[:8]}"
+        trash.parent.mkdir(exist_ok=True)
+        try:
+            os.rename(rec.workdir, trash)
+        except FileNotFoundError:
+            pass
+        shutil.rmtree(trash, ignore_errors=True)
         try:
             rec.workdir.parent.rmdir()  # the module's directory, once its last instance is gone
         except OSError:
