@@ -160,7 +160,9 @@ class Cli:
     def demo(self) -> int:
         from hub.demo import main_demo  # numpy and the process supervisor only for the demo
 
-        return main_demo(Path(self.args.workdir), self.args.devices, self.args.broker, self.args.timeout)
+        return main_demo(
+            Path(self.args.workdir), self.args.devices, self.args.broker, self.args.timeout, self.args.fpga_devices
+        )
 
     # services ----------------------------------------------------------------------------------
     def _print_service(self, s: dict[str, Any]) -> int:
@@ -388,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--broker", choices=["auto", "mosquitto", "amqtt"], default="auto", help="default: mosquitto if installed"
     )
+    s.add_argument("--fpga-devices", type=int, default=1, help="devices given a simulated FPGA board (default 1)")
     s.add_argument("--workdir", default=".edgefleet/demo", help="state of this run (wiped at start)")
     s.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for every device to be Healthy")
 

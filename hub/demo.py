@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "modules" / "samples" / "digits"
 SERVICE = "digits-svc"
+FPGA_BOARD = "kv260"
 MODEL = "digits"
 
 Say = Callable[[str], None]
@@ -156,7 +157,12 @@ def score_accuracy(endpoint: str, images: np.ndarray, labels: np.ndarray, batch:
 
 
 def run_demo(
-    workdir: Path, devices: int = 3, broker: str = "auto", timeout: float = 120.0, say: Say = print
+    workdir: Path,
+    devices: int = 3,
+    broker: str = "auto",
+    timeout: float = 120.0,
+    say: Say = print,
+    fpga_devices: int = 1,
 ) -> dict[str, Any]:
     """Run the demo; returns a summary (per-device state, backend and accuracy)."""
     if workdir.exists():
@@ -179,14 +185,18 @@ def run_demo(
         say(f"hub      {hub_url} (SQLite + artifact store in {workdir / 'hub'})")
 
         ids = [f"dev-{i + 1}" for i in range(devices)]
+        fpga_ids = ids[len(ids) - fpga_devices :] if fpga_devices else []
         for i, dev in enumerate(ids):
+            board = ["--fpga-sim", FPGA_BOARD] if dev in fpga_ids else []
             stack.spawn(
                 f"agent-{dev}",
                 [_console_script("edgefleet-agent"), "--device-id", dev, "--hub", hub_url,
                  "--broker", stack.broker.url, "--data-dir", str(workdir / "agents" / dev),
-                 "--label", "site=demo", "--label", f"rack={i % 2}", "--stop-modules-on-exit"],
+                 "--label", "site=demo", "--label", f"rack={i % 2}", "--stop-modules-on-exit", *board],
             )  # fmt: skip
         say(f"agents   {', '.join(ids)} (one OS process each)")
+        if fpga_ids:
+            say(f"         {', '.join(fpga_ids)} with a simulated {FPGA_BOARD} FPGA board (edgefleet-sim fpga boards)")
         with HubClient(hub_url) as client:
             _wait_devices(client, ids, stack, say)
 
@@ -218,6 +228,9 @@ def run_demo(
             from hub.cli_output import table
 
             say(table(["DEVICE", "STATE", "BACKEND", "ACCURACY", "THROUGHPUT", "ENDPOINT"], rows))
+            say("backend choice, verified and measured on each device when the module loaded:")
+            for dev in summary["devices"]:
+                say(f"  {dev['device']}: {dev.get('reason') or dev.get('backend') or '-'}")
             client.delete_service(SERVICE)
             say(f"delete   {SERVICE}")
             wait_for_removal(client, SERVICE, 60, say)
@@ -228,10 +241,10 @@ def run_demo(
     return summary
 
 
-def main_demo(workdir: Path, devices: int, broker: str, timeout: float) -> int:
+def main_demo(workdir: Path, devices: int, broker: str, timeout: float, fpga_devices: int = 1) -> int:
     logging.basicConfig(level=os.environ.get("EDGEFLEET_LOG_LEVEL", "WARNING"))
     try:
-        run_demo(workdir, devices, broker, timeout)
+        run_demo(workdir, devices, broker, timeout, fpga_devices=fpga_devices)
     except KeyboardInterrupt:
         print("interrupted: everything the demo started has been stopped", file=sys.stderr)
         return 130
