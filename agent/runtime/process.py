@@ -352,6 +352,10 @@ class ProcessRuntime(Runtime):
             pass
         shutil.rmtree(trash, ignore_errors=True)
         try:
+            trash.parent.rmdir()  # only when empty: nothing agent-internal lingers among module directories
+        except OSError:
+            pass
+        try:
             rec.workdir.parent.rmdir()  # the module's directory, once its last instance is gone
         except OSError:
             pass
