@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -35,6 +34,7 @@ import onnx
 
 from accelerators.base import Backend, LoadedModel, Support, TensorInfo
 from accelerators.errors import AcceleratorError
+from protocol.files import write_atomic
 from protocol.models import AcceleratorInfo
 
 log = logging.getLogger(__name__)
@@ -201,11 +201,7 @@ class FpgaBackend(Backend):
             return cached.read_bytes()
         binary = driver.compile(model_path, device.board)
         try:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=".compile-")
-            with os.fdopen(fd, "wb") as f:
-                f.write(binary)
-            os.replace(tmp, cached)
+            write_atomic(cached, binary)
         except OSError as exc:  # a read-only cache costs a recompile next time, nothing more
             log.warning("could not write the FPGA compile cache %s: %s", cached, exc)
         return binary

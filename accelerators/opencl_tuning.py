@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from protocol.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -129,12 +130,6 @@ class TuningCache:
         data = self._read()
         data.setdefault(device_key, {})[cls] = {"config": config.to_dict(), "gops": round(gops, 2)}
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".opencl_gemm.")
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=2, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            write_atomic(self.path, json.dumps(data, indent=2, sort_keys=True).encode())
         except OSError as exc:  # a read-only home must not stop inference; we just re-tune next time
             log.warning("could not write GEMM tuning cache %s: %s", self.path, exc)

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from agent.errors import ConfigError, HubKeyUnavailable
-from agent.state import write_atomic
+from protocol.files import write_atomic
 from protocol.signing import key_id, public_key_raw
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.errors import StateError
+from protocol.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -59,27 +60,6 @@ class AgentState(BaseModel):
     restarts: dict[str, RestartRecord] = Field(default_factory=dict)
     applying_since: float | None = Field(default=None, description="generation's artifacts verified, replacing")
     rollback: RollbackRecord | None = None
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write temp file, fsync, rename over ``path``, fsync the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class StateStore:

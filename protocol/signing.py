@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ from pydantic import ValidationError
 from protocol.canonical import canonical_json
 from protocol.ed25519 import verify_ed25519
 from protocol.errors import ManifestRejected, SignatureInvalid, StaleGeneration
+from protocol.files import write_atomic
 from protocol.models import DeviceManifest, SignedManifest
 
 if TYPE_CHECKING:
@@ -92,14 +92,7 @@ class HubKey:
         pem = hub_key._private.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, pem, mode=0o600)
         return hub_key
 
     @property

@@ -28,7 +28,7 @@ from agent.errors import ResourceLimitError, RuntimeFailure, UnknownModule
 from agent.plan import Instance
 from agent.runtime.base import LOG_FILE, STATUS_FILE, Runtime, instance_id_for, read_status_file, tail_lines
 from agent.runtime.limits import ProcessLimits
-from agent.state import write_atomic
+from protocol.files import write_atomic
 from protocol.models import ModuleSpec
 
 log = logging.getLogger(__name__)

@@ -13,12 +13,12 @@ agrees with the final state: 0 after a graceful stop, 78 Unschedulable, 1 Failed
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
+
+from protocol.files import write_atomic
 
 
 class ServerState(str, Enum):
@@ -56,21 +56,5 @@ class ServerStatus:
 
 
 def write_status_file(path: Path, status: ServerStatus) -> None:
-    """Atomic: write a temp file in the same directory, fsync, rename; readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = json.dumps(status.to_json(), indent=2).encode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+    """Atomic (protocol.files.write_atomic): the agent never reads half a status file."""
+    write_atomic(path, json.dumps(status.to_json(), indent=2).encode())

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ import numpy as np
 import onnx
 
 from accelerators.quant import ReferenceExecutor
+from protocol.files import write_atomic
 from simulators.errors import BoardMismatch, DeviceBusy, DeviceTimeout, NotProgrammed, ProgrammingFailed
 from simulators.fpga.boards import Board
 from simulators.fpga.compiler import FpgaBinary, unpack_binary
@@ -186,8 +185,8 @@ class SimulatedBoard:
             for p in paths:
                 p.unlink(missing_ok=True)
             return
-        _write_atomic(paths[1], data)
-        _write_atomic(paths[0], json.dumps({"board": self.board.name, "content_id": content_id}).encode())
+        write_atomic(paths[1], data)
+        write_atomic(paths[0], json.dumps({"board": self.board.name, "content_id": content_id}).encode())
 
     # -- programming -------------------------------------------------------------------------------
     def program(self, data: bytes) -> ProgramOutcome:
@@ -249,16 +248,3 @@ class SimulatedBoard:
         transfer = sum(v.nbytes for v in feeds.values()) + sum(np.asarray(v).nbytes for v in outputs.values())
         timing = model_timing(loaded.binary, self.board, _batch_of(feeds), transfer)
         return RunResult(outputs, timing)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.state import AgentState, RestartRecord, StateStore, write_atomic
+from agent.state import AgentState, RestartRecord, StateStore
+from protocol.files import write_atomic
 
 
 def test_round_trip(tmp_path: Path) -> None:
