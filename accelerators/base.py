@@ -22,7 +22,7 @@ from typing import ClassVar
 import numpy as np
 import onnx
 
-from protocol.models import AcceleratorInfo
+from edgefleet.protocol.models import AcceleratorInfo
 
 
 @dataclass(frozen=True)

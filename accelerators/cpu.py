@@ -10,8 +10,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from accelerators.base import Backend, LoadedModel, Support, TensorInfo
-from protocol.models import AcceleratorInfo
+from edgefleet.accelerators.base import Backend, LoadedModel, Support, TensorInfo
+from edgefleet.protocol.models import AcceleratorInfo
 
 _ORT_TYPES = {
     "tensor(float)": "float32",

@@ -1,8 +1,8 @@
-"""List this device's accelerators: ``python -m accelerators.discovery [--json]``.
+"""List this device's accelerators: ``python -m edgefleet.accelerators.discovery [--json]``.
 
 Each entry has the fields of protocol.AcceleratorInfo (camelCase in JSON). OpenCL devices of type
 ACCELERATOR are FPGA candidates (kind "fpga"), the others kind "opencl"; FPGA boards (real or
-simulated) come from accelerators.fpga when that module exists. The agent runs this as a
+simulated) come from edgefleet.accelerators.fpga when that module exists. The agent runs this as a
 subprocess at start: it never hangs on or crashes over a missing driver — it prints [] and logs.
 """
 
@@ -18,7 +18,7 @@ import sys
 import threading
 from typing import Any
 
-from protocol.models import AcceleratorInfo
+from edgefleet.protocol.models import AcceleratorInfo
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ DEFAULT_TIMEOUT_S = 20.0
 
 
 def opencl_accelerators() -> list[AcceleratorInfo]:
-    from accelerators.opencl import device_info, is_accelerator, list_devices
+    from edgefleet.accelerators.opencl import device_info, is_accelerator, list_devices
 
     found = []
     for platform, device in list_devices():
@@ -38,10 +38,10 @@ def opencl_accelerators() -> list[AcceleratorInfo]:
 
 
 def fpga_boards() -> list[AcceleratorInfo]:
-    """Boards the FPGA backend sees (its probe), when accelerators.fpga exists."""
-    if importlib.util.find_spec("accelerators.fpga") is None:
+    """Boards the FPGA backend sees (its probe), when edgefleet.accelerators.fpga exists."""
+    if importlib.util.find_spec("edgefleet.accelerators.fpga") is None:
         return []
-    from accelerators.selection import _fpga_factory
+    from edgefleet.accelerators.selection import _fpga_factory
 
     factory = _fpga_factory()
     return factory().probe() if factory else []
@@ -90,7 +90,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m accelerators.discovery", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m edgefleet.accelerators.discovery", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON list of AcceleratorInfo objects")
     parser.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="give up on a hanging driver after this"

@@ -5,7 +5,7 @@ with no arguments. It lists the boards it can reach (``devices``), says whether 
 model at all (``supports``), compiles one for a board (``compile``; a driver for real boards
 without a toolchain raises, and the binary must then be shipped next to the model), and each board
 programs a binary (skipping one already loaded) and runs it. The FPGA simulator is one such
-driver (``simulators.fpga.driver:SimulatedDriver``, enabled by ``EDGEFLEET_FPGA_SIM``); this
+driver (``edgefleet.simulators.fpga.driver:SimulatedDriver``, enabled by ``EDGEFLEET_FPGA_SIM``); this
 package never imports it, so a simulated board is found and used exactly like a real one.
 
 Which binary ``load`` programs, in order of preference:
@@ -32,10 +32,10 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import onnx
 
-from accelerators.base import Backend, LoadedModel, Support, TensorInfo
-from accelerators.errors import AcceleratorError
-from protocol.files import write_atomic
-from protocol.models import AcceleratorInfo
+from edgefleet.accelerators.base import Backend, LoadedModel, Support, TensorInfo
+from edgefleet.accelerators.errors import AcceleratorError
+from edgefleet.protocol.files import write_atomic
+from edgefleet.protocol.models import AcceleratorInfo
 
 log = logging.getLogger(__name__)
 

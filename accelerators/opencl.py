@@ -1,7 +1,7 @@
 """OpenCL backend (kind "opencl"): runs lowered int8 QOperator graphs with our own kernels.
 
 Any OpenCL device that is not a CL_DEVICE_TYPE_ACCELERATOR (those are FPGA boards, see fpga.py)
-qualifies; here that is PoCL on the CPU. The model is lowered once (accelerators.quant.graph),
+qualifies; here that is PoCL on the CPU. The model is lowered once (edgefleet.accelerators.quant.graph),
 weights are packed once into the GEMM layout (centered int16, [N, Kp], K contiguous), and each
 input shape gets an execution plan: device buffers for every tensor plus a list of kernel launches
 whose arguments are bound up front. ``run`` copies the inputs in, enqueues the plan on the in-order
@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from accelerators.base import Backend, LoadedModel, Support, TensorInfo
-from accelerators.errors import AcceleratorError, UnsupportedModel
-from accelerators.opencl_tuning import (
+from edgefleet.accelerators.base import Backend, LoadedModel, Support, TensorInfo
+from edgefleet.accelerators.errors import AcceleratorError, UnsupportedModel
+from edgefleet.accelerators.opencl_tuning import (
     CANDIDATES,
     DEFAULT,
     TUNING_SHAPES,
@@ -37,7 +37,7 @@ from accelerators.opencl_tuning import (
     pick_fastest,
     shape_class,
 )
-from accelerators.quant.graph import (
+from edgefleet.accelerators.quant.graph import (
     ConvLayer,
     DequantizeLayer,
     FlattenLayer,
@@ -53,8 +53,8 @@ from accelerators.quant.graph import (
     infer_shapes,
     lower_model,
 )
-from accelerators.quant.reference import output_multiplier
-from protocol.models import AcceleratorInfo, AcceleratorKind
+from edgefleet.accelerators.quant.reference import output_multiplier
+from edgefleet.protocol.models import AcceleratorInfo, AcceleratorKind
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def _cl() -> Any:
 
 
 def _kernel_source(name: str) -> str:
-    return resources.files("accelerators").joinpath("kernels", name).read_text()
+    return resources.files("edgefleet.accelerators").joinpath("kernels", name).read_text()
 
 
 def _round_up(x: int, m: int) -> int:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from protocol.files import write_atomic
+from edgefleet.protocol.files import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from accelerators.base import Backend, LoadedModel, TensorInfo
-from accelerators.cpu import CpuBackend
-from accelerators.errors import NoVerifiedAccelerator, NumericMismatch
+from edgefleet.accelerators.base import Backend, LoadedModel, TensorInfo
+from edgefleet.accelerators.cpu import CpuBackend
+from edgefleet.accelerators.errors import NoVerifiedAccelerator, NumericMismatch
 
 log = logging.getLogger(__name__)
 
@@ -76,20 +76,20 @@ def register_backend(kind: str, factory: Callable[[], Backend]) -> None:
 
 
 def _opencl_factory() -> Backend:
-    from accelerators.opencl import OpenCLBackend
+    from edgefleet.accelerators.opencl import OpenCLBackend
 
     return OpenCLBackend()
 
 
 def _fpga_factory() -> Callable[[], Backend] | None:
-    """The FPGA backend class from accelerators.fpga, when that module exists."""
-    if importlib.util.find_spec("accelerators.fpga") is None:
+    """The FPGA backend class from edgefleet.accelerators.fpga, when that module exists."""
+    if importlib.util.find_spec("edgefleet.accelerators.fpga") is None:
         return None
-    module = importlib.import_module("accelerators.fpga")
+    module = importlib.import_module("edgefleet.accelerators.fpga")
     for _, obj in inspect.getmembers(module, inspect.isclass):
         if issubclass(obj, Backend) and not inspect.isabstract(obj) and getattr(obj, "kind", None) == "fpga":
             return obj
-    log.warning("accelerators.fpga defines no concrete Backend with kind 'fpga'; FPGA selection disabled")
+    log.warning("edgefleet.accelerators.fpga defines no concrete Backend with kind 'fpga'; FPGA selection disabled")
     return None
 
 
@@ -103,7 +103,7 @@ def available_backends() -> dict[str, Backend]:
             try:
                 fpga = _fpga_factory()
             except Exception as exc:  # a broken FPGA module must not take CPU inference down with it
-                log.warning("FPGA backend unavailable: importing accelerators.fpga failed: %s", exc)
+                log.warning("FPGA backend unavailable: importing edgefleet.accelerators.fpga failed: %s", exc)
                 fpga = None
             if fpga is not None:
                 _FACTORIES["fpga"] = fpga

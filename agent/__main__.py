@@ -1,5 +1,5 @@
 """``python -m agent`` is the ``edgefleet-agent`` command."""
 
-from agent.cli import main
+from edgefleet.agent.cli import main
 
 raise SystemExit(main())

@@ -17,7 +17,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from protocol.models import DeviceCapabilities, ModuleSpec, ModuleState, Resources
+from edgefleet.protocol.models import DeviceCapabilities, ModuleSpec, ModuleState, Resources
 
 BYTES_PER_GB = 1024**3  # memoryInGB is read as GiB, here and in the limits applied to processes
 ALWAYS_AVAILABLE = frozenset({"cpu"})  # onnxruntime CPU is the guarantee of completeness: never discovered

@@ -33,11 +33,12 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from agent.errors import ArtifactCorrupt, ArtifactDownloadError, ArtifactError, CacheFull
-from agent.executor import cool_off
-from agent.plan import Blob, FetchFailure, plan_eviction
-from protocol.digests import format_digest, parse_digest
-from protocol.models import ArtifactRef
+from edgefleet.agent.errors import ArtifactCorrupt, ArtifactDownloadError, ArtifactError, CacheFull
+from edgefleet.agent.eviction import Blob, plan_eviction
+from edgefleet.agent.executor import cool_off
+from edgefleet.agent.observed import FetchFailure
+from edgefleet.protocol.digests import format_digest, parse_digest
+from edgefleet.protocol.models import ArtifactRef
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """What this device offers, reported to the hub so deployments can target it.
 
-Accelerators come from ``<python> -m accelerators.discovery --json`` run once as a subprocess:
+Accelerators come from ``<python> -m edgefleet.accelerators.discovery --json`` run once as a subprocess:
 the agent does not import accelerator code (it would pull numpy/OpenCL into a process that must
 stay small). If discovery is missing or fails, the device reports no accelerators.
 """
@@ -17,7 +17,7 @@ import subprocess
 import psutil
 from pydantic import ValidationError
 
-from protocol.models import AcceleratorInfo, DeviceCapabilities
+from edgefleet.protocol.models import AcceleratorInfo, DeviceCapabilities
 
 log = logging.getLogger(__name__)
 

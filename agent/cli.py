@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.errors import AgentError
-from agent.settings import ENV_PREFIX, AgentSettings, load_settings
-from protocol.labels import label_arg
+from edgefleet.agent.errors import AgentError
+from edgefleet.agent.settings import ENV_PREFIX, AgentSettings, load_settings
+from edgefleet.protocol.labels import label_arg
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -50,8 +50,8 @@ def _accelerators_parser() -> argparse.ArgumentParser:
 
 
 def _accelerators(argv: list[str]) -> int:
-    from agent.capabilities import discover_accelerators
-    from agent.settings import _default_discovery_command
+    from edgefleet.agent.capabilities import discover_accelerators
+    from edgefleet.agent.settings import _default_discovery_command
 
     args = _accelerators_parser().parse_args(argv)
     # same override as the daemon's discovery_command setting (the rest of the settings is not needed)
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             stop_modules_on_exit=args.stop_modules_on_exit,
             fpga_sim=args.fpga_sim,
         )
-        from agent.daemon import run_agent
+        from edgefleet.agent.daemon import run_agent
 
         run_agent(settings, install_signals=_install_signals)
     except AgentError as exc:

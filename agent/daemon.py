@@ -28,21 +28,19 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from agent import __version__
-from agent.admission import DeviceOffer
-from agent.cache import ArtifactCache, BackgroundFetcher
-from agent.capabilities import device_capabilities, discover_accelerators
-from agent.errors import AgentError, HubKeyUnavailable, RuntimeFailure, UnknownModule
-from agent.executor import Executor
-from agent.health import probe_http
-from agent.hubkey import resolve_hub_key
-from agent.link import MqttLink
-from agent.plan import (
+from edgefleet.agent import __version__
+from edgefleet.agent.admission import DeviceOffer
+from edgefleet.agent.cache import ArtifactCache, BackgroundFetcher
+from edgefleet.agent.capabilities import device_capabilities, discover_accelerators
+from edgefleet.agent.errors import AgentError, HubKeyUnavailable, RuntimeFailure, UnknownModule
+from edgefleet.agent.executor import Executor
+from edgefleet.agent.health import probe_http
+from edgefleet.agent.hubkey import resolve_hub_key
+from edgefleet.agent.link import MqttLink
+from edgefleet.agent.observed import Health, Instance, Observed
+from edgefleet.agent.plan import (
     CreateModule,
     FetchArtifact,
-    Health,
-    Instance,
-    Observed,
     Plan,
     PlanContext,
     ProbeHealth,
@@ -56,16 +54,16 @@ from agent.plan import (
     plan_steps,
     rollback_window,
 )
-from agent.report import module_statuses, report_fingerprint
-from agent.runtime import ProcessRuntime, Runtime, instance_id_for
-from agent.runtime.composite import CompositeRuntime, docker_lazy
-from agent.runtime.limits import ProcessLimits
-from agent.settings import AgentSettings
-from agent.state import AgentState, RestartRecord, RollbackRecord, StateStore
-from agent.telemetry import TelemetrySampler
-from protocol.canonical import canonical_json
-from protocol.errors import ManifestRejected, StaleGeneration
-from protocol.models import (
+from edgefleet.agent.report import module_statuses, report_fingerprint
+from edgefleet.agent.runtime import ProcessRuntime, Runtime, instance_id_for
+from edgefleet.agent.runtime.composite import CompositeRuntime, docker_lazy
+from edgefleet.agent.runtime.limits import ProcessLimits
+from edgefleet.agent.settings import AgentSettings
+from edgefleet.agent.state import AgentState, RestartRecord, RollbackRecord, StateStore
+from edgefleet.agent.telemetry import TelemetrySampler
+from edgefleet.protocol.canonical import canonical_json
+from edgefleet.protocol.errors import ManifestRejected, StaleGeneration
+from edgefleet.protocol.models import (
     DeviceCapabilities,
     DeviceManifest,
     DirectMethodRequest,
@@ -75,8 +73,8 @@ from protocol.models import (
     ReportedState,
     utcnow,
 )
-from protocol.signing import verify_manifest
-from protocol.topics import TopicKind
+from edgefleet.protocol.signing import verify_manifest
+from edgefleet.protocol.topics import TopicKind
 
 log = logging.getLogger(__name__)
 

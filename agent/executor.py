@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.errors import AgentError
-from agent.plan import Plan, Step, step_module
+from edgefleet.agent.errors import AgentError
+from edgefleet.agent.plan import Plan, Step, step_module
 
 log = logging.getLogger(__name__)
 

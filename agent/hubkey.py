@@ -15,9 +15,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from agent.errors import ConfigError, HubKeyUnavailable
-from protocol.files import write_atomic
-from protocol.signing import key_id, public_key_raw
+from edgefleet.agent.errors import ConfigError, HubKeyUnavailable
+from edgefleet.protocol.files import write_atomic
+from edgefleet.protocol.signing import key_id, public_key_raw
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from protocol.models import Presence, PresenceState, utcnow
-from protocol.topics import TopicKind, topic
+from edgefleet.protocol.models import Presence, PresenceState, utcnow
+from edgefleet.protocol.topics import TopicKind, topic
 
 log = logging.getLogger(__name__)
 

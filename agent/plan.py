@@ -16,19 +16,20 @@ Order of a plan:
 Each desired module also gets a verdict (state + message) that the daemon reports, and the plan
 says when it wants to be re-evaluated (``wake_at``): next probe, end of a back-off, a startup deadline.
 
-Two more pure decisions live here, each with its own inputs: ``decide_rollback`` (is the new
-generation overdue for Healthy, so go back to last-known-good?) and ``plan_eviction`` (which cached
-blobs to delete, least recently used first, to fit a new one under the cache cap).
+One more pure decision lives here, with its own inputs: ``decide_rollback`` (is the new generation
+overdue for Healthy, so go back to last-known-good?). The planner's inputs are the plain data of
+``observed``; cache eviction is decided in ``eviction``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from agent.admission import DeviceOffer, admit
-from agent.state import RestartRecord
-from protocol.models import DeviceManifest, ModuleSpec, ModuleState, RestartPolicy
+from edgefleet.agent.admission import DeviceOffer, admit
+from edgefleet.agent.observed import Health, Instance, Observed
+from edgefleet.agent.state import RestartRecord
+from edgefleet.protocol.models import DeviceManifest, ModuleSpec, ModuleState, RestartPolicy
 
 EXIT_UNSCHEDULABLE = 78  # EX_CONFIG: the module says this device cannot run it; never restarted
 
@@ -85,67 +86,6 @@ Step = FetchArtifact | StopModule | RemoveModule | CreateModule | StartModule | 
 
 def step_module(step: Step) -> str | None:
     return None if isinstance(step, FetchArtifact) else step.module
-
-
-# --- observations --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StatusReport:
-    """What the module wrote to its status file (the module's own view of itself)."""
-
-    state: str = "Starting"  # Starting | Ready | Unschedulable | Failed
-    message: str = ""
-    backend: str | None = None
-    backend_reason: str | None = None
-    backend_timings_ms: Mapping[str, float] = field(default_factory=dict, hash=False)
-    pid: int | None = None
-    port: int | None = None
-
-
-@dataclass(frozen=True)
-class Instance:
-    """One instance the runtime has of a module (a process or a container), running or exited."""
-
-    instance_id: str
-    module: str
-    spec_hash: str
-    running: bool
-    pid: int | None = None
-    exit_code: int | None = None  # None: still running, or exited without the agent seeing the code
-    port: int | None = None
-    status: StatusReport | None = None
-    limits: str | None = None  # resource limits the runtime applied, e.g. "cgroup-v1: cpu 0.5 cores"
-
-
-@dataclass(frozen=True)
-class Health:
-    """Health-probe record of one running instance, kept by the daemon from ProbeHealth results."""
-
-    started_at: float  # when the agent started (or adopted) the instance
-    ready: bool = False  # a probe succeeded since start
-    consecutive_failures: int = 0
-    last_probe_at: float | None = None
-    last_error: str = ""
-
-
-@dataclass(frozen=True)
-class FetchFailure:
-    """The last failed download of one artifact (kept by the daemon's background fetcher)."""
-
-    error: str
-    retry_at: float  # no new attempt before this (capped exponential cool-off)
-    refused: bool = False  # wrong bytes or no room in the cache: the module is Failed, not just waiting
-
-
-@dataclass(frozen=True)
-class Observed:
-    instances: tuple[Instance, ...] = ()
-    cached: frozenset[str] = frozenset()
-    health: Mapping[str, Health] = field(default_factory=dict)  # by instance id
-    restarts: Mapping[str, RestartRecord] = field(default_factory=dict)  # by module name
-    fetching: frozenset[str] = frozenset()  # digests being downloaded right now (background)
-    fetch_failures: Mapping[str, FetchFailure] = field(default_factory=dict)  # by digest
 
 
 @dataclass(frozen=True)
@@ -497,43 +437,3 @@ def decide_rollback(rollout: Rollout, verdicts: Mapping[str, Verdict], now: floa
         + f"); rolled back to generation {rollout.last_known_good}"
     )
     return RollbackDecision(to_generation=rollout.last_known_good, reason=reason, module_reasons=module_reasons)
-
-
-# --- cache eviction (pure) -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Blob:
-    digest: str
-    size: int
-    last_used: float  # when a fetch or a module last used it
-
-
-@dataclass(frozen=True)
-class Eviction:
-    remove: tuple[str, ...] = ()  # digests to delete, least recently used first
-    shortfall: int = 0  # bytes still missing after every unreferenced blob went (>0: it cannot fit)
-
-
-def plan_eviction(blobs: Iterable[Blob], referenced: frozenset[str], need: int, budget: int) -> Eviction:
-    """Which blobs to delete so that ``need`` more bytes fit in ``budget`` (the cap, or the free disk).
-
-    Only unreferenced blobs go, least recently used first (ties by digest, so the order is stable).
-    When even removing all of them is not enough, nothing is removed: the blobs may still serve a
-    rollback, and the new artifact would not fit anyway.
-    """
-    blobs = list(blobs)
-    used = sum(b.size for b in blobs)
-    excess = used + need - budget
-    if excess <= 0:
-        return Eviction()
-    candidates = sorted((b for b in blobs if b.digest not in referenced), key=lambda b: (b.last_used, b.digest))
-    chosen: list[str] = []
-    for blob in candidates:
-        if excess <= 0:
-            break
-        chosen.append(blob.digest)
-        excess -= blob.size
-    if excess > 0:
-        return Eviction(shortfall=excess)
-    return Eviction(remove=tuple(chosen))

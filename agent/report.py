@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from agent.plan import Instance, Plan, Verdict
-from agent.state import RestartRecord
-from protocol.models import DeviceManifest, ModuleState, ModuleStatus, ReportedState, utcnow
+from edgefleet.agent.observed import Instance
+from edgefleet.agent.plan import Plan, Verdict
+from edgefleet.agent.state import RestartRecord
+from edgefleet.protocol.models import DeviceManifest, ModuleState, ModuleStatus, ReportedState, utcnow
 
 
 def module_statuses(

@@ -21,18 +21,18 @@ from urllib.parse import urlparse
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from agent.errors import ConfigError
-from protocol.topics import check_device_id
+from edgefleet.agent.errors import ConfigError
+from edgefleet.protocol.topics import check_device_id
 
 ENV_PREFIX = "EDGEFLEET_AGENT_"
 
 
 def _default_module_command() -> list[str]:
-    return [sys.executable, "-m", "modules.scoring"]
+    return [sys.executable, "-m", "edgefleet.modules.scoring"]
 
 
 def _default_discovery_command() -> list[str]:
-    return [sys.executable, "-m", "accelerators.discovery", "--json"]
+    return [sys.executable, "-m", "edgefleet.accelerators.discovery", "--json"]
 
 
 class AgentSettings(BaseModel):

@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.errors import StateError
-from protocol.files import write_atomic
+from edgefleet.agent.errors import StateError
+from edgefleet.protocol.files import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from collections.abc import Iterable, Mapping
 
 import psutil
 
-from agent.plan import Instance
-from protocol.models import Telemetry
+from edgefleet.agent.observed import Instance
+from edgefleet.protocol.models import Telemetry
 
 
 class TelemetrySampler:

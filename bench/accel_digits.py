@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from accelerators.selection import available_backends, compare_outputs, select_backend
 from bench.accel_common import median_ms, write_results
+from edgefleet.accelerators.selection import available_backends, compare_outputs, select_backend
 from tests.unit.accelerators.quant_models import DIGITS_INT8, DIGITS_TEST_SET
 
 BATCHES = (1, 64)

@@ -25,8 +25,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from accelerators.opencl import OpenCLBackend, OpenCLLoadedModel, OpenCLRuntime
-from accelerators.quant import ConvLayer, infer_shapes, lower_model
 from bench.accel_common import (
     interleaved_seconds,
     matmul_integer_model,
@@ -34,6 +32,8 @@ from bench.accel_common import (
     single_node_model,
     write_results,
 )
+from edgefleet.accelerators.opencl import OpenCLBackend, OpenCLLoadedModel, OpenCLRuntime
+from edgefleet.accelerators.quant import ConvLayer, infer_shapes, lower_model
 from tests.unit.accelerators.quant_models import DIGITS_INT8
 
 GEMM_SHAPES = [(256, 1024, 1024), (64, 512, 512)]

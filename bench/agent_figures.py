@@ -5,7 +5,7 @@
     python -m bench.agent_figures --only idle,soak    # a subset: idle, soak, deploy, gap
 
 Everything is real: a private Mosquitto, the agent as its own process (``python -m agent``), an
-HTTP artifact server, and for deploy/gap the real scoring module (``python -m modules.scoring``)
+HTTP artifact server, and for deploy/gap the real scoring module (``python -m edgefleet.modules.scoring``)
 serving ``modules/samples/digits/digits_int8.onnx``. Prints a table and writes
 bench/results/agent_figures.json. See bench/README.md for what each figure means.
 """
@@ -33,7 +33,7 @@ import paho.mqtt.client as mqtt
 import psutil
 
 from bench.accel_common import write_results
-from protocol import ArtifactRef, ModuleSpec, ReportedState
+from edgefleet.protocol import ArtifactRef, ModuleSpec, ReportedState
 from tests.support.agent_harness import (
     FAKE_MODULE,
     TestHub,
@@ -59,7 +59,7 @@ SERVING_GAP_GOAL_S = 1.0  # issue 4
 REPO = Path(__file__).resolve().parents[1]
 DIGITS_INT8 = REPO / "modules" / "samples" / "digits" / "digits_int8.onnx"
 SOAK_MODULE = [sys.executable, str(REPO / "bench" / "agent_soak_module.py")]
-SCORING_MODULE = [sys.executable, "-m", "modules.scoring"]
+SCORING_MODULE = [sys.executable, "-m", "edgefleet.modules.scoring"]
 QUICK_DISCOVERY = [sys.executable, "-c", "print('[]')"]
 MB = 1024 * 1024
 LOG_TIME = "%Y-%m-%d %H:%M:%S,%f"

@@ -2,6 +2,6 @@
 
 import sys
 
-from hub.cli import main
+from edgefleet.hub.cli import main
 
 sys.exit(main())

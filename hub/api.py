@@ -14,13 +14,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-import hub
-from hub.artifacts import check_digest, parse_range
-from hub.core import Hub
-from hub.errors import Conflict, HubError, InvalidRequest, MethodTimeout, NotFound, RangeNotSatisfiable
-from hub.schemas import DeviceView, ErrorBody, HubInfo, MethodCall, ModelCreate, ServiceCreate, ServiceView
-from hub.store.records import ModelRecord
-from protocol.models import DirectMethodResponse
+from edgefleet import hub
+from edgefleet.hub.artifacts import check_digest, parse_range
+from edgefleet.hub.core import Hub
+from edgefleet.hub.errors import Conflict, HubError, InvalidRequest, MethodTimeout, NotFound, RangeNotSatisfiable
+from edgefleet.hub.schemas import DeviceView, ErrorBody, HubInfo, MethodCall, ModelCreate, ServiceCreate, ServiceView
+from edgefleet.hub.store.records import ModelRecord
+from edgefleet.protocol.models import DirectMethodResponse
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub.errors import DigestMismatch, InvalidRequest, NotFound, RangeNotSatisfiable
-from protocol.digests import format_digest, is_digest, parse_digest
+from edgefleet.hub.errors import DigestMismatch, InvalidRequest, NotFound, RangeNotSatisfiable
+from edgefleet.protocol.digests import format_digest, is_digest, parse_digest
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 16

@@ -23,8 +23,8 @@ from typing import Any
 
 import httpx
 
-from hub import __version__
-from hub.cli_output import (
+from edgefleet.hub import __version__
+from edgefleet.hub.cli_output import (
     DEVICE_STATE_HEADERS,
     device_state_rows,
     dump_json,
@@ -33,11 +33,11 @@ from hub.cli_output import (
     table,
     tags_text,
 )
-from hub.client import HubClient
-from hub.errors import ClientError, ConfigError, HubError
-from hub.refs import parse_model_ref
-from hub.workflow import deploy_service, register_model, wait_for_removal, wait_for_service
-from protocol.labels import label_arg
+from edgefleet.hub.client import HubClient
+from edgefleet.hub.errors import ClientError, ConfigError, HubError
+from edgefleet.hub.refs import parse_model_ref
+from edgefleet.hub.workflow import deploy_service, register_model, wait_for_removal, wait_for_service
+from edgefleet.protocol.labels import label_arg
 
 DEFAULT_HUB = "http://127.0.0.1:8080"
 
@@ -65,8 +65,8 @@ class Cli:
 
     # hub ---------------------------------------------------------------------------------------
     def hub_serve(self) -> int:
-        from hub.server import serve  # uvicorn only for the server command
-        from hub.settings import HubSettings
+        from edgefleet.hub.server import serve  # uvicorn only for the server command
+        from edgefleet.hub.settings import HubSettings
 
         overrides = {
             k: v
@@ -158,7 +158,7 @@ class Cli:
         return 0 if final["state"] == "Healthy" else 1
 
     def demo(self) -> int:
-        from hub.demo import main_demo  # numpy and the process supervisor only for the demo
+        from edgefleet.hub.demo import main_demo  # numpy and the process supervisor only for the demo
 
         return main_demo(
             Path(self.args.workdir), self.args.devices, self.args.broker, self.args.timeout, self.args.fpga_devices

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from hub.errors import ClientError
+from edgefleet.hub.errors import ClientError
 
 ProgressFn = Callable[[int, int], None]
 _CHUNK = 1 << 16

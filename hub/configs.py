@@ -18,9 +18,9 @@ from typing import Any, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hub.errors import ConfigError
-from protocol.models import AcceleratorKind, RestartPolicy
-from protocol.topics import check_device_id
+from edgefleet.hub.errors import ConfigError
+from edgefleet.protocol.models import AcceleratorKind, RestartPolicy
+from edgefleet.protocol.topics import check_device_id
 
 INFERENCE_CONFIG = "inferenceconfig.json"
 DEPLOYMENT_CONFIG = "deploymentconfig.json"

@@ -24,12 +24,12 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
-from hub.errors import HubError, InvalidRequest, MethodTimeout
-from hub.generations import next_generation
-from hub.mqtt_url import parse_broker_url
-from hub.render import DeviceView, index_models, modules_wire, render_device
-from hub.store import DesiredRecord, Store
-from protocol.models import (
+from edgefleet.hub.errors import HubError, InvalidRequest, MethodTimeout
+from edgefleet.hub.generations import next_generation
+from edgefleet.hub.mqtt_url import parse_broker_url
+from edgefleet.hub.render import DeviceView, index_models, modules_wire, render_device
+from edgefleet.hub.store import DesiredRecord, Store
+from edgefleet.protocol.models import (
     DeviceManifest,
     DirectMethodRequest,
     DirectMethodResponse,
@@ -39,8 +39,8 @@ from protocol.models import (
     Telemetry,
     utcnow,
 )
-from protocol.signing import HubKey, sign_manifest
-from protocol.topics import TopicKind, parse_topic, subscription, topic
+from edgefleet.protocol.signing import HubKey, sign_manifest
+from edgefleet.protocol.topics import TopicKind, parse_topic, subscription, topic
 
 log = logging.getLogger(__name__)
 _INGESTED = (TopicKind.REPORTED, TopicKind.PRESENCE, TopicKind.TELEMETRY, TopicKind.RESPONSES)

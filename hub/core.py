@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from hub.artifacts import BlobStore
-from hub.controller import Controller
-from hub.registry import Registry
-from hub.settings import HubSettings
-from hub.store import Store, open_store
-from protocol.signing import HubKey
+from edgefleet.hub.artifacts import BlobStore
+from edgefleet.hub.controller import Controller
+from edgefleet.hub.registry import Registry
+from edgefleet.hub.settings import HubSettings
+from edgefleet.hub.store import Store, open_store
+from edgefleet.protocol.signing import HubKey
 
 log = logging.getLogger(__name__)
 

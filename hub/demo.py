@@ -27,10 +27,10 @@ from typing import Any
 import httpx
 import numpy as np
 
-from hub.broker import LocalBroker, free_port, start_local_broker
-from hub.client import HubClient
-from hub.errors import ClientError
-from hub.workflow import deploy_service, register_model, wait_for_removal, wait_for_service
+from edgefleet.hub.broker import LocalBroker, free_port, start_local_broker
+from edgefleet.hub.client import HubClient
+from edgefleet.hub.errors import ClientError
+from edgefleet.hub.workflow import deploy_service, register_model, wait_for_removal, wait_for_service
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ def run_demo(
                 rows.append([dev["device"], dev["state"], dev.get("backend") or "-", f"{accuracy:.2%}",
                              f"{len(images) / seconds:.0f}/s", dev["endpoint"]])  # fmt: skip
                 summary["devices"].append({**dev, "accuracy": accuracy})
-            from hub.cli_output import table
+            from edgefleet.hub.cli_output import table
 
             say(table(["DEVICE", "STATE", "BACKEND", "ACCURACY", "THROUGHPUT", "ENDPOINT"], rows))
             say("backend choice, verified and measured on each device when the module loaded:")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hub.configs import InferenceConfig
-from hub.errors import ClientError, ConfigError
+from edgefleet.hub.configs import InferenceConfig
+from edgefleet.hub.errors import ClientError, ConfigError
 
 _SKIP_DIRS = {"__pycache__", ".git", ".ipynb_checkpoints", ".mypy_cache", ".pytest_cache"}
 _SKIP_SUFFIXES = {".pyc", ".pyo"}

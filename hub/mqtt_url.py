@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from hub.errors import SettingsError
+from edgefleet.hub.errors import SettingsError
 
 
 def parse_broker_url(url: str) -> tuple[str, int]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from hub.errors import InvalidRequest
-from protocol.models import ModelRef
+from edgefleet.hub.errors import InvalidRequest
+from edgefleet.protocol.models import ModelRef
 
 _REF_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,63}):(?P<version>[1-9][0-9]*)$")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import re
 
-from hub.artifacts import BlobStore
-from hub.configs import (
+from edgefleet.hub.artifacts import BlobStore
+from edgefleet.hub.configs import (
     DEPLOYMENT_CONFIG,
     INFERENCE_CONFIG,
     DeploymentConfig,
@@ -18,15 +18,15 @@ from hub.configs import (
     parse_deployment_config,
     parse_inference_config,
 )
-from hub.controller import Controller
-from hub.errors import Conflict, InvalidRequest, NotFound
-from hub.refs import parse_model_ref
-from hub.render import DeviceView as RenderDevice
-from hub.render import describe_target, targets
-from hub.schemas import DeviceView, ModelCreate, ServiceCreate, ServiceView
-from hub.service_state import DeviceObservation, service_status
-from hub.store import DeviceRecord, FileEntry, ModelRecord, ServiceRecord, Store
-from protocol.models import MODULE_NAME_PATTERN, utcnow
+from edgefleet.hub.controller import Controller
+from edgefleet.hub.errors import Conflict, InvalidRequest, NotFound
+from edgefleet.hub.refs import parse_model_ref
+from edgefleet.hub.render import DeviceView as RenderDevice
+from edgefleet.hub.render import describe_target, targets
+from edgefleet.hub.schemas import DeviceView, ModelCreate, ServiceCreate, ServiceView
+from edgefleet.hub.service_state import DeviceObservation, service_status
+from edgefleet.hub.store import DeviceRecord, FileEntry, ModelRecord, ServiceRecord, Store
+from edgefleet.protocol.models import MODULE_NAME_PATTERN, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from hub.errors import NotFound
-from hub.store.records import ModelRecord, ServiceRecord
-from protocol.models import (
+from edgefleet.hub.errors import NotFound
+from edgefleet.hub.store.records import ModelRecord, ServiceRecord
+from edgefleet.protocol.models import (
     AcceleratorPreference,
     ArtifactRef,
     DeviceCapabilities,

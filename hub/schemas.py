@@ -6,9 +6,9 @@ from typing import Any
 
 from pydantic import Field
 
-from hub.service_state import DeviceServiceState
-from hub.store.records import ApiModel, DeviceRecord, FileEntry, ModelRecord, ServiceRecord
-from protocol.models import ModuleState, Telemetry
+from edgefleet.hub.service_state import DeviceServiceState
+from edgefleet.hub.store.records import ApiModel, DeviceRecord, FileEntry, ModelRecord, ServiceRecord
+from edgefleet.protocol.models import ModuleState, Telemetry
 
 
 class ErrorBody(ApiModel):

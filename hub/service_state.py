@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from hub.store.records import ApiModel
-from protocol.models import ModuleState, ReportedState
+from edgefleet.hub.store.records import ApiModel
+from edgefleet.protocol.models import ModuleState, ReportedState
 
 _SEVERITY = [ModuleState.FAILED, ModuleState.UNHEALTHY, ModuleState.UNSCHEDULABLE, ModuleState.HEALTHY]
 TERMINAL = frozenset({ModuleState.HEALTHY, ModuleState.FAILED, ModuleState.UNHEALTHY, ModuleState.UNSCHEDULABLE})

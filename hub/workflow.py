@@ -13,13 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hub.cli_output import human_size
-from hub.client import HubClient
-from hub.configs import load_deployment_config, load_inference_config, read_json_file
-from hub.errors import ClientError
-from hub.files import collect_files, source_files
-from hub.refs import parse_model_ref
-from protocol.digests import sha256_file
+from edgefleet.hub.cli_output import human_size
+from edgefleet.hub.client import HubClient
+from edgefleet.hub.configs import load_deployment_config, load_inference_config, read_json_file
+from edgefleet.hub.errors import ClientError
+from edgefleet.hub.files import collect_files, source_files
+from edgefleet.hub.refs import parse_model_ref
+from edgefleet.protocol.digests import sha256_file
 
 Say = Callable[[str], None]
 POLL_S = 0.3

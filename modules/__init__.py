@@ -1,1 +1,1 @@
-"""Scoring modules: the HTTP scoring server (``modules.scoring``) and sample models (``modules.samples``)."""
+"""Scoring modules: the HTTP scoring server (``edgefleet.modules.scoring``) and sample models (``edgefleet.modules.samples``)."""

@@ -4,10 +4,10 @@ Everything that crosses the wire is defined here, once. This package imports not
 edgefleet's, so both sides (and third-party tools) can depend on it alone.
 """
 
-from protocol.canonical import canonical_json, content_hash
-from protocol.digests import DIGEST_PREFIX, format_digest, parse_digest, sha256_bytes, sha256_file
-from protocol.errors import ManifestRejected, ProtocolError, SignatureInvalid, StaleGeneration
-from protocol.models import (
+from edgefleet.protocol.canonical import canonical_json, content_hash
+from edgefleet.protocol.digests import DIGEST_PREFIX, format_digest, parse_digest, sha256_bytes, sha256_file
+from edgefleet.protocol.errors import ManifestRejected, ProtocolError, SignatureInvalid, StaleGeneration
+from edgefleet.protocol.models import (
     AcceleratorInfo,
     AcceleratorPreference,
     ArtifactRef,
@@ -28,8 +28,8 @@ from protocol.models import (
     SignedManifest,
     Telemetry,
 )
-from protocol.signing import HubKey, sign_manifest, verify_manifest
-from protocol.topics import TOPIC_ROOT, TopicKind, parse_topic, topic
+from edgefleet.protocol.signing import HubKey, sign_manifest, verify_manifest
+from edgefleet.protocol.topics import TOPIC_ROOT, TopicKind, parse_topic, topic
 
 __all__ = [
     "DIGEST_PREFIX",

@@ -14,9 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from protocol.canonical import content_hash
-from protocol.digests import is_digest
-from protocol.topics import DEVICE_ID_PATTERN
+from edgefleet.protocol.canonical import content_hash
+from edgefleet.protocol.digests import is_digest
+from edgefleet.protocol.topics import DEVICE_ID_PATTERN
 
 SCHEMA_VERSION: Literal[1] = 1
 MODULE_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"

@@ -6,7 +6,7 @@ of the manifest object *as received*, the manifest names this device, and its ge
 greater than the last one accepted.
 
 ``cryptography`` is imported only to sign (hub side): it is the largest native library an agent
-would load (about 8 MB resident), so verification goes through ``protocol.ed25519`` (OpenSSL's
+would load (about 8 MB resident), so verification goes through ``edgefleet.protocol.ed25519`` (OpenSSL's
 libcrypto, already in the process), and ``public_key_raw`` checks a key without it.
 """
 
@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from protocol.canonical import canonical_json
-from protocol.ed25519 import verify_ed25519
-from protocol.errors import ManifestRejected, SignatureInvalid, StaleGeneration
-from protocol.files import write_atomic
-from protocol.models import DeviceManifest, SignedManifest
+from edgefleet.protocol.canonical import canonical_json
+from edgefleet.protocol.ed25519 import verify_ed25519
+from edgefleet.protocol.errors import ManifestRejected, SignatureInvalid, StaleGeneration
+from edgefleet.protocol.files import write_atomic
+from edgefleet.protocol.models import DeviceManifest, SignedManifest
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey

@@ -15,9 +15,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from simulators import fleet
-from simulators.errors import SimulatorError
-from simulators.fpga import commands as fpga_commands
+from edgefleet.simulators import fleet
+from edgefleet.simulators.errors import SimulatorError
+from edgefleet.simulators.fpga import commands as fpga_commands
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,10 +19,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol.labels import label_arg
-from simulators.errors import SimulatorError
-from simulators.fpga.boards import get_board
-from simulators.fpga.commands import format_table
+from edgefleet.protocol.labels import label_arg
+from edgefleet.simulators.errors import SimulatorError
+from edgefleet.simulators.fpga.boards import get_board
+from edgefleet.simulators.fpga.commands import format_table
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Shared by every int8 backend (OpenCL, the FPGA simulator): they all run the same
 ``QuantGraph`` and are checked against the same reference arithmetic.
 """
 
-from accelerators.quant.graph import (
+from edgefleet.accelerators.quant.graph import (
     ConvLayer,
     DequantizeLayer,
     FlattenLayer,
@@ -23,7 +23,7 @@ from accelerators.quant.graph import (
     lower_model,
     unsupported_ops,
 )
-from accelerators.quant.reference import ReferenceExecutor, requantize, run_reference
+from edgefleet.accelerators.quant.reference import ReferenceExecutor, requantize, run_reference
 
 __all__ = [
     "ConvLayer",

@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from accelerators.errors import UnsupportedModel
+from edgefleet.accelerators.errors import UnsupportedModel
 
 MS_DOMAIN = "com.microsoft"
 SUPPORTED_OPS: frozenset[tuple[str, str]] = frozenset(

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from accelerators.quant.graph import (
+from edgefleet.accelerators.quant.graph import (
     ConvLayer,
     DequantizeLayer,
     FlattenLayer,

@@ -15,8 +15,8 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.plan import Instance, StatusReport
-from protocol.models import ModuleSpec
+from edgefleet.agent.observed import Instance, StatusReport
+from edgefleet.protocol.models import ModuleSpec
 
 STATUS_FILE = "status.json"
 LOG_FILE = "module.log"

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from agent.errors import RuntimeFailure, RuntimeUnavailable, UnknownModule
-from agent.plan import Instance
-from agent.runtime.base import Runtime
-from protocol.models import ModuleSpec
+from edgefleet.agent.errors import RuntimeFailure, RuntimeUnavailable, UnknownModule
+from edgefleet.agent.observed import Instance
+from edgefleet.agent.runtime.base import Runtime
+from edgefleet.protocol.models import ModuleSpec
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ def docker_lazy(
     url = base_url or default_docker_url()
 
     def make() -> Runtime:
-        from agent.runtime.docker import DockerRuntime
+        from edgefleet.agent.runtime.docker import DockerRuntime
 
         return DockerRuntime(device_id, url, command=command, generation_of=generation_of)
 

@@ -28,11 +28,11 @@ from docker.errors import DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.types import LogConfig
 
-from agent.errors import RuntimeFailure, RuntimeUnavailable, UnknownModule
-from agent.plan import Instance
-from agent.runtime.base import STATUS_FILE, Runtime, instance_id_for, read_status_file
-from agent.runtime.composite import default_docker_url
-from protocol.models import ModuleSpec
+from edgefleet.agent.errors import RuntimeFailure, RuntimeUnavailable, UnknownModule
+from edgefleet.agent.observed import Instance
+from edgefleet.agent.runtime.base import STATUS_FILE, Runtime, instance_id_for, read_status_file
+from edgefleet.agent.runtime.composite import default_docker_url
+from edgefleet.protocol.models import ModuleSpec
 
 log = logging.getLogger(__name__)
 

@@ -40,9 +40,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Literal
 
-from agent.admission import BYTES_PER_GB, memory_bytes
-from agent.errors import ResourceLimitError
-from protocol.models import Resources
+from edgefleet.agent.admission import BYTES_PER_GB, memory_bytes
+from edgefleet.agent.errors import ResourceLimitError
+from edgefleet.protocol.models import Resources
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
 the marks on its command line (``--edgefleet-device/-module/-spec``), scanning /proc once at start.
 An instance is a directory ``<modules>/<module>/<spec hash>/`` holding the materialized artifacts
 (model/, src/), ``instance.json`` (spec, port, pid, applied limits), the module's status file and its log.
-``spec.resources`` become limits through ``agent.runtime.limits`` (cgroup v2/v1, else affinity + rlimit).
+``spec.resources`` become limits through ``edgefleet.agent.runtime.limits`` (cgroup v2/v1, else affinity + rlimit).
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from pathlib import Path
 
 import psutil
 
-from agent.errors import ResourceLimitError, RuntimeFailure, UnknownModule
-from agent.plan import Instance
-from agent.runtime.base import LOG_FILE, STATUS_FILE, Runtime, instance_id_for, read_status_file, tail_lines
-from agent.runtime.limits import ProcessLimits
-from protocol.files import write_atomic
-from protocol.models import ModuleSpec
+from edgefleet.agent.errors import ResourceLimitError, RuntimeFailure, UnknownModule
+from edgefleet.agent.observed import Instance
+from edgefleet.agent.runtime.base import LOG_FILE, STATUS_FILE, Runtime, instance_id_for, read_status_file, tail_lines
+from edgefleet.agent.runtime.limits import ProcessLimits
+from edgefleet.protocol.files import write_atomic
+from edgefleet.protocol.models import ModuleSpec
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class _Record:
 def module_command(
     base: list[str], spec: ModuleSpec, *, device_id: str, spec_hash: str, port: int, workdir: Path
 ) -> list[str]:
-    """The scoring module's command line (the contract with ``modules.scoring``)."""
+    """The scoring module's command line (the contract with ``edgefleet.modules.scoring``)."""
     name = spec.models[0].name if spec.models else spec.name
     cmd = [
         *base,

@@ -8,8 +8,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from datetime import datetime
 
-from hub.store.records import DesiredRecord, DeviceRecord, FileEntry, ModelRecord, ServiceRecord
-from protocol.models import ReportedState
+from edgefleet.hub.store.records import DesiredRecord, DeviceRecord, FileEntry, ModelRecord, ServiceRecord
+from edgefleet.protocol.models import ReportedState
 
 
 class Store(ABC):

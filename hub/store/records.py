@@ -8,8 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from hub.configs import DeploymentConfig, InferenceConfig
-from protocol.models import DeviceCapabilities, ModelRef, ReportedState
+from edgefleet.hub.configs import DeploymentConfig, InferenceConfig
+from edgefleet.protocol.models import DeviceCapabilities, ModelRef, ReportedState
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 PresenceValue = Literal["online", "offline", "unknown"]

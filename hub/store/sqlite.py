@@ -12,10 +12,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from hub.errors import StoreError
-from hub.store.base import Store
-from hub.store.records import DesiredRecord, DeviceRecord, FileEntry, ModelRecord, ServiceRecord
-from protocol.models import DeviceCapabilities, ReportedState, utcnow
+from edgefleet.hub.errors import StoreError
+from edgefleet.hub.store.base import Store
+from edgefleet.hub.store.records import DesiredRecord, DeviceRecord, FileEntry, ModelRecord, ServiceRecord
+from edgefleet.protocol.models import DeviceCapabilities, ReportedState, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
-"""``python -m modules.scoring``: see modules.scoring.server and ``--help``."""
+"""``python -m edgefleet.modules.scoring``: see edgefleet.modules.scoring.server and ``--help``."""
 
 import sys
 
-from modules.scoring.server import main
+from edgefleet.modules.scoring.server import main
 
 sys.exit(main())

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from modules.scoring.errors import ConfigError
+from edgefleet.modules.scoring.errors import ConfigError
 
 ACCELERATOR_KINDS = ("fpga", "opencl", "cpu")
 DEFAULT_PORT = 5001  # the Azure ML inference server's default
@@ -66,7 +66,7 @@ _ENV = {
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m modules.scoring",
+        prog="python -m edgefleet.modules.scoring",
         description="Serve a model over HTTP: Azure ML /score and Open Inference Protocol v2. "
         "Every option can also be set by the environment variable named in its help.",
     )
@@ -96,7 +96,7 @@ def _check_identification_args(unknown: Sequence[str]) -> None:
     for token in unknown:
         if token.startswith("-") and not token.startswith(IDENTIFICATION_PREFIX):
             raise ConfigError(
-                f"unknown option {token!r}: run `python -m modules.scoring --help` for the options "
+                f"unknown option {token!r}: run `python -m edgefleet.modules.scoring --help` for the options "
                 f"(only {IDENTIFICATION_PREFIX}* identification arguments are ignored)"
             )
 

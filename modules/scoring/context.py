@@ -2,7 +2,7 @@
 
 In ``score.py``::
 
-    from modules.scoring.context import BadInput, load_model
+    from edgefleet.modules.scoring import BadInput, load_model
 
     def init():
         global model
@@ -26,9 +26,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from accelerators.base import LoadedModel
-from accelerators.selection import Selection, select_backend
-from modules.scoring.errors import ConfigError
+from edgefleet.accelerators.base import LoadedModel
+from edgefleet.accelerators.selection import Selection, select_backend
+from edgefleet.modules.scoring.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

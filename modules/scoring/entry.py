@@ -11,7 +11,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from modules.scoring.errors import EntryScriptError
+from edgefleet.modules.scoring.errors import EntryScriptError
 
 
 @dataclass

@@ -12,8 +12,8 @@ import logging
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from modules.scoring.errors import BadRequest, LengthRequired, PayloadTooLarge, RequestError
-from modules.scoring.service import Response, ScoringService, error_response
+from edgefleet.modules.scoring.errors import BadRequest, LengthRequired, PayloadTooLarge, RequestError
+from edgefleet.modules.scoring.service import Response, ScoringService, error_response
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from accelerators.base import TensorInfo
-from modules.scoring.errors import BadRequest
-from modules.scoring.tensors import coerce_shape, to_array
+from edgefleet.accelerators.base import TensorInfo
+from edgefleet.modules.scoring.errors import BadRequest
+from edgefleet.modules.scoring.tensors import coerce_shape, to_array
 
 
 def parse_score_body(body: bytes, inputs: Sequence[TensorInfo]) -> dict[str, np.ndarray]:

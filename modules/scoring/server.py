@@ -18,11 +18,11 @@ from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
-from modules.scoring.config import ServerConfig, parse_config
-from modules.scoring.errors import ConfigError
-from modules.scoring.http import ScoringHTTPServer
-from modules.scoring.service import ScoringService
-from modules.scoring.status import (
+from edgefleet.modules.scoring.config import ServerConfig, parse_config
+from edgefleet.modules.scoring.errors import ConfigError
+from edgefleet.modules.scoring.http import ScoringHTTPServer
+from edgefleet.modules.scoring.service import ScoringService
+from edgefleet.modules.scoring.status import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_UNSCHEDULABLE,

@@ -4,7 +4,7 @@ Independent of the HTTP transport: ``handle(method, path, headers, body) -> Resp
 routing and error mapping are tested without sockets and ``http.py`` only moves bytes.
 
 Entry-script mode and v2: /score calls the script's run(); /v2/models/{name}/infer runs the first
-model the script loaded through ``modules.scoring.context.load_model`` directly (no pre/post
+model the script loaded through ``edgefleet.modules.scoring.load_model`` directly (no pre/post
 processing), so v2 clients such as tritonclient get raw tensors from the same backend. A script
 that loads no model that way has no v2 model (404 naming the reason).
 """
@@ -22,15 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from accelerators.base import LoadedModel
-from accelerators.errors import NoVerifiedAccelerator
-from modules.scoring import nocode, v2
-from modules.scoring.config import ServerConfig
-from modules.scoring.context import BadInput, ScoringContext, activate, find_model_file
-from modules.scoring.entry import EntryScript, load_entry_script
-from modules.scoring.errors import BadRequest, NotFound, NotReady, RequestError, ScoringFailed
-from modules.scoring.status import ServerState, ServerStatus
-from modules.scoring.tensors import check_feeds
+from edgefleet.accelerators.base import LoadedModel
+from edgefleet.accelerators.errors import NoVerifiedAccelerator
+from edgefleet.modules.scoring import nocode, v2
+from edgefleet.modules.scoring.config import ServerConfig
+from edgefleet.modules.scoring.context import BadInput, ScoringContext, activate, find_model_file
+from edgefleet.modules.scoring.entry import EntryScript, load_entry_script
+from edgefleet.modules.scoring.errors import BadRequest, NotFound, NotReady, RequestError, ScoringFailed
+from edgefleet.modules.scoring.status import ServerState, ServerStatus
+from edgefleet.modules.scoring.tensors import check_feeds
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class ScoringService:
             self.model_name = cfg.model_name or primary.path.stem
         else:
             self._v2_absent_reason = (
-                f"entry script {script_path} loaded no model through modules.scoring.context.load_model"
+                f"entry script {script_path} loaded no model through edgefleet.modules.scoring.load_model"
             )
 
     def _ready_message(self) -> str:

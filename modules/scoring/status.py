@@ -18,7 +18,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from protocol.files import write_atomic
+from edgefleet.protocol.files import write_atomic
 
 
 class ServerState(str, Enum):
@@ -56,5 +56,5 @@ class ServerStatus:
 
 
 def write_status_file(path: Path, status: ServerStatus) -> None:
-    """Atomic (protocol.files.write_atomic): the agent never reads half a status file."""
+    """Atomic (edgefleet.protocol.files.write_atomic): the agent never reads half a status file."""
     write_atomic(path, json.dumps(status.to_json(), indent=2).encode())

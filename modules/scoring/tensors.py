@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from accelerators.base import TensorInfo
-from modules.scoring.errors import BadRequest
+from edgefleet.accelerators.base import TensorInfo
+from edgefleet.modules.scoring.errors import BadRequest
 
 # Open Inference Protocol v2 datatype names <-> numpy dtypes (BYTES is not supported: no model here uses it)
 V2_TO_NUMPY: dict[str, np.dtype] = {

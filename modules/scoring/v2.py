@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from accelerators.base import TensorInfo
-from modules.scoring.errors import BadRequest
-from modules.scoring.tensors import numpy_dtype, to_array, v2_datatype
+from edgefleet.accelerators.base import TensorInfo
+from edgefleet.modules.scoring.errors import BadRequest
+from edgefleet.modules.scoring.tensors import numpy_dtype, to_array, v2_datatype
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_CONTENT_TYPE = "application/octet-stream"

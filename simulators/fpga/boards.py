@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from simulators.errors import UnknownBoard
+from edgefleet.simulators.errors import UnknownBoard
 
 BRAM36_BITS = 36 * 1024  # one UltraScale+ block RAM: 36 Kb (two 18 Kb halves)
 URAM_BITS = 288 * 1024  # one UltraRAM block: 288 Kb (4K x 72)

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from simulators.errors import DesignDoesNotFit
-from simulators.fpga.boards import BOARDS, get_board
-from simulators.fpga.compiler import DEFAULT_MAX_UTILIZATION, CompileReport, compile_model, iter_layer_rows
-from simulators.fpga.driver import BINARY_SUFFIX
+from edgefleet.simulators.errors import DesignDoesNotFit
+from edgefleet.simulators.fpga.boards import BOARDS, get_board
+from edgefleet.simulators.fpga.compiler import DEFAULT_MAX_UTILIZATION, CompileReport, compile_model, iter_layer_rows
+from edgefleet.simulators.fpga.driver import BINARY_SUFFIX
 
 LAYER_HEADERS = ["kernel", "op", "PE", "SIMD", "RF", "MACs", "DSP", "BRAM36", "LUT", "cycles", "latency us"]
 

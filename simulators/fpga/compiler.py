@@ -28,7 +28,7 @@ Per stream layer (QuantizeLinear, DequantizeLinear, QLinearAdd, MaxPool, Relu, S
     (kh-1)*W_in*C*abits line buffer.
 
 Flatten/Reshape/Identity are wiring: no cycles, no resources. The layers are those of the shared
-int8 lowering (``accelerators.quant``), so the compiler accepts exactly what the kernels execute.
+int8 lowering (``edgefleet.accelerators.quant``), so the compiler accepts exactly what the kernels execute.
 
 Pipeline: latency = sum of layer cycles (upper bound: no overlap inside a frame counted),
 initiation interval II = max layer cycles, throughput = clock / II frames per second, a batch of N
@@ -58,11 +58,11 @@ from typing import Any
 
 import onnx
 
-from protocol.canonical import canonical_json
-from protocol.digests import sha256_bytes
-from simulators.errors import BinaryFormatError, DesignDoesNotFit
-from simulators.fpga.boards import BRAM36_BITS, Board
-from simulators.fpga.layers import GraphShape, LayerShape, read_graph
+from edgefleet.protocol.canonical import canonical_json
+from edgefleet.protocol.digests import sha256_bytes
+from edgefleet.simulators.errors import BinaryFormatError, DesignDoesNotFit
+from edgefleet.simulators.fpga.boards import BRAM36_BITS, Board
+from edgefleet.simulators.fpga.layers import GraphShape, LayerShape, read_graph
 
 COMPILER_VERSION = "edgefleet-fpga-sim 1"
 DEFAULT_MAX_UTILIZATION = 0.8

@@ -6,7 +6,7 @@ Behaves like an OpenCL accelerator device that loads precompiled binaries:
   content id is already loaded, and refuses while kernels are enqueued (DeviceBusy).
 - ``enqueue`` starts a run (the board is busy until ``RunHandle.wait``); ``run`` does both.
   Execution is functionally exact: the loaded design's int8 graph runs through the shared numpy
-  reference executor (``accelerators.quant``), the arithmetic every int8 backend is held to.
+  reference executor (``edgefleet.accelerators.quant``), the arithmetic every int8 backend is held to.
 - Timing is modelled, not measured: per-layer cycles from the compile report at the board clock,
   ``latency + (N-1) * II`` cycles for a batch of N, plus host-link transfer of inputs and outputs.
 - Injected faults (``faults.py``) make programming fail, runs time out, or outputs wrong.
@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from accelerators.quant import ReferenceExecutor
-from protocol.files import write_atomic
-from simulators.errors import BoardMismatch, DeviceBusy, DeviceTimeout, NotProgrammed, ProgrammingFailed
-from simulators.fpga.boards import Board
-from simulators.fpga.compiler import FpgaBinary, unpack_binary
-from simulators.fpga.faults import Fault, FaultInjector, flip_bits
-from simulators.fpga.layers import lower
+from edgefleet.accelerators.quant import ReferenceExecutor
+from edgefleet.protocol.files import write_atomic
+from edgefleet.simulators.errors import BoardMismatch, DeviceBusy, DeviceTimeout, NotProgrammed, ProgrammingFailed
+from edgefleet.simulators.fpga.boards import Board
+from edgefleet.simulators.fpga.compiler import FpgaBinary, unpack_binary
+from edgefleet.simulators.fpga.faults import Fault, FaultInjector, flip_bits
+from edgefleet.simulators.fpga.layers import lower
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
-"""The simulator's FPGA driver plugin: simulated boards for ``accelerators.fpga.FpgaBackend``.
+"""The simulator's FPGA driver plugin: simulated boards for ``edgefleet.accelerators.fpga.FpgaBackend``.
 
 Registered in pyproject.toml under the ``edgefleet.fpga_drivers`` entry point group as
-``sim = "simulators.fpga.driver:SimulatedDriver"``. It offers boards only when
+``sim = "edgefleet.simulators.fpga.driver:SimulatedDriver"``. It offers boards only when
 ``EDGEFLEET_FPGA_SIM`` names some (see ``settings.py``), so installing the package changes nothing
 on a device until the setting is made.
 
@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from protocol.models import AcceleratorInfo
-from simulators.errors import CompileError
-from simulators.fpga.boards import get_board
-from simulators.fpga.compiler import compile_model
-from simulators.fpga.device import RunTiming, SimulatedBoard
-from simulators.fpga.faults import FaultInjector
-from simulators.fpga.layers import lower
-from simulators.fpga.settings import FpgaSimSettings
+from edgefleet.protocol.models import AcceleratorInfo
+from edgefleet.simulators.errors import CompileError
+from edgefleet.simulators.fpga.boards import get_board
+from edgefleet.simulators.fpga.compiler import compile_model
+from edgefleet.simulators.fpga.device import RunTiming, SimulatedBoard
+from edgefleet.simulators.fpga.faults import FaultInjector
+from edgefleet.simulators.fpga.layers import lower
+from edgefleet.simulators.fpga.settings import FpgaSimSettings
 
 BINARY_SUFFIX = ".efsim"
 

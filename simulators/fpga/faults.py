@@ -18,7 +18,7 @@ from enum import Enum
 
 import numpy as np
 
-from simulators.errors import FaultSpecError
+from edgefleet.simulators.errors import FaultSpecError
 
 
 class Fault(str, Enum):

@@ -1,6 +1,6 @@
 """The layer shapes of a quantized (QOperator) ONNX graph: what the resource model needs.
 
-Built on the shared int8 lowering (``accelerators.quant``): the compiler sees exactly the layers
+Built on the shared int8 lowering (``edgefleet.accelerators.quant``): the compiler sees exactly the layers
 the board's kernels execute, and a graph the lowering refuses is refused here too. Shapes come
 from the lowering's pure shape inference at batch 1 (one frame).
 """
@@ -14,8 +14,8 @@ from typing import Literal
 import numpy as np
 import onnx
 
-from accelerators.errors import UnsupportedModel
-from accelerators.quant import (
+from edgefleet.accelerators.errors import UnsupportedModel
+from edgefleet.accelerators.quant import (
     ConvLayer,
     DequantizeLayer,
     GemmLayer,
@@ -29,7 +29,7 @@ from accelerators.quant import (
     infer_shapes,
     lower_model,
 )
-from simulators.errors import UnsupportedLayer
+from edgefleet.simulators.errors import UnsupportedLayer
 
 LayerKind = Literal["mac", "stream", "wiring"]
 _STREAM_LAYERS = (QuantizeLayer, DequantizeLayer, QAddLayer, MaxPoolLayer, ReluLayer, SoftmaxLayer)

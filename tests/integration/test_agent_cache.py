@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.cache import ArtifactCache
-from agent.errors import ArtifactCorrupt, ArtifactDownloadError
-from protocol import sha256_bytes
+from edgefleet.agent.cache import ArtifactCache
+from edgefleet.agent.errors import ArtifactCorrupt, ArtifactDownloadError
+from edgefleet.protocol import sha256_bytes
 from tests.support.artifact_server import ArtifactServer
 
 DATA = bytes(range(256)) * 400

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.cache import ArtifactCache
-from agent.errors import ArtifactCorrupt, CacheFull
-from protocol import ArtifactRef, sha256_bytes
+from edgefleet.agent.cache import ArtifactCache
+from edgefleet.agent.errors import ArtifactCorrupt, CacheFull
+from edgefleet.protocol import ArtifactRef, sha256_bytes
 from tests.integration.test_agent_reconcile import RunningAgent, env, fast_settings, get_json, healthy, spec
 from tests.support.agent_harness import TestHub, module_pids, module_state
 from tests.support.artifact_server import ArtifactServer

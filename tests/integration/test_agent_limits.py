@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.daemon import Agent
-from agent.plan import Instance
-from agent.runtime import ProcessRuntime
-from agent.runtime.limits import LimitsMode, Mechanism, ProcessLimits
-from agent.settings import AgentSettings
-from protocol import ModuleSpec
+from edgefleet.agent.daemon import Agent
+from edgefleet.agent.observed import Instance
+from edgefleet.agent.runtime import ProcessRuntime
+from edgefleet.agent.runtime.limits import LimitsMode, Mechanism, ProcessLimits
+from edgefleet.agent.settings import AgentSettings
+from edgefleet.protocol import ModuleSpec
 from tests.support.agent_harness import (
     FAKE_MODULE,
     TestHub,

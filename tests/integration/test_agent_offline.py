@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from protocol import ArtifactRef, ModuleSpec, ReportedState
+from edgefleet.protocol import ArtifactRef, ModuleSpec, ReportedState
 from tests.support.agent_harness import (
     FAKE_MODULE,
     TestHub,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from protocol import ModuleSpec
+from edgefleet.protocol import ModuleSpec
 from tests.support.agent_harness import (
     FAKE_MODULE,
     TestHub,
@@ -135,7 +135,7 @@ def test_sigkill_restart_adopts_module_and_sigterm_leaves_it_running(
 
 def test_adoption_is_scoped_to_the_agents_own_directory(tmp_path: Path, device_id: str) -> None:
     """Simulated fleets and parallel test runs reuse device ids on one host: never take over another's module."""
-    from agent.runtime import ProcessRuntime
+    from edgefleet.agent.runtime import ProcessRuntime
 
     spec = ModuleSpec(name="solo", service="s", port=free_port())
     first = ProcessRuntime(tmp_path / "a", device_id, FAKE_MODULE)

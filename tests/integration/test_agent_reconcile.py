@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.daemon import Agent
-from agent.settings import AgentSettings
-from protocol import HubKey, ModuleSpec, ReportedState
+from edgefleet.agent.daemon import Agent
+from edgefleet.agent.settings import AgentSettings
+from edgefleet.protocol import HubKey, ModuleSpec, ReportedState
 from tests.support.agent_harness import (
     FAKE_MODULE,
     TestHub,
@@ -28,7 +28,7 @@ from tests.support.agent_harness import (
 from tests.support.artifact_server import ArtifactServer
 from tests.support.processes import Mosquitto, wait_for
 
-# stands in for `python -m accelerators.discovery --json` (same output contract, no OpenCL start-up cost)
+# stands in for `python -m edgefleet.accelerators.discovery --json` (same output contract, no OpenCL start-up cost)
 QUICK_DISCOVERY = [sys.executable, "-c", 'print(\'[{"kind": "fpga", "board": "sim-edge", "simulated": true}]\')']
 
 
@@ -261,7 +261,7 @@ def test_real_scoring_module_serves_the_digits_model(
     hub, artifacts = env
     model = artifacts.add("digits_int8.onnx", DIGITS_INT8.read_bytes(), path="model/digits_int8.onnx")
     settings = fast_settings(hub.device_id, mosquitto, tmp_path / "agent", hub.key.public_key_b64)
-    settings = settings.model_copy(update={"module_command": [sys.executable, "-m", "modules.scoring"]})
+    settings = settings.model_copy(update={"module_command": [sys.executable, "-m", "edgefleet.modules.scoring"]})
     running = RunningAgent(settings)
     try:
         digits = spec("digits", [model], models=[{"name": "digits", "version": 1}])

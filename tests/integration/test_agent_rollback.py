@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 
-from protocol import ReportedState
+from edgefleet.protocol import ReportedState
 from tests.integration.test_agent_reconcile import RunningAgent, env, fast_settings, get_json, healthy, spec
 from tests.support.agent_harness import TestHub, module_pids, module_state
 from tests.support.artifact_server import ArtifactServer

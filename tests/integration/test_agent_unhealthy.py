@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.daemon import Agent
-from agent.settings import AgentSettings
-from protocol import ModuleSpec, ReportedState
-from protocol.models import ModuleStatus
+from edgefleet.agent.daemon import Agent
+from edgefleet.agent.settings import AgentSettings
+from edgefleet.protocol import ModuleSpec, ReportedState
+from edgefleet.protocol.models import ModuleStatus
 from tests.support.agent_harness import FAKE_MODULE, TestHub, kill_module_processes, module_pids
 from tests.support.artifact_server import ArtifactServer
 from tests.support.processes import Mosquitto

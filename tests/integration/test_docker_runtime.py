@@ -12,10 +12,10 @@ from typing import Any
 import docker
 import pytest
 
-from agent.errors import RuntimeFailure, RuntimeUnavailable, UnknownModule
-from agent.runtime import ProcessRuntime, Runtime
-from agent.runtime.composite import CompositeRuntime, LazyRuntime, docker_lazy, engine_present
-from agent.runtime.docker import (
+from edgefleet.agent.errors import RuntimeFailure, RuntimeUnavailable, UnknownModule
+from edgefleet.agent.runtime import ProcessRuntime, Runtime
+from edgefleet.agent.runtime.composite import CompositeRuntime, LazyRuntime, docker_lazy, engine_present
+from edgefleet.agent.runtime.docker import (
     CONTAINER_MODEL_DIR,
     CONTAINER_RUN_DIR,
     CONTAINER_SOURCE_DIR,
@@ -23,7 +23,7 @@ from agent.runtime.docker import (
     container_config,
     container_name,
 )
-from protocol.models import ModuleSpec
+from edgefleet.protocol.models import ModuleSpec
 from tests.support.docker_engine import DockerEngine, EngineWithImage, busybox_image, require_busybox
 from tests.support.processes import free_port, wait_for
 

@@ -10,12 +10,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from accelerators.errors import NoVerifiedAccelerator
-from accelerators.fpga import FpgaBackend, FpgaLoadedModel
-from accelerators.quant import DequantizeLayer, ReferenceExecutor, lower_model
-from accelerators.selection import select_backend
-from simulators.fpga.boards import get_board
-from simulators.fpga.compiler import compile_model, unpack_binary
+from edgefleet.accelerators.errors import NoVerifiedAccelerator
+from edgefleet.accelerators.fpga import FpgaBackend, FpgaLoadedModel
+from edgefleet.accelerators.quant import DequantizeLayer, ReferenceExecutor, lower_model
+from edgefleet.accelerators.selection import select_backend
+from edgefleet.simulators.fpga.boards import get_board
+from edgefleet.simulators.fpga.compiler import compile_model, unpack_binary
 
 DIGITS = Path(__file__).resolve().parents[2] / "modules" / "samples" / "digits"
 MODEL = DIGITS / "digits_int8.onnx"

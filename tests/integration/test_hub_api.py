@@ -8,10 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hub.server import HubServer
-from hub.settings import HubSettings
-from protocol.digests import sha256_bytes
-from protocol.signing import HubKey
+from edgefleet.hub.server import HubServer
+from edgefleet.hub.settings import HubSettings
+from edgefleet.protocol.digests import sha256_bytes
+from edgefleet.protocol.signing import HubKey
 from tests.support.processes import free_port
 
 DATA = bytes(range(256)) * 40  # 10 KiB

@@ -17,10 +17,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from hub.server import HubServer
-from hub.settings import HubSettings
-from protocol.digests import sha256_bytes
-from protocol.models import (
+from edgefleet.hub.server import HubServer
+from edgefleet.hub.settings import HubSettings
+from edgefleet.protocol.digests import sha256_bytes
+from edgefleet.protocol.models import (
     DeviceCapabilities,
     DeviceManifest,
     DirectMethodRequest,
@@ -29,8 +29,8 @@ from protocol.models import (
     ModuleStatus,
     ReportedState,
 )
-from protocol.signing import verify_manifest
-from protocol.topics import TopicKind, topic
+from edgefleet.protocol.signing import verify_manifest
+from edgefleet.protocol.topics import TopicKind, topic
 from tests.support.processes import Mosquitto, free_port, wait_for
 
 MODEL = b"\x08\x07onnx-bytes" * 100

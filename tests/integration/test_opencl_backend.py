@@ -11,12 +11,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from accelerators import opencl_tuning
-from accelerators.errors import NoVerifiedAccelerator
-from accelerators.opencl import OpenCLBackend, OpenCLLoadedModel, gemm_ndrange
-from accelerators.opencl_tuning import GemmConfig, TuningCache
-from accelerators.quant import DequantizeLayer, ReferenceExecutor
-from accelerators.selection import select_backend
+from edgefleet.accelerators import opencl_tuning
+from edgefleet.accelerators.errors import NoVerifiedAccelerator
+from edgefleet.accelerators.opencl import OpenCLBackend, OpenCLLoadedModel, gemm_ndrange
+from edgefleet.accelerators.opencl_tuning import GemmConfig, TuningCache
+from edgefleet.accelerators.quant import DequantizeLayer, ReferenceExecutor
+from edgefleet.accelerators.selection import select_backend
 from tests.unit.accelerators.quant_models import (
     DIGITS_INT8,
     DIGITS_TEST_SET,

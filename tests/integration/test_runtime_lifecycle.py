@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from agent.errors import UnknownModule
-from agent.plan import Instance
-from agent.runtime import ProcessRuntime, Runtime
-from protocol.models import ModuleSpec
+from edgefleet.agent.errors import UnknownModule
+from edgefleet.agent.observed import Instance
+from edgefleet.agent.runtime import ProcessRuntime, Runtime
+from edgefleet.protocol.models import ModuleSpec
 from tests.support.docker_engine import EngineWithImage, require_busybox
 from tests.support.limits_probe import kernel_limits
 from tests.support.processes import free_port, wait_for
@@ -85,7 +85,7 @@ def _process_harness(tmp_path: Path, device_id: str) -> Harness:
 def _docker_harness(tmp_path: Path, device_id: str, engine: EngineWithImage) -> Harness:
     import docker
 
-    from agent.runtime.docker import DockerRuntime, container_name
+    from edgefleet.agent.runtime.docker import DockerRuntime, container_name
 
     def limits(_rt: Runtime, iid: str) -> dict[str, Any]:
         module, _, spec_hash = iid.partition("@")

@@ -50,7 +50,9 @@ class Server:
         return self.proc.returncode
 
 
-def start_server(workdir: Path, *args: str, env: dict[str, str] | None = None, use_cli: bool = True) -> Server:
+def start_server(
+    workdir: Path, *args: str, env: dict[str, str] | None = None, use_cli: bool = True, cwd: Path = REPO
+) -> Server:
     workdir.mkdir(parents=True, exist_ok=True)
     port, status_file, log = free_port(), workdir / "status.json", workdir / "server.log"
     cli = ["--port", str(port), "--status-file", str(status_file)] if use_cli else []
@@ -59,7 +61,11 @@ def start_server(workdir: Path, *args: str, env: dict[str, str] | None = None, u
         full_env |= {"EDGEFLEET_PORT": str(port), "EDGEFLEET_STATUS_FILE": str(status_file)}
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "modules.scoring", *cli, *args], cwd=REPO, env=full_env, stdout=out, stderr=out
+            [sys.executable, "-m", "edgefleet.modules.scoring", *cli, *args],
+            cwd=cwd,
+            env=full_env,
+            stdout=out,
+            stderr=out,
         )
     server = Server(proc, port, status_file, log)
 
@@ -249,10 +255,61 @@ def test_required_accelerator_missing_exits_78_unschedulable(tmp_path: Path) -> 
 def test_bad_configuration_exits_1_with_a_message(tmp_path: Path) -> None:
     status_file = tmp_path / "status.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "modules.scoring", "--model-dir", str(tmp_path), "--port", "nope",
+        [sys.executable, "-m", "edgefleet.modules.scoring", "--model-dir", str(tmp_path), "--port", "nope",
          "--status-file", str(status_file)],
         cwd=REPO, capture_output=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 1
     assert b"--port: expected an integer" in proc.stderr
     assert json.loads(status_file.read_text())["state"] == "Failed"
+
+
+SHADOWING_SCORE = """
+from agent import tag as agent_tag
+from modules.helpers import double
+from protocol import wire_name
+
+from edgefleet.modules.scoring import BadInput, load_model
+
+
+def init():
+    global model
+    model = load_model()
+
+
+def run(raw_data):
+    if raw_data == "bad":
+        raise BadInput("bad: not a request")
+    return {"double": double(21), "agent": agent_tag, "protocol": wire_name, "model": model.inputs[0].name}
+"""
+
+
+def test_user_packages_named_like_ours_do_not_shadow_edgefleet(tmp_path: Path) -> None:
+    """A source directory with its own ``agent``, ``modules`` and ``protocol`` packages: the script
+    gets its helpers, the server keeps its own code (it lives under ``edgefleet.*``)."""
+    src = tmp_path / "src"
+    for package, body in {
+        "agent": "tag = 'users-agent'\n",
+        "modules": "",
+        "protocol": "wire_name = 'users-protocol'\n",
+    }.items():
+        (src / package).mkdir(parents=True)
+        (src / package / "__init__.py").write_text(body)
+    (src / "modules" / "helpers.py").write_text("def double(x):\n    return 2 * x\n")
+    (src / "score.py").write_text(SHADOWING_SCORE)
+    outside = tmp_path / "elsewhere"  # not the checkout: only installed code is importable
+    outside.mkdir()
+    server = start_server(
+        tmp_path / "run", "--model-dir", str(model_dir(tmp_path)), "--source-dir", str(src),
+        "--entry-script", "score.py", "--name", "digits", cwd=outside,
+    )  # fmt: skip
+    try:
+        assert server.status()["state"] == "Ready", server.log.read_text()
+        r = httpx.post(server.url + "/score", content=b"{}", timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"double": 42, "agent": "users-agent", "protocol": "users-protocol", "model": "input"}
+        bad = httpx.post(server.url + "/score", content=b"bad", timeout=30)
+        assert bad.status_code == 400 and "bad: not a request" in bad.json()["error"]
+        assert httpx.get(server.url + "/v2/health/ready").status_code == 200
+    finally:
+        assert server.stop() == 0

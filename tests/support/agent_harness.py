@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 import psutil
 from paho.mqtt.enums import CallbackAPIVersion
 
-from protocol import (
+from edgefleet.protocol import (
     DeviceManifest,
     DirectMethodRequest,
     DirectMethodResponse,

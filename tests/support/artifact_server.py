@@ -14,7 +14,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from protocol import ArtifactRef, sha256_bytes
+from edgefleet.protocol import ArtifactRef, sha256_bytes
 from tests.support.processes import free_port
 
 _CHUNK = 1 << 15

@@ -1,5 +1,5 @@
 """Reads back what the kernel enforces on a process: its cgroups' cpu and memory limits, its CPU
-affinity and RLIMIT_DATA. Independent of ``agent.runtime.limits`` on purpose: tests check the
+affinity and RLIMIT_DATA. Independent of ``edgefleet.agent.runtime.limits`` on purpose: tests check the
 agent's work against the kernel's view, not against the agent's own parsing."""
 
 from __future__ import annotations

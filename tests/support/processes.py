@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from hub.broker import find_mosquitto
+from edgefleet.hub.broker import find_mosquitto
 
 T = TypeVar("T")
 

@@ -1,6 +1,6 @@
 """Train the quantized MLP sample on scikit-learn's digits and export it as int8 QOperator ONNX.
 
-    python -m modules.samples.mlp.train          # rewrites mlp_fp32.onnx, mlp_int8.onnx, test_set.npz here
+    python -m edgefleet.modules.samples.mlp.train          # rewrites mlp_fp32.onnx, mlp_int8.onnx, test_set.npz here
 
 The network is 64 -> 128 -> 64 -> 10 (ReLU). Its first layer is exported as MatMul + Add and the
 others as Gemm, so the int8 model exercises QLinearMatMul, QLinearAdd and QGemm (com.microsoft).

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from accelerators.opencl_tuning import GemmConfig, TuningCache, measure, pick_fastest, shape_class
+from edgefleet.accelerators.opencl_tuning import GemmConfig, TuningCache, measure, pick_fastest, shape_class
 
 
 def test_pick_fastest_takes_lowest_time_and_first_on_ties() -> None:

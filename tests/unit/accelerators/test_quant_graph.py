@@ -7,8 +7,16 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from accelerators.errors import UnsupportedModel
-from accelerators.quant import ConvLayer, GemmLayer, MaxPoolLayer, QAddLayer, infer_shapes, lower_model, unsupported_ops
+from edgefleet.accelerators.errors import UnsupportedModel
+from edgefleet.accelerators.quant import (
+    ConvLayer,
+    GemmLayer,
+    MaxPoolLayer,
+    QAddLayer,
+    infer_shapes,
+    lower_model,
+    unsupported_ops,
+)
 from tests.unit.accelerators.quant_models import MLP_INT8, cnn_int8
 
 

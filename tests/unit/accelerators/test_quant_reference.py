@@ -6,8 +6,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from accelerators.quant import Quant, ReferenceExecutor, lower_model, requantize
-from accelerators.quant.reference import conv_accumulate, quantize
+from edgefleet.accelerators.quant import Quant, ReferenceExecutor, lower_model, requantize
+from edgefleet.accelerators.quant.reference import conv_accumulate, quantize
 from tests.unit.accelerators.quant_models import MLP_INT8, MLP_TEST_SET, cnn_int8, with_all_outputs
 
 

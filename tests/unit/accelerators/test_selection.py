@@ -7,12 +7,12 @@ import numpy as np
 import onnx
 import pytest
 
-from accelerators import selection
-from accelerators.base import Backend, LoadedModel, Support, TensorInfo
-from accelerators.cpu import CpuBackend, OrtLoadedModel
-from accelerators.errors import NoVerifiedAccelerator
-from accelerators.selection import CandidateReport, choose, compare_outputs, golden_input, select_backend
-from protocol.models import AcceleratorInfo
+from edgefleet.accelerators import selection
+from edgefleet.accelerators.base import Backend, LoadedModel, Support, TensorInfo
+from edgefleet.accelerators.cpu import CpuBackend, OrtLoadedModel
+from edgefleet.accelerators.errors import NoVerifiedAccelerator
+from edgefleet.accelerators.selection import CandidateReport, choose, compare_outputs, golden_input, select_backend
+from edgefleet.protocol.models import AcceleratorInfo
 from tests.unit.accelerators.quant_models import MLP_INT8
 
 

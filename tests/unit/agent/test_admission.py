@@ -6,20 +6,11 @@ from typing import Any
 
 import pytest
 
-from agent.admission import BYTES_PER_GB, DeviceOffer, admit
-from agent.plan import (
-    CreateModule,
-    FetchArtifact,
-    Health,
-    Instance,
-    Observed,
-    PlanContext,
-    ProbeHealth,
-    StartModule,
-    plan_steps,
-)
-from protocol import DeviceManifest, ModuleSpec, ModuleState
-from protocol.models import AcceleratorInfo, DeviceCapabilities
+from edgefleet.agent.admission import BYTES_PER_GB, DeviceOffer, admit
+from edgefleet.agent.observed import Health, Instance, Observed
+from edgefleet.agent.plan import CreateModule, FetchArtifact, PlanContext, ProbeHealth, StartModule, plan_steps
+from edgefleet.protocol import DeviceManifest, ModuleSpec, ModuleState
+from edgefleet.protocol.models import AcceleratorInfo, DeviceCapabilities
 
 PROCESS = frozenset({"process"})
 DEVICE = DeviceOffer(cpu_count=4, memory_bytes=8 * BYTES_PER_GB, accelerators=frozenset({"opencl"}))

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.daemon import Agent
-from agent.settings import AgentSettings
-from protocol import DeviceManifest, HubKey, ModuleSpec, sign_manifest
+from edgefleet.agent.daemon import Agent
+from edgefleet.agent.settings import AgentSettings
+from edgefleet.protocol import DeviceManifest, HubKey, ModuleSpec, sign_manifest
 
 KEY = HubKey.generate()
 

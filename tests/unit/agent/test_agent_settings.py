@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ConfigError
-from agent.runtime.base import read_status_file
-from agent.runtime.process import module_command
-from agent.settings import load_settings
-from protocol import ModuleSpec
+from edgefleet.agent.errors import ConfigError
+from edgefleet.agent.runtime.base import read_status_file
+from edgefleet.agent.runtime.process import module_command
+from edgefleet.agent.settings import load_settings
+from edgefleet.protocol import ModuleSpec
 
 
 def test_flags_beat_environment_beat_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -60,10 +60,15 @@ def test_module_command_carries_the_contract_and_the_adoption_marks() -> None:
         }
     )
     cmd = module_command(
-        ["py", "-m", "modules.scoring"], spec, device_id="dev-1", spec_hash="abc", port=2000, workdir=Path("/w")
+        ["py", "-m", "edgefleet.modules.scoring"],
+        spec,
+        device_id="dev-1",
+        spec_hash="abc",
+        port=2000,
+        workdir=Path("/w"),
     )
     assert cmd == [
-        "py", "-m", "modules.scoring", "--model-dir", "/w/model", "--source-dir", "/w/src",
+        "py", "-m", "edgefleet.modules.scoring", "--model-dir", "/w/model", "--source-dir", "/w/src",
         "--entry-script", "score.py", "--name", "digits-model", "--port", "2000", "--host", "127.0.0.1",
         "--accelerator", "fpga,opencl,cpu", "--accelerator-required", "--status-file", "/w/status.json",
         "--edgefleet-device", "dev-1", "--edgefleet-module", "digits", "--edgefleet-spec", "abc",
@@ -93,9 +98,9 @@ def test_status_file_parsing_tolerates_partial_writes(tmp_path: Path) -> None:
 
 
 def test_hub_key_configured_pinned_or_unavailable(tmp_path: Path) -> None:
-    from agent.errors import HubKeyUnavailable
-    from agent.hubkey import resolve_hub_key
-    from protocol import HubKey
+    from edgefleet.agent.errors import HubKeyUnavailable
+    from edgefleet.agent.hubkey import resolve_hub_key
+    from edgefleet.protocol import HubKey
 
     key = HubKey.generate().public_key_b64
     assert resolve_hub_key(key, tmp_path, "http://127.0.0.1:9") == key

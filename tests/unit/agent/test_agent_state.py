@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.state import AgentState, RestartRecord, StateStore
-from protocol.files import write_atomic
+from edgefleet.agent.state import AgentState, RestartRecord, StateStore
+from edgefleet.protocol.files import write_atomic
 
 
 def test_round_trip(tmp_path: Path) -> None:
@@ -40,7 +40,7 @@ def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path: Path, monkeypatc
 
 
 def test_save_error_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from agent.errors import StateError
+    from edgefleet.agent.errors import StateError
 
     monkeypatch.setattr(os, "fsync", lambda _fd: (_ for _ in ()).throw(OSError("EIO")))
     with pytest.raises(StateError, match=r"state\.json.*EIO"):

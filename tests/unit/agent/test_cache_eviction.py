@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.plan import Blob, Eviction, plan_eviction
+from edgefleet.agent.eviction import Blob, Eviction, plan_eviction
 
 
 def d(n: int) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.errors import ArtifactDownloadError
-from agent.executor import Executor, cool_off
-from agent.plan import FetchArtifact, Plan, RemoveModule, StartModule, StopModule
+from edgefleet.agent.errors import ArtifactDownloadError
+from edgefleet.agent.executor import Executor, cool_off
+from edgefleet.agent.plan import FetchArtifact, Plan, RemoveModule, StartModule, StopModule
 
 FETCH = FetchArtifact("sha256:" + "0" * 64, "http://h/a", 1)
 STOP_A, START_A = StopModule("a", "a@1"), StartModule("a", "1")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.runtime.limits import (
+from edgefleet.agent.runtime.limits import (
     CgroupDirs,
     LimitPlan,
     Mechanism,
@@ -18,7 +18,7 @@ from agent.runtime.limits import (
     parse_proc_cgroup,
     pick_cores,
 )
-from protocol.models import Resources
+from edgefleet.protocol.models import Resources
 
 # /proc/self/mountinfo and /proc/self/cgroup of three kinds of hosts
 SYSTEMD_V2 = (

@@ -6,27 +6,23 @@ from typing import Any
 
 import pytest
 
-from agent.plan import (
+from edgefleet.agent.observed import FetchFailure, Health, Instance, Observed, StatusReport
+from edgefleet.agent.plan import (
     CreateModule,
     FetchArtifact,
-    FetchFailure,
-    Health,
-    Instance,
-    Observed,
     PlanContext,
     ProbeHealth,
     RemoveModule,
     RestartTuning,
     StartModule,
-    StatusReport,
     StopModule,
     Verdict,
     backoff_delay,
     effective_restarts,
     plan_steps,
 )
-from agent.state import RestartRecord
-from protocol import DeviceManifest, ModuleSpec, ModuleState
+from edgefleet.agent.state import RestartRecord
+from edgefleet.protocol import DeviceManifest, ModuleSpec, ModuleState
 
 NOW = 1_000_000.0
 TUNING = RestartTuning(backoff_base_s=10, backoff_max_s=300, max_restarts=5, reset_after_s=600)

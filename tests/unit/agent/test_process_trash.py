@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agent.runtime.process import RECORD_FILE, TRASH_DIR, ProcessRuntime
-from protocol import ModuleSpec
+from edgefleet.agent.runtime.process import RECORD_FILE, TRASH_DIR, ProcessRuntime
+from edgefleet.protocol import ModuleSpec
 
 
 def test_trash_left_by_a_killed_agent_is_swept_and_never_adopted(tmp_path: Path) -> None:

@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from agent.plan import (
-    Health,
-    Instance,
-    Observed,
-    PlanContext,
-    RestartTuning,
-    StartModule,
-    StopModule,
-    plan_steps,
-    restart_wanted,
-)
-from agent.state import RestartRecord
-from protocol import DeviceManifest, ModuleSpec, ModuleState, RestartPolicy
+from edgefleet.agent.observed import Health, Instance, Observed
+from edgefleet.agent.plan import PlanContext, RestartTuning, StartModule, StopModule, plan_steps, restart_wanted
+from edgefleet.agent.state import RestartRecord
+from edgefleet.protocol import DeviceManifest, ModuleSpec, ModuleState, RestartPolicy
 
 NOW = 10_000.0
 TUNING = RestartTuning(backoff_base_s=10, backoff_max_s=300, max_restarts=3, reset_after_s=600)

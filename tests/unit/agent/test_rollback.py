@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.plan import RollbackDecision, Rollout, Verdict, decide_rollback, rollback_window
-from protocol import DeviceManifest, ModuleSpec, ModuleState
+from edgefleet.agent.plan import RollbackDecision, Rollout, Verdict, decide_rollback, rollback_window
+from edgefleet.protocol import DeviceManifest, ModuleSpec, ModuleState
 
 NOW = 5_000.0
 H, T, F, U = ModuleState.HEALTHY, ModuleState.TRANSITIONING, ModuleState.FAILED, ModuleState.UNHEALTHY

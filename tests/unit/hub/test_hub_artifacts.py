@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from hub.artifacts import BlobStore, ByteRange, parse_range
-from hub.errors import DigestMismatch, RangeNotSatisfiable
-from protocol.digests import sha256_bytes
+from edgefleet.hub.artifacts import BlobStore, ByteRange, parse_range
+from edgefleet.hub.errors import DigestMismatch, RangeNotSatisfiable
+from edgefleet.protocol.digests import sha256_bytes
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from hub.configs import load_deployment_config, load_inference_config, parse_deployment_config, parse_inference_config
-from hub.errors import ConfigError
-from protocol.models import RestartPolicy
+from edgefleet.hub.configs import (
+    load_deployment_config,
+    load_inference_config,
+    parse_deployment_config,
+    parse_inference_config,
+)
+from edgefleet.hub.errors import ConfigError
+from edgefleet.protocol.models import RestartPolicy
 
 
 def test_full_deployment_config_is_read_under_azure_and_edgefleet_names() -> None:

@@ -4,11 +4,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from hub.configs import parse_deployment_config, parse_inference_config
-from hub.errors import NotFound
-from hub.render import DeviceView, index_models, render_device, render_module, targets
-from hub.store import FileEntry, ModelRecord, ServiceRecord
-from protocol.models import DeviceCapabilities, ModelRef, RestartPolicy
+from edgefleet.hub.configs import parse_deployment_config, parse_inference_config
+from edgefleet.hub.errors import NotFound
+from edgefleet.hub.render import DeviceView, index_models, render_device, render_module, targets
+from edgefleet.hub.store import FileEntry, ModelRecord, ServiceRecord
+from edgefleet.protocol.models import DeviceCapabilities, ModelRef, RestartPolicy
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 BASE = "http://hub:8080"

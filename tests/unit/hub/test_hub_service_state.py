@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from hub.service_state import DeviceObservation, device_state, module_present, service_status
-from protocol.models import ModuleState, ModuleStatus, ReportedState
+from edgefleet.hub.service_state import DeviceObservation, device_state, module_present, service_status
+from edgefleet.protocol.models import ModuleState, ModuleStatus, ReportedState
 
 S = "svc"
 H, T, F, U, X = (

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from hub.configs import parse_deployment_config
-from hub.errors import SettingsError, StoreError
-from hub.store import DesiredRecord, FileEntry, ServiceRecord, SqliteStore, open_store
-from protocol.models import DeviceCapabilities, ModelRef, ModuleState, ModuleStatus, ReportedState
+from edgefleet.hub.configs import parse_deployment_config
+from edgefleet.hub.errors import SettingsError, StoreError
+from edgefleet.hub.store import DesiredRecord, FileEntry, ServiceRecord, SqliteStore, open_store
+from edgefleet.protocol.models import DeviceCapabilities, ModelRef, ModuleState, ModuleStatus, ReportedState
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 F1 = FileEntry(path="m.onnx", digest="sha256:" + "a" * 64, size=3)

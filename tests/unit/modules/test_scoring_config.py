@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from modules.scoring.config import DEFAULT_PORT, parse_config
-from modules.scoring.errors import ConfigError
+from edgefleet.modules.scoring.config import DEFAULT_PORT, parse_config
+from edgefleet.modules.scoring.errors import ConfigError
 
 
 def test_command_line_options() -> None:

@@ -11,10 +11,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from modules.scoring import context
-from modules.scoring.config import ServerConfig
-from modules.scoring.service import ScoringService
-from modules.scoring.status import ServerState, ServerStatus
+from edgefleet.modules.scoring import context
+from edgefleet.modules.scoring.config import ServerConfig
+from edgefleet.modules.scoring.service import ScoringService
+from edgefleet.modules.scoring.status import ServerState, ServerStatus
 
 DIGITS = Path(__file__).resolve().parents[3] / "modules" / "samples" / "digits"
 
@@ -138,7 +138,7 @@ def test_entry_script_without_run_is_failed(tmp_path: Path, model_dir: Path) -> 
 def test_entry_script_requiring_a_missing_accelerator_is_unschedulable(tmp_path: Path, model_dir: Path) -> None:
     src = _script(
         tmp_path,
-        "from modules.scoring.context import load_model\n"
+        "from edgefleet.modules.scoring.context import load_model\n"
         "def init():\n    global m\n    m = load_model()\n\ndef run(raw):\n    return raw\n",
     )
     service = _service(
@@ -151,7 +151,7 @@ def test_entry_script_run_results_and_errors(tmp_path: Path, model_dir: Path) ->
     src = _script(
         tmp_path,
         "import json, numpy as np\n"
-        "from modules.scoring.context import BadInput\n"
+        "from edgefleet.modules.scoring.context import BadInput\n"
         "def init():\n    pass\n"
         "def run(raw):\n"
         "    doc = json.loads(raw)\n"

@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from accelerators.base import TensorInfo
-from modules.scoring.errors import BadRequest
-from modules.scoring.nocode import format_score_result, parse_score_body
-from modules.scoring.tensors import check_feeds, coerce_shape, to_array, v2_datatype
+from edgefleet.accelerators.base import TensorInfo
+from edgefleet.modules.scoring.errors import BadRequest
+from edgefleet.modules.scoring.nocode import format_score_result, parse_score_body
+from edgefleet.modules.scoring.tensors import check_feeds, coerce_shape, to_array, v2_datatype
 
 IMAGE = TensorInfo("input", "float32", (None, 1, 8, 8))
 

@@ -9,10 +9,10 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.http._utils import _get_inference_request
 
-from accelerators.base import TensorInfo
-from modules.scoring import v2
-from modules.scoring.errors import BadRequest
-from modules.scoring.tensors import v2_datatype
+from edgefleet.accelerators.base import TensorInfo
+from edgefleet.modules.scoring import v2
+from edgefleet.modules.scoring.errors import BadRequest
+from edgefleet.modules.scoring.tensors import v2_datatype
 
 
 def _triton_request(

@@ -7,7 +7,7 @@ import sys
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from protocol import (
+from edgefleet.protocol import (
     DeviceManifest,
     HubKey,
     ManifestRejected,
@@ -17,7 +17,7 @@ from protocol import (
     sign_manifest,
     verify_manifest,
 )
-from protocol import ed25519 as ed
+from edgefleet.protocol import ed25519 as ed
 
 KEY = HubKey.generate()
 

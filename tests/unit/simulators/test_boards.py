@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from simulators.errors import UnknownBoard
-from simulators.fpga.boards import BOARDS, get_board
+from edgefleet.simulators.errors import UnknownBoard
+from edgefleet.simulators.fpga.boards import BOARDS, get_board
 
 
 def test_catalogue_has_an_edge_board_and_a_datacenter_card_with_sources() -> None:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from simulators.cli import main
-from simulators.fpga.compiler import unpack_binary
+from edgefleet.simulators.cli import main
+from edgefleet.simulators.fpga.compiler import unpack_binary
 
 
 def test_boards_as_json(capsys: pytest.CaptureFixture[str]) -> None:

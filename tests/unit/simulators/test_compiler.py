@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from simulators.errors import BinaryFormatError, DesignDoesNotFit
-from simulators.fpga.boards import get_board
-from simulators.fpga.compiler import (
+from edgefleet.simulators.errors import BinaryFormatError, DesignDoesNotFit
+from edgefleet.simulators.fpga.boards import get_board
+from edgefleet.simulators.fpga.compiler import (
     Folding,
     bram18_for_memory,
     compile_model,
@@ -18,7 +18,7 @@ from simulators.fpga.compiler import (
     plan_design,
     unpack_binary,
 )
-from simulators.fpga.layers import GraphShape, LayerShape
+from edgefleet.simulators.fpga.layers import GraphShape, LayerShape
 
 KV260 = get_board("kv260")
 DENSE = LayerShape("fc", "QGemm", "mac", mw=32, mh=10, vectors=1)

@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accelerators.quant import ReferenceExecutor, lower_model
-from simulators.errors import BoardMismatch, DeviceBusy, DeviceTimeout, NotProgrammed, ProgrammingFailed
-from simulators.fpga.boards import get_board
-from simulators.fpga.compiler import compile_model
-from simulators.fpga.device import SimulatedBoard
-from simulators.fpga.faults import FaultInjector
+from edgefleet.accelerators.quant import ReferenceExecutor, lower_model
+from edgefleet.simulators.errors import BoardMismatch, DeviceBusy, DeviceTimeout, NotProgrammed, ProgrammingFailed
+from edgefleet.simulators.fpga.boards import get_board
+from edgefleet.simulators.fpga.compiler import compile_model
+from edgefleet.simulators.fpga.device import SimulatedBoard
+from edgefleet.simulators.fpga.faults import FaultInjector
 
 KV260 = get_board("kv260")
 

@@ -5,8 +5,8 @@ import random
 import numpy as np
 import pytest
 
-from simulators.errors import FaultSpecError
-from simulators.fpga.faults import Fault, FaultInjector, flip_bits, parse_faults
+from edgefleet.simulators.errors import FaultSpecError
+from edgefleet.simulators.fpga.faults import Fault, FaultInjector, flip_bits, parse_faults
 
 
 def test_parse_names_and_rates() -> None:

@@ -1,4 +1,4 @@
-from simulators.fleet import plan_fleet
+from edgefleet.simulators.fleet import plan_fleet
 
 
 def test_every_nth_device_gets_the_board_and_only_those_get_faults() -> None:

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from accelerators.base import LoadedModel
-from modules.scoring.context import BadInput, load_model
+from edgefleet.accelerators.base import LoadedModel
+from edgefleet.modules.scoring import BadInput, load_model
 
 model: LoadedModel | None = None
 return_probabilities = True
