@@ -11,17 +11,16 @@ Docker never connects to anything. A module whose runtime this device cannot pro
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 from edgefleet.agent.errors import RuntimeFailure, RuntimeUnavailable, UnknownModule
 from edgefleet.agent.observed import Instance
 from edgefleet.agent.runtime.base import Runtime
+from edgefleet.agent.runtime.engine import default_docker_url, engine_present
 from edgefleet.protocol.models import ModuleSpec
 
 log = logging.getLogger(__name__)
@@ -220,16 +219,3 @@ def docker_lazy(
         return DockerRuntime(device_id, url, command=command, generation_of=generation_of)
 
     return LazyRuntime(kind="docker", make=make, present=lambda: engine_present(url))
-
-
-def default_docker_url() -> str:
-    """The local engine, as the docker CLI finds it."""
-    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-
-
-def engine_present(base_url: str) -> bool:
-    """Cheap check with no connection: a unix socket file exists (any other URL: configured, so yes)."""
-    parsed = urlparse(base_url)
-    if parsed.scheme in ("unix", "http+unix"):
-        return Path(parsed.path).exists()
-    return True

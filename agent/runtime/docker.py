@@ -31,7 +31,7 @@ from docker.types import LogConfig
 from edgefleet.agent.errors import RuntimeFailure, RuntimeUnavailable, UnknownModule
 from edgefleet.agent.observed import Instance
 from edgefleet.agent.runtime.base import Runtime, instance_id_for
-from edgefleet.agent.runtime.composite import default_docker_url
+from edgefleet.agent.runtime.engine import default_docker_url
 from edgefleet.protocol.models import ModuleSpec
 from edgefleet.protocol.module import AZUREML_MODEL_DIR, STATUS_FILE_NAME, ModuleOption, read_status_file
 

@@ -14,7 +14,7 @@ import pytest
 
 from edgefleet.agent.errors import RuntimeFailure, RuntimeUnavailable, UnknownModule
 from edgefleet.agent.runtime import ProcessRuntime, Runtime
-from edgefleet.agent.runtime.composite import CompositeRuntime, LazyRuntime, docker_lazy, engine_present
+from edgefleet.agent.runtime.composite import CompositeRuntime, LazyRuntime, docker_lazy
 from edgefleet.agent.runtime.docker import (
     CONTAINER_MODEL_DIR,
     CONTAINER_RUN_DIR,
@@ -23,6 +23,7 @@ from edgefleet.agent.runtime.docker import (
     container_config,
     container_name,
 )
+from edgefleet.agent.runtime.engine import engine_present
 from edgefleet.protocol.models import ModuleSpec
 from tests.support.docker_engine import DockerEngine, EngineWithImage, busybox_image, require_busybox
 from tests.support.processes import free_port, wait_for
