@@ -4,8 +4,9 @@ Instances of every runtime are merged in ``list_instances()``; operations on an 
 runtime that owns it. Runtimes that cost something to run (Docker: a connection and an event
 thread) are ``LazyRuntime``s, made only when a module needs them or when a cheap presence check
 says their engine is there (so containers are adopted after an agent restart). A device without
-Docker never connects to anything. A module whose runtime this device cannot provide gets
-``RuntimeUnavailable`` from ``create`` and a reason from ``unavailable_reason`` (Unschedulable).
+Docker never connects to anything. A runtime that cannot be made is left out of
+``available_kinds()``, so admission (``edgefleet.agent.admission``) finds the module Unschedulable
+with the reason; a ``create`` for it raises ``RuntimeUnavailable`` saying why.
 """
 
 from __future__ import annotations
@@ -105,14 +106,6 @@ class CompositeRuntime(Runtime):
                 runtime.set_exit_listener(self._listener)
             log.info("runtime %s is available", kind)
             return runtime
-
-    def unavailable_reason(self, spec: ModuleSpec) -> str | None:
-        """Why this device cannot run ``spec``'s runtime (the module is Unschedulable), or None."""
-        try:
-            self.runtime_for(spec.runtime, needed=True)
-        except RuntimeUnavailable as exc:
-            return f"module {spec.name} needs the {spec.runtime} runtime: {exc}"
-        return None
 
     def available_kinds(self) -> list[str]:
         """Runtimes usable now (for the device's capabilities); makes present lazy ones."""
