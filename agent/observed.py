@@ -9,19 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from edgefleet.agent.state import RestartRecord
+from edgefleet.protocol.module import ModuleStatusFile
 
-
-@dataclass(frozen=True)
-class StatusReport:
-    """What the module wrote to its status file (the module's own view of itself)."""
-
-    state: str = "Starting"  # Starting | Ready | Unschedulable | Failed
-    message: str = ""
-    backend: str | None = None
-    backend_reason: str | None = None
-    backend_timings_ms: Mapping[str, float] = field(default_factory=dict, hash=False)
-    pid: int | None = None
-    port: int | None = None
+# What the module wrote to its status file is the contract's model; this alias only keeps the
+# planner's tests (tests/unit/agent/test_plan.py) importing until they name ModuleStatusFile.
+StatusReport = ModuleStatusFile
 
 
 @dataclass(frozen=True)
@@ -35,7 +27,7 @@ class Instance:
     pid: int | None = None
     exit_code: int | None = None  # None: still running, or exited without the agent seeing the code
     port: int | None = None
-    status: StatusReport | None = None
+    status: ModuleStatusFile | None = None  # the module's own word (its status file); None: none yet
     limits: str | None = None  # resource limits the runtime applied, e.g. "cgroup-v1: cpu 0.5 cores"
 
 

@@ -1,7 +1,8 @@
-"""The contract between hub and agent: wire models, topic names, signing and digests.
+"""The contracts at every seam: hub <-> agent (wire models, topic names, signing, digests) and
+agent <-> module (``edgefleet.protocol.module``: status file, exit codes, flags, environment names).
 
-Everything that crosses the wire is defined here, once. This package imports nothing else of
-edgefleet's, so both sides (and third-party tools) can depend on it alone.
+Everything that crosses a process boundary is defined here, once. This package imports nothing
+else of edgefleet's, so each side (and third-party tools) can depend on it alone.
 """
 
 from edgefleet.protocol.canonical import canonical_json, content_hash
@@ -28,11 +29,24 @@ from edgefleet.protocol.models import (
     SignedManifest,
     Telemetry,
 )
+from edgefleet.protocol.module import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNSCHEDULABLE,
+    ModuleOption,
+    ModuleRunState,
+    ModuleStatusFile,
+    read_status_file,
+    write_status_file,
+)
 from edgefleet.protocol.signing import HubKey, sign_manifest, verify_manifest
 from edgefleet.protocol.topics import TOPIC_ROOT, TopicKind, parse_topic, topic
 
 __all__ = [
     "DIGEST_PREFIX",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_UNSCHEDULABLE",
     "TOPIC_ROOT",
     "AcceleratorInfo",
     "AcceleratorPreference",
@@ -45,9 +59,12 @@ __all__ = [
     "HubKey",
     "ManifestRejected",
     "ModelRef",
+    "ModuleOption",
+    "ModuleRunState",
     "ModuleSpec",
     "ModuleState",
     "ModuleStatus",
+    "ModuleStatusFile",
     "Presence",
     "PresenceState",
     "ProtocolError",
@@ -64,9 +81,11 @@ __all__ = [
     "format_digest",
     "parse_digest",
     "parse_topic",
+    "read_status_file",
     "sha256_bytes",
     "sha256_file",
     "sign_manifest",
     "topic",
     "verify_manifest",
+    "write_status_file",
 ]

@@ -5,21 +5,23 @@ as labels (process: command-line marks; container: labels), so ``list_instances(
 the agent restarts and the agent adopts them instead of starting duplicates.
 
 Instance lifecycle: create (prepared, not running) -> start -> (exits | stop) -> start ... -> remove.
+
+What a module is told and what it answers (flags, environment, status file, exit codes) is the
+contract in ``edgefleet.protocol.module``; every runtime reads module status through it.
 """
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from edgefleet.agent.observed import Instance, StatusReport
+from edgefleet.agent.observed import Instance
 from edgefleet.protocol.models import ModuleSpec
+from edgefleet.protocol.module import read_status_file  # re-exported: the runtimes' one way to read it
 
-STATUS_FILE = "status.json"
-LOG_FILE = "module.log"
+__all__ = ["Runtime", "instance_id_for", "read_status_file", "tail_lines"]
 
 
 def instance_id_for(module: str, spec_hash: str) -> str:
@@ -67,26 +69,6 @@ class Runtime(ABC):
 
     def set_exit_listener(self, listener: Callable[[str], None]) -> None:  # noqa: B027 - optional hook
         """Called with the instance id when an instance exits (wakes the reconcile loop)."""
-
-
-def read_status_file(path: Path) -> StatusReport | None:
-    """The module's status file, or None when absent or not (yet) valid JSON."""
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(raw, dict):
-        return None
-    timings = raw.get("backendTimingsMs") or {}
-    return StatusReport(
-        state=str(raw.get("state", "Starting")),
-        message=str(raw.get("message") or ""),
-        backend=raw.get("backend"),
-        backend_reason=raw.get("backendReason"),
-        backend_timings_ms={str(k): float(v) for k, v in timings.items()} if isinstance(timings, dict) else {},
-        pid=raw.get("pid") if isinstance(raw.get("pid"), int) else None,
-        port=raw.get("port") if isinstance(raw.get("port"), int) else None,
-    )
 
 
 def tail_lines(path: Path, count: int) -> list[str]:

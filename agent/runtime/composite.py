@@ -4,24 +4,24 @@ Instances of every runtime are merged in ``list_instances()``; operations on an 
 runtime that owns it. Runtimes that cost something to run (Docker: a connection and an event
 thread) are ``LazyRuntime``s, made only when a module needs them or when a cheap presence check
 says their engine is there (so containers are adopted after an agent restart). A device without
-Docker never connects to anything. A module whose runtime this device cannot provide gets
-``RuntimeUnavailable`` from ``create`` and a reason from ``unavailable_reason`` (Unschedulable).
+Docker never connects to anything. A runtime that cannot be made is left out of
+``available_kinds()``, so admission (``edgefleet.agent.admission``) finds the module Unschedulable
+with the reason; a ``create`` for it raises ``RuntimeUnavailable`` saying why.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 from edgefleet.agent.errors import RuntimeFailure, RuntimeUnavailable, UnknownModule
 from edgefleet.agent.observed import Instance
 from edgefleet.agent.runtime.base import Runtime
+from edgefleet.agent.runtime.engine import default_docker_url, engine_present
 from edgefleet.protocol.models import ModuleSpec
 
 log = logging.getLogger(__name__)
@@ -106,14 +106,6 @@ class CompositeRuntime(Runtime):
                 runtime.set_exit_listener(self._listener)
             log.info("runtime %s is available", kind)
             return runtime
-
-    def unavailable_reason(self, spec: ModuleSpec) -> str | None:
-        """Why this device cannot run ``spec``'s runtime (the module is Unschedulable), or None."""
-        try:
-            self.runtime_for(spec.runtime, needed=True)
-        except RuntimeUnavailable as exc:
-            return f"module {spec.name} needs the {spec.runtime} runtime: {exc}"
-        return None
 
     def available_kinds(self) -> list[str]:
         """Runtimes usable now (for the device's capabilities); makes present lazy ones."""
@@ -220,16 +212,3 @@ def docker_lazy(
         return DockerRuntime(device_id, url, command=command, generation_of=generation_of)
 
     return LazyRuntime(kind="docker", make=make, present=lambda: engine_present(url))
-
-
-def default_docker_url() -> str:
-    """The local engine, as the docker CLI finds it."""
-    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-
-
-def engine_present(base_url: str) -> bool:
-    """Cheap check with no connection: a unix socket file exists (any other URL: configured, so yes)."""
-    parsed = urlparse(base_url)
-    if parsed.scheme in ("unix", "http+unix"):
-        return Path(parsed.path).exists()
-    return True

@@ -6,9 +6,9 @@ agent adopts it. The container name is derived from device, module and spec hash
 itself refuses a second container for the same instance.
 
 A container gets host networking, the instance's ``model/`` and ``src/`` bind-mounted read-only and
-a writable ``run/`` directory for its status file; it is configured by the ``EDGEFLEET_*``
-environment the scoring module reads. Its own restart policy is "no": the agent applies restart
-policies, so its counters and back-off stay the single source of truth.
+a writable ``run/`` directory for its status file; it is configured by environment, under the
+names of the module contract (``edgefleet.protocol.module``). Its own restart policy is "no": the
+agent applies restart policies, so its counters and back-off stay the single source of truth.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from docker.types import LogConfig
 
 from edgefleet.agent.errors import RuntimeFailure, RuntimeUnavailable, UnknownModule
 from edgefleet.agent.observed import Instance
-from edgefleet.agent.runtime.base import STATUS_FILE, Runtime, instance_id_for, read_status_file
-from edgefleet.agent.runtime.composite import default_docker_url
+from edgefleet.agent.runtime.base import Runtime, instance_id_for
+from edgefleet.agent.runtime.engine import default_docker_url
 from edgefleet.protocol.models import ModuleSpec
+from edgefleet.protocol.module import AZUREML_MODEL_DIR, STATUS_FILE_NAME, ModuleOption, read_status_file
 
 log = logging.getLogger(__name__)
 
@@ -58,30 +59,31 @@ def container_name(device_id: str, module: str, spec_hash: str) -> str:
 
 
 def host_status_file(workdir: Path) -> Path:
-    return workdir / RUN_DIR / STATUS_FILE
+    return workdir / RUN_DIR / STATUS_FILE_NAME
 
 
 def module_environment(spec: ModuleSpec, port: int) -> dict[str, str]:
-    """The container's environment: the user's ``spec.env`` under the scoring module's contract."""
+    """The container's environment: the user's ``spec.env`` under the module contract's names."""
+    opt = ModuleOption
     env = dict(spec.env)
     env.update(
         {
-            "EDGEFLEET_MODEL_DIR": CONTAINER_MODEL_DIR,
-            "EDGEFLEET_SOURCE_DIR": CONTAINER_SOURCE_DIR,
-            "EDGEFLEET_MODEL_NAME": spec.models[0].name if spec.models else spec.name,
-            "EDGEFLEET_PORT": str(port),
-            "EDGEFLEET_HOST": "127.0.0.1",  # host networking: loopback, as the process runtime
-            "EDGEFLEET_ACCELERATOR_PREFER": ",".join(spec.accelerator.prefer),
-            "EDGEFLEET_ACCELERATOR_REQUIRED": "true" if spec.accelerator.required else "false",
-            "EDGEFLEET_STATUS_FILE": f"{CONTAINER_RUN_DIR}/{STATUS_FILE}",
-            "AZUREML_MODEL_DIR": CONTAINER_MODEL_DIR,
+            opt.MODEL_DIR.env: CONTAINER_MODEL_DIR,
+            opt.SOURCE_DIR.env: CONTAINER_SOURCE_DIR,
+            opt.MODEL_NAME.env: spec.models[0].name if spec.models else spec.name,
+            opt.PORT.env: str(port),
+            opt.HOST.env: "127.0.0.1",  # host networking: loopback, as the process runtime
+            opt.ACCELERATOR.env: ",".join(spec.accelerator.prefer),
+            opt.ACCELERATOR_REQUIRED.env: "true" if spec.accelerator.required else "false",
+            opt.STATUS_FILE.env: f"{CONTAINER_RUN_DIR}/{STATUS_FILE_NAME}",
+            AZUREML_MODEL_DIR: CONTAINER_MODEL_DIR,
             "PYTHONUNBUFFERED": "1",
         }
     )
     if spec.entry_script:
-        env["EDGEFLEET_ENTRY_SCRIPT"] = spec.entry_script
+        env[opt.ENTRY_SCRIPT.env] = spec.entry_script
     else:
-        env.pop("EDGEFLEET_ENTRY_SCRIPT", None)  # no entry script means no-code, whatever spec.env says
+        env.pop(opt.ENTRY_SCRIPT.env, None)  # no entry script means no-code, whatever spec.env says
     return env
 
 

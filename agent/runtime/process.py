@@ -2,8 +2,9 @@
 
 ``start_new_session=True`` makes the module survive an agent crash; the agent finds it again by
 the marks on its command line (``--edgefleet-device/-module/-spec``), scanning /proc once at start.
-An instance is a directory ``<modules>/<module>/<spec hash>/`` holding the materialized artifacts
-(model/, src/), ``instance.json`` (spec, port, pid, applied limits), the module's status file and its log.
+The command line follows the module contract (``edgefleet.protocol.module``). An instance is a
+directory ``<modules>/<module>/<spec hash>/`` holding the materialized artifacts (model/, src/),
+``instance.json`` (spec, port, pid, applied limits), the module's status file and its log.
 ``spec.resources`` become limits through ``edgefleet.agent.runtime.limits`` (cgroup v2/v1, else affinity + rlimit).
 """
 
@@ -26,19 +27,24 @@ import psutil
 
 from edgefleet.agent.errors import ResourceLimitError, RuntimeFailure, UnknownModule
 from edgefleet.agent.observed import Instance
-from edgefleet.agent.runtime.base import LOG_FILE, STATUS_FILE, Runtime, instance_id_for, read_status_file, tail_lines
+from edgefleet.agent.runtime.base import Runtime, instance_id_for, tail_lines
 from edgefleet.agent.runtime.limits import ProcessLimits
 from edgefleet.protocol.files import write_atomic
 from edgefleet.protocol.models import ModuleSpec
+from edgefleet.protocol.module import (
+    AZUREML_MODEL_DIR,
+    LOG_FILE_NAME,
+    MARK_DEVICE,
+    MARK_MODULE,
+    MARK_SPEC,
+    STATUS_FILE_NAME,
+    ModuleOption,
+    read_status_file,
+)
 
 log = logging.getLogger(__name__)
 
 RECORD_FILE = "instance.json"
-MARK_DEVICE = "--edgefleet-device"
-MARK_MODULE = "--edgefleet-module"
-MARK_SPEC = "--edgefleet-spec"
-
-
 TRASH_DIR = ".removing"  # instance directories being deleted
 
 
@@ -60,25 +66,26 @@ class _Record:
 def module_command(
     base: list[str], spec: ModuleSpec, *, device_id: str, spec_hash: str, port: int, workdir: Path
 ) -> list[str]:
-    """The scoring module's command line (the contract with ``edgefleet.modules.scoring``)."""
+    """The module's command line: ``base`` plus the contract's flags and identification marks."""
+    opt = ModuleOption
     name = spec.models[0].name if spec.models else spec.name
     cmd = [
         *base,
-        "--model-dir", str(workdir / "model"),
-        "--source-dir", str(workdir / "src"),
+        opt.MODEL_DIR.flag, str(workdir / "model"),
+        opt.SOURCE_DIR.flag, str(workdir / "src"),
     ]  # fmt: skip
     if spec.entry_script:
-        cmd += ["--entry-script", spec.entry_script]
+        cmd += [opt.ENTRY_SCRIPT.flag, spec.entry_script]
     cmd += [
-        "--name", name,
-        "--port", str(port),
-        "--host", "127.0.0.1",
-        "--accelerator", ",".join(spec.accelerator.prefer),
+        opt.MODEL_NAME.flag, name,
+        opt.PORT.flag, str(port),
+        opt.HOST.flag, "127.0.0.1",
+        opt.ACCELERATOR.flag, ",".join(spec.accelerator.prefer),
     ]  # fmt: skip
     if spec.accelerator.required:
-        cmd.append("--accelerator-required")
+        cmd.append(opt.ACCELERATOR_REQUIRED.flag)
     cmd += [
-        "--status-file", str(workdir / STATUS_FILE),
+        opt.STATUS_FILE.flag, str(workdir / STATUS_FILE_NAME),
         MARK_DEVICE, device_id,
         MARK_MODULE, spec.name,
         MARK_SPEC, spec_hash,
@@ -189,7 +196,7 @@ class ProcessRuntime(Runtime):
     def _ours(self, cmdline: list[str]) -> bool:
         """This device's mark *and* a status file under this agent's directory: simulated fleets and
         test runs on one host reuse device ids, and one agent must never adopt another's modules."""
-        status_file = _mark(cmdline, "--status-file") or ""
+        status_file = _mark(cmdline, ModuleOption.STATUS_FILE.flag) or ""
         return _mark(cmdline, MARK_DEVICE) == self.device_id and status_file.startswith(f"{self.root}/")
 
     # --- Runtime interface -----------------------------------------------------------------------
@@ -208,7 +215,7 @@ class ProcessRuntime(Runtime):
                         pid=rec.pid,
                         exit_code=None if running else self._exit_codes.get(rec.instance_id),
                         port=rec.port,
-                        status=read_status_file(rec.workdir / STATUS_FILE),
+                        status=read_status_file(rec.workdir / STATUS_FILE_NAME),
                         limits=rec.limits,
                     )
                 )
@@ -226,7 +233,7 @@ class ProcessRuntime(Runtime):
             rec = self._get(instance_id)
             if self._alive(rec):
                 return
-            (rec.workdir / STATUS_FILE).unlink(missing_ok=True)  # a stale status must not speak for the new run
+            (rec.workdir / STATUS_FILE_NAME).unlink(missing_ok=True)  # a stale status must not speak for the new run
             self._exit_codes.pop(instance_id, None)
             cmd = module_command(
                 self.base_command,
@@ -239,12 +246,12 @@ class ProcessRuntime(Runtime):
             env = {
                 **os.environ,
                 **rec.spec.env,
-                "AZUREML_MODEL_DIR": str(rec.workdir / "model"),
+                AZUREML_MODEL_DIR: str(rec.workdir / "model"),
                 "PYTHONUNBUFFERED": "1",
             }
             limits = self.limits.prepare(instance_id, rec.module, rec.spec.resources)
             try:
-                with open(rec.workdir / LOG_FILE, "ab") as out:
+                with open(rec.workdir / LOG_FILE_NAME, "ab") as out:
                     child = subprocess.Popen(
                         cmd,
                         cwd=rec.workdir,
@@ -366,7 +373,7 @@ class ProcessRuntime(Runtime):
             if not recs:
                 raise UnknownModule(f"no instance of module {module!r} on device {self.device_id}")
             recs.sort(key=lambda r: (not self._alive(r), r.instance_id))
-        return tail_lines(recs[0].workdir / LOG_FILE, tail)
+        return tail_lines(recs[0].workdir / LOG_FILE_NAME, tail)
 
     # --- helpers ---------------------------------------------------------------------------------
 

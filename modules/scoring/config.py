@@ -1,11 +1,14 @@
 """Server configuration from the command line, with every option also settable by environment.
 
-Environment alone must be enough (a Docker container is configured that way); a command-line
-option wins over its environment variable. The agent appends ``--edgefleet-*`` identification
-arguments it owns (it finds its processes in /proc by them); they are accepted and ignored.
+The options and their environment variables are the agent <-> module contract
+(``edgefleet.protocol.module.ModuleOption``). Environment alone must be enough (a Docker container
+is configured that way); a command-line option wins over its environment variable. The agent
+appends ``--edgefleet-*`` identification arguments it owns (it finds its processes in /proc by
+them); they are accepted and ignored.
 
 A dataclass and argparse rather than pydantic-settings: the server must be Ready fast (the agent's
-goal is manifest -> Healthy in under 1.5 s), and this parses in microseconds with no import cost.
+goal is manifest -> Healthy in under 1.5 s), and this parses in microseconds. The contract module
+costs nothing extra: the server imports ``edgefleet.protocol`` (and pydantic) anyway.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgefleet.modules.scoring.errors import ConfigError
+from edgefleet.protocol.module import AZUREML_MODEL_DIR, MARK_PREFIX, ModuleOption
 
 ACCELERATOR_KINDS = ("fpga", "opencl", "cpu")
 DEFAULT_PORT = 5001  # the Azure ML inference server's default
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
-IDENTIFICATION_PREFIX = "--edgefleet-"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -47,57 +51,43 @@ class ServerConfig:
         return (self.source_dir or Path.cwd()) / self.entry_script
 
 
-# option -> environment variable; the option's dest is derived by argparse
-_ENV = {
-    "--model-dir": "EDGEFLEET_MODEL_DIR",
-    "--source-dir": "EDGEFLEET_SOURCE_DIR",
-    "--entry-script": "EDGEFLEET_ENTRY_SCRIPT",
-    "--name": "EDGEFLEET_MODEL_NAME",
-    "--version": "EDGEFLEET_MODEL_VERSION",
-    "--host": "EDGEFLEET_HOST",
-    "--port": "EDGEFLEET_PORT",
-    "--accelerator": "EDGEFLEET_ACCELERATOR_PREFER",
-    "--accelerator-required": "EDGEFLEET_ACCELERATOR_REQUIRED",
-    "--status-file": "EDGEFLEET_STATUS_FILE",
-    "--max-request-bytes": "EDGEFLEET_MAX_REQUEST_BYTES",
-    "--log-level": "EDGEFLEET_LOG_LEVEL",
-}
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m edgefleet.modules.scoring",
         description="Serve a model over HTTP: Azure ML /score and Open Inference Protocol v2. "
         "Every option can also be set by the environment variable named in its help.",
     )
-    add = p.add_argument
-    add("--model-dir", help="directory holding the model file(s); AZUREML_MODEL_DIR is set to it [EDGEFLEET_MODEL_DIR]")
-    add("--source-dir", help="directory of the entry script and its helpers [EDGEFLEET_SOURCE_DIR]")
-    add("--entry-script", help="entry script relative to --source-dir; absent: no-code mode [EDGEFLEET_ENTRY_SCRIPT]")
-    add("--name", help="model name in /v2 paths (default: the model file's stem) [EDGEFLEET_MODEL_NAME]")
-    add("--version", help="model version in /v2 metadata (default 1) [EDGEFLEET_MODEL_VERSION]")
-    add("--host", help="address to listen on (default 127.0.0.1) [EDGEFLEET_HOST]")
-    add("--port", help=f"port to listen on; 0 picks a free one (default {DEFAULT_PORT}) [EDGEFLEET_PORT]")
-    add("--accelerator", help="preference, comma list of fpga,opencl,cpu (default cpu) [EDGEFLEET_ACCELERATOR_PREFER]")
+
+    def add(option: ModuleOption, text: str, **kwargs: Any) -> None:
+        p.add_argument(option.flag, help=f"{text} [{option.env}]", **kwargs)
+
+    opt = ModuleOption
+    add(opt.MODEL_DIR, f"directory holding the model file(s); {AZUREML_MODEL_DIR} is set to it")
+    add(opt.SOURCE_DIR, "directory of the entry script and its helpers")
+    add(opt.ENTRY_SCRIPT, f"entry script relative to {opt.SOURCE_DIR.flag}; absent: no-code mode")
+    add(opt.MODEL_NAME, "model name in /v2 paths (default: the model file's stem)")
+    add(opt.MODEL_VERSION, "model version in /v2 metadata (default 1)")
+    add(opt.HOST, "address to listen on (default 127.0.0.1)")
+    add(opt.PORT, f"port to listen on; 0 picks a free one (default {DEFAULT_PORT})")
+    add(opt.ACCELERATOR, "preference, comma list of fpga,opencl,cpu (default cpu)")
     add(
-        "--accelerator-required",
+        opt.ACCELERATOR_REQUIRED,
+        "no fall-back to CPU: without a verified accelerator exit 78 (Unschedulable)",
         nargs="?",
         const="true",
-        help="no fall-back to CPU: without a verified accelerator exit 78 (Unschedulable) "
-        "[EDGEFLEET_ACCELERATOR_REQUIRED]",
     )
-    add("--status-file", help="where to write the status JSON for the agent [EDGEFLEET_STATUS_FILE]")
-    add("--max-request-bytes", help="largest accepted request body [EDGEFLEET_MAX_REQUEST_BYTES]")
-    add("--log-level", help="DEBUG, INFO, WARNING, ... (default INFO) [EDGEFLEET_LOG_LEVEL]")
+    add(opt.STATUS_FILE, "where to write the status JSON for the agent")
+    add(opt.MAX_REQUEST_BYTES, "largest accepted request body")
+    add(opt.LOG_LEVEL, "DEBUG, INFO, WARNING, ... (default INFO)")
     return p
 
 
 def _check_identification_args(unknown: Sequence[str]) -> None:
     for token in unknown:
-        if token.startswith("-") and not token.startswith(IDENTIFICATION_PREFIX):
+        if token.startswith("-") and not token.startswith(MARK_PREFIX):
             raise ConfigError(
                 f"unknown option {token!r}: run `python -m edgefleet.modules.scoring --help` for the options "
-                f"(only {IDENTIFICATION_PREFIX}* identification arguments are ignored)"
+                f"(only {MARK_PREFIX}* identification arguments are ignored)"
             )
 
 
@@ -135,42 +125,39 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> ServerConfig:
     args, unknown = build_parser().parse_known_args(list(argv))
     _check_identification_args(unknown)
     values: dict[str, tuple[str, str]] = {}  # dest -> (raw value, where it came from)
-    for option, var in _ENV.items():
-        dest = option[2:].replace("-", "_")
-        cli = getattr(args, dest)
+    for option in ModuleOption:
+        cli = getattr(args, option.dest)
         if cli is not None:
-            values[dest] = (cli, option)
-        elif var in env:
-            values[dest] = (env[var], var)
+            values[option.dest] = (cli, option.flag)
+        elif option.env in env:
+            values[option.dest] = (env[option.env], option.env)
 
-    def raw(dest: str) -> str | None:
-        return values[dest][0] if dest in values else None
+    def given(option: ModuleOption) -> tuple[str, str] | None:
+        return values.get(option.dest)
 
-    model_dir = raw("model_dir")
+    def raw(option: ModuleOption) -> str | None:
+        found = given(option)
+        return found[0] if found else None
+
+    opt = ModuleOption
+    model_dir = raw(opt.MODEL_DIR)
     if not model_dir:
-        raise ConfigError("no model directory: pass --model-dir DIR or set EDGEFLEET_MODEL_DIR")
-    source_dir = raw("source_dir")
-    entry = raw("entry_script") or None
-    port = _parse_int(*values["port"], 0, 65535) if "port" in values else DEFAULT_PORT
-    prefer = _parse_prefer(*values["accelerator"]) if raw("accelerator") else ("cpu",)
-    required = _parse_bool(*values["accelerator_required"]) if "accelerator_required" in values else False
-    max_bytes = (
-        _parse_int(*values["max_request_bytes"], 1024, 2**40)
-        if "max_request_bytes" in values
-        else DEFAULT_MAX_REQUEST_BYTES
-    )
-    status_file = raw("status_file")
+        raise ConfigError(f"no model directory: pass {opt.MODEL_DIR.flag} DIR or set {opt.MODEL_DIR.env}")
+    source_dir = raw(opt.SOURCE_DIR)
+    port, prefer = given(opt.PORT), given(opt.ACCELERATOR)
+    required, max_bytes = given(opt.ACCELERATOR_REQUIRED), given(opt.MAX_REQUEST_BYTES)
+    status_file = raw(opt.STATUS_FILE)
     return ServerConfig(
         model_dir=Path(model_dir),
         source_dir=Path(source_dir) if source_dir else None,
-        entry_script=entry,
-        model_name=raw("name") or None,
-        model_version=raw("version") or "1",
-        host=raw("host") or "127.0.0.1",
-        port=port,
-        accelerator_prefer=prefer,
-        accelerator_required=required,
+        entry_script=raw(opt.ENTRY_SCRIPT) or None,
+        model_name=raw(opt.MODEL_NAME) or None,
+        model_version=raw(opt.MODEL_VERSION) or "1",
+        host=raw(opt.HOST) or "127.0.0.1",
+        port=_parse_int(*port, 0, 65535) if port else DEFAULT_PORT,
+        accelerator_prefer=_parse_prefer(*prefer) if prefer and prefer[0] else ("cpu",),
+        accelerator_required=_parse_bool(*required) if required else False,
         status_file=Path(status_file) if status_file else None,
-        max_request_bytes=max_bytes,
-        log_level=(raw("log_level") or "INFO").upper(),
+        max_request_bytes=_parse_int(*max_bytes, 1024, 2**40) if max_bytes else DEFAULT_MAX_REQUEST_BYTES,
+        log_level=(raw(opt.LOG_LEVEL) or "INFO").upper(),
     )

@@ -1,9 +1,10 @@
 """Process lifecycle: parse the configuration, bind, initialise, report status, serve until SIGTERM.
 
 The port is bound before initialisation so /v2/health/live answers while a slow init() runs and
-/v2/health/ready says 503 until it is done. Exit codes (the agent's contract, see status.py):
-0 graceful stop, 1 Failed (bad configuration, init() raised), 78 Unschedulable (a required
-accelerator is missing).
+/v2/health/ready says 503 until it is done. The status file and the exit codes are the agent's
+contract (``edgefleet.protocol.module``): "Starting" once the port is bound, the outcome before
+ready is answered; exit 0 after a graceful stop, 1 Failed (bad configuration, init() raised),
+78 Unschedulable (a required accelerator is missing).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
@@ -22,21 +22,16 @@ from edgefleet.modules.scoring.config import ServerConfig, parse_config
 from edgefleet.modules.scoring.errors import ConfigError
 from edgefleet.modules.scoring.http import ScoringHTTPServer
 from edgefleet.modules.scoring.service import ScoringService
-from edgefleet.modules.scoring.status import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_UNSCHEDULABLE,
-    ServerState,
-    ServerStatus,
-    write_status_file,
-)
+from edgefleet.protocol.module import EXIT_FAILED, ModuleOption, ModuleRunState, ModuleStatusFile, write_status_file
 
 log = logging.getLogger(__name__)
 
-_EXIT_CODES = {ServerState.FAILED: EXIT_FAILED, ServerState.UNSCHEDULABLE: EXIT_UNSCHEDULABLE}
+
+def _failed(message: str, port: int) -> ModuleStatusFile:
+    return ModuleStatusFile(state=ModuleRunState.FAILED, message=message, pid=os.getpid(), port=port)
 
 
-def _report(config: ServerConfig, status: ServerStatus) -> None:
+def _report(config: ServerConfig, status: ModuleStatusFile) -> None:
     if config.status_file is not None:
         try:
             write_status_file(config.status_file, status)
@@ -46,12 +41,13 @@ def _report(config: ServerConfig, status: ServerStatus) -> None:
 
 def _status_path_from(argv: Sequence[str]) -> Path | None:
     """Best effort when the configuration itself is invalid: still tell the agent why."""
+    option = ModuleOption.STATUS_FILE
     for i, token in enumerate(argv):
-        if token == "--status-file" and i + 1 < len(argv):
+        if token == option.flag and i + 1 < len(argv):
             return Path(argv[i + 1])
-        if token.startswith("--status-file="):
+        if token.startswith(f"{option.flag}="):
             return Path(token.split("=", 1)[1])
-    value = os.environ.get("EDGEFLEET_STATUS_FILE")
+    value = os.environ.get(option.env)
     return Path(value) if value else None
 
 
@@ -62,7 +58,7 @@ def serve(config: ServerConfig) -> int:
     except OSError as exc:
         message = f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}; pick another --port"
         log.error(message)
-        _report(config, ServerStatus(ServerState.FAILED, message, os.getpid(), config.port))
+        _report(config, _failed(message, config.port))
         return EXIT_FAILED
     port = int(httpd.server_address[1])
     stop = threading.Event()
@@ -78,13 +74,13 @@ def serve(config: ServerConfig) -> int:
     serving.start()
     log.info("listening on http://%s:%d", config.host, port)
     try:
-        state = service.initialise(announce=lambda status: _report(config, replace(status, port=port)))
-        if state is not ServerState.READY:
+        state = service.initialise(announce=lambda status: _report(config, status.model_copy(update={"port": port})))
+        if state is not ModuleRunState.READY:
             _report(config, service.status(port))
-        if state is ServerState.READY:
+        if state is ModuleRunState.READY:
             log.info("ready: %s", service.message)
             stop.wait()
-        return _EXIT_CODES.get(state, EXIT_OK)
+        return state.exit_code
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -99,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         status_path = _status_path_from(args)
         if status_path is not None:
-            write_status_file(status_path, ServerStatus(ServerState.FAILED, str(exc), os.getpid(), 0))
+            write_status_file(status_path, _failed(str(exc), 0))
         return EXIT_FAILED
     logging.basicConfig(
         level=getattr(logging, config.log_level, logging.INFO),

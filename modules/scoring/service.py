@@ -17,7 +17,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,8 +29,8 @@ from edgefleet.modules.scoring.config import ServerConfig
 from edgefleet.modules.scoring.context import BadInput, ScoringContext, activate, find_model_file
 from edgefleet.modules.scoring.entry import EntryScript, load_entry_script
 from edgefleet.modules.scoring.errors import BadRequest, NotFound, NotReady, RequestError, ScoringFailed
-from edgefleet.modules.scoring.status import ServerState, ServerStatus
 from edgefleet.modules.scoring.tensors import check_feeds
+from edgefleet.protocol.module import AZUREML_MODEL_DIR, ModuleRunState, ModuleStatusFile
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ _MODEL_PATH = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[
 class ScoringService:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.state = ServerState.STARTING
+        self.state = ModuleRunState.STARTING
         self.message = "initialising"
         self.context = ScoringContext(config.model_dir, config.accelerator_prefer, config.accelerator_required)
         self.entry: EntryScript | None = None
@@ -93,7 +93,7 @@ class ScoringService:
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
-    def initialise(self, announce: Callable[[ServerStatus], None] | None = None) -> ServerState:
+    def initialise(self, announce: Callable[[ModuleStatusFile], None] | None = None) -> ModuleRunState:
         """Load the model or run the entry script's init(); never raises: the outcome is the state.
 
         ``announce`` receives the outcome *before* the server starts answering ready: whoever reads
@@ -104,21 +104,21 @@ class ScoringService:
         except Exception as exc:
             accel = _accelerator_error(exc)
             if accel is not None:
-                self._set(ServerState.UNSCHEDULABLE, str(accel))
+                self._set(ModuleRunState.UNSCHEDULABLE, str(accel))
             else:
-                self._set(ServerState.FAILED, str(exc) or type(exc).__name__)
+                self._set(ModuleRunState.FAILED, str(exc) or type(exc).__name__)
             log.error("initialisation failed: %s", self.message, exc_info=accel is None)
             return self.state
         message = self._ready_message()
         if announce is not None:
-            announce(replace(self.status(0), state=ServerState.READY, message=message))
-        self._set(ServerState.READY, message)
+            announce(self.status(0).model_copy(update={"state": ModuleRunState.READY, "message": message}))
+        self._set(ModuleRunState.READY, message)
         return self.state
 
     def _initialise(self) -> None:
         cfg = self.config
         # entry scripts find their model where Azure ML puts it
-        os.environ["AZUREML_MODEL_DIR"] = str(cfg.model_dir)
+        os.environ[AZUREML_MODEL_DIR] = str(cfg.model_dir)
         activate(self.context)
         script_path = cfg.entry_script_path
         if script_path is None:
@@ -147,15 +147,15 @@ class ScoringService:
             return f"serving {mode}"
         return f"serving {mode}, model {primary.path.name} on {primary.selection.backend}"
 
-    def _set(self, state: ServerState, message: str) -> None:
+    def _set(self, state: ModuleRunState, message: str) -> None:
         with self._lock:
             self.state, self.message = state, message
 
-    def status(self, port: int) -> ServerStatus:
+    def status(self, port: int) -> ModuleStatusFile:
         """The current status; ``port`` 0 means "the caller fills it in"."""
         primary = self.context.primary
         sel = primary.selection if primary else None
-        return ServerStatus(
+        return ModuleStatusFile(
             state=self.state,
             message=self.message,
             pid=os.getpid(),
@@ -184,7 +184,7 @@ class ScoringService:
         routes: dict[str, dict[str, Callable[[], Response]]] = {
             "/": {"GET": self._azure_health},
             "/score": {"POST": lambda: self._score(body)},
-            "/edgefleet/status": {"GET": lambda: json_response(self.status(port).to_json())},
+            "/edgefleet/status": {"GET": lambda: json_response(self.status(port).to_wire())},
             "/v2": {"GET": self._server_metadata},
             "/v2/health/live": {"GET": lambda: json_response({"live": True})},
             "/v2/health/ready": {"GET": self._server_ready},
@@ -212,12 +212,12 @@ class ScoringService:
     # ---- Azure ML face ---------------------------------------------------------------------------------
 
     def _azure_health(self) -> Response:
-        if self.state is ServerState.READY:
+        if self.state is ModuleRunState.READY:
             return Response(200, b"Healthy", "text/plain; charset=utf-8")
         return Response(503, f"{self.state.value}: {self.message}".encode(), "text/plain; charset=utf-8")
 
     def _require_ready(self) -> None:
-        if self.state is not ServerState.READY:
+        if self.state is not ModuleRunState.READY:
             raise NotReady(f"the server is {self.state.value}: {self.message}")
 
     def _score(self, body: bytes) -> Response:
@@ -251,14 +251,14 @@ class ScoringService:
         return json_response({"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": ["binary_tensor_data"]})
 
     def _server_ready(self) -> Response:
-        ready = self.state is ServerState.READY
+        ready = self.state is ModuleRunState.READY
         return json_response(
             {"ready": ready, "state": self.state.value, "message": self.message}, 200 if ready else 503
         )
 
     def _served_model(self) -> LoadedModel:
         if self.model is None:
-            if self.state is ServerState.STARTING:
+            if self.state is ModuleRunState.STARTING:
                 raise NotReady(self._v2_absent_reason)
             raise NotFound(self._v2_absent_reason)
         return self.model

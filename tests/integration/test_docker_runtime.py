@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,9 +14,10 @@ from typing import Any
 import docker
 import pytest
 
+from edgefleet.agent.admission import DeviceOffer, admit
 from edgefleet.agent.errors import RuntimeFailure, RuntimeUnavailable, UnknownModule
 from edgefleet.agent.runtime import ProcessRuntime, Runtime
-from edgefleet.agent.runtime.composite import CompositeRuntime, LazyRuntime, docker_lazy, engine_present
+from edgefleet.agent.runtime.composite import CompositeRuntime, LazyRuntime, docker_lazy
 from edgefleet.agent.runtime.docker import (
     CONTAINER_MODEL_DIR,
     CONTAINER_RUN_DIR,
@@ -23,7 +26,8 @@ from edgefleet.agent.runtime.docker import (
     container_config,
     container_name,
 )
-from edgefleet.protocol.models import ModuleSpec
+from edgefleet.agent.runtime.engine import engine_present
+from edgefleet.protocol.models import ModuleSpec, ModuleState
 from tests.support.docker_engine import DockerEngine, EngineWithImage, busybox_image, require_busybox
 from tests.support.processes import free_port, wait_for
 
@@ -108,6 +112,21 @@ def test_container_config_follows_the_module_contract(tmp_path: Path) -> None:
 # --- an absent engine ----------------------------------------------------------------------------
 
 
+def unschedulable(composite: CompositeRuntime, spec: ModuleSpec) -> str | None:
+    """What the daemon makes of the runtime's availability: admission by ``available_kinds()``."""
+    refusal = admit([spec], frozenset(composite.available_kinds()), DeviceOffer()).get(spec.name)
+    assert refusal is None or refusal.state == ModuleState.UNSCHEDULABLE
+    return refusal.reason if refusal else None
+
+
+def counting(lazy: LazyRuntime, made: list[str]) -> LazyRuntime:
+    def make() -> Runtime:
+        made.append(lazy.kind)
+        return lazy.make()
+
+    return LazyRuntime(lazy.kind, make, lazy.present)
+
+
 def test_absent_engine_is_unavailable_and_costs_nothing(tmp_path: Path, device_id: str) -> None:
     require_busybox()
     with pytest.raises(RuntimeUnavailable, match="no Docker engine answers at unix:///tmp/efd-absent"):
@@ -116,30 +135,57 @@ def test_absent_engine_is_unavailable_and_costs_nothing(tmp_path: Path, device_i
 
     process = ProcessRuntime(tmp_path / "modules", device_id, ["/bin/sh", str(SCRIPT)])
     made: list[str] = []
-    lazy = docker_lazy(device_id, ABSENT_ENGINE)
-
-    def make() -> Runtime:
-        made.append("docker")
-        return lazy.make()
-
-    composite = CompositeRuntime([process], [LazyRuntime("docker", make, lazy.present)])
+    composite = CompositeRuntime([process], [counting(docker_lazy(device_id, ABSENT_ENGINE), made)])
     assert composite.list_instances() == []
     assert composite.available_kinds() == ["process"]
     assert made == []  # no socket: never even tried
 
     boxed = make_spec(runtime="docker", image="example/scoring:1")
-    reason = composite.unavailable_reason(boxed)
-    assert reason is not None and reason.startswith("module boxed needs the docker runtime: no Docker engine answers")
+    assert unschedulable(composite, boxed) == "runtime 'docker' is not available on this device (it has: process)"
+    assert made == []
     with pytest.raises(RuntimeUnavailable, match="unix:///tmp/efd-absent"):
         composite.create(boxed, boxed.spec_hash(), free_port(), materialize(tmp_path / "modules", boxed))
-    assert made == ["docker", "docker"]  # tried because a module needs it
+    assert made == ["docker"]  # tried because a module needs it
 
     plain = make_spec("plain")
-    assert composite.unavailable_reason(plain) is None
+    assert unschedulable(composite, plain) is None
     iid = composite.create(plain, plain.spec_hash(), free_port(), materialize(tmp_path / "modules", plain))
     composite.start(iid)
     wait_for(lambda: ready(composite, "plain"), WAIT_S, what="the process module next to the absent engine")
     cleanup(composite)
+
+
+def test_unreachable_engine_is_retried_lazily_and_its_modules_are_unschedulable(tmp_path: Path, device_id: str) -> None:
+    socket_dir = Path(tempfile.mkdtemp(prefix="efd-dead-", dir="/tmp"))  # unix socket paths are short
+    try:
+        with socket.socket(socket.AF_UNIX) as dead:
+            dead.bind(str(socket_dir / "docker.sock"))  # the socket exists but nobody accepts on it
+            url = f"unix://{socket_dir / 'docker.sock'}"
+            assert engine_present(url)
+            now = [0.0]
+            made: list[str] = []
+            composite = CompositeRuntime(
+                [ProcessRuntime(tmp_path / "modules", device_id, ["/bin/sh", str(SCRIPT)])],
+                [counting(docker_lazy(device_id, url), made)],
+                retry_s=30.0,
+                clock=lambda: now[0],
+            )
+            boxed = make_spec(runtime="docker", image="example/scoring:1")
+            assert unschedulable(composite, boxed) == (
+                "runtime 'docker' is not available on this device (it has: process)"
+            )
+            assert made == ["docker"]  # the socket is there: tried, and found not answering
+            assert composite.list_instances() == [] and composite.available_kinds() == ["process"]
+            assert made == ["docker"]  # believed absent for retry_s: no connection per observation
+            now[0] = 31.0
+            assert composite.available_kinds() == ["process"]
+            assert made == ["docker", "docker"]
+            with pytest.raises(RuntimeUnavailable, match=f"no Docker engine answers at {url}"):
+                composite.create(boxed, boxed.spec_hash(), free_port(), materialize(tmp_path / "modules", boxed))
+            assert made == ["docker"] * 3  # a module needs it: tried whatever the last failure said
+            cleanup(composite)
+    finally:
+        shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 # --- against the private engine -----------------------------------------------------------------

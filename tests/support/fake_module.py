@@ -1,4 +1,5 @@
-"""A small stand-in for the scoring module with the same command-line and status-file contract.
+"""A small stand-in for the scoring module with the same contract (``edgefleet.protocol.module``):
+it parses the same flags and writes its status through the same model, atomically.
 
     python tests/support/fake_module.py --model-dir D --source-dir S --name N --port P --host H
         --accelerator cpu [--accelerator-required] --status-file F [--entry-script X] --edgefleet-* ...
@@ -22,36 +23,47 @@ import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
-
-def write_status(path: Path, **fields: object) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), **fields}))
-    os.replace(tmp, path)
+from edgefleet.protocol.module import (
+    AZUREML_MODEL_DIR,
+    EXIT_UNSCHEDULABLE,
+    MARK_DEVICE,
+    MARK_MODULE,
+    MARK_SPEC,
+    ModuleOption,
+    ModuleRunState,
+    ModuleStatusFile,
+    write_status_file,
+)
 
 
 def main() -> int:
+    opt = ModuleOption
     p = argparse.ArgumentParser()
-    p.add_argument("--model-dir", required=True)
-    p.add_argument("--source-dir", required=True)
-    p.add_argument("--entry-script")
-    p.add_argument("--name", required=True)
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--accelerator", default="cpu")
-    p.add_argument("--accelerator-required", action="store_true")
-    p.add_argument("--status-file", required=True)
-    p.add_argument("--edgefleet-device")
-    p.add_argument("--edgefleet-module")
-    p.add_argument("--edgefleet-spec")
+    p.add_argument(opt.MODEL_DIR.flag, required=True)
+    p.add_argument(opt.SOURCE_DIR.flag, required=True)
+    p.add_argument(opt.ENTRY_SCRIPT.flag)
+    p.add_argument(opt.MODEL_NAME.flag, required=True)
+    p.add_argument(opt.PORT.flag, type=int, required=True)
+    p.add_argument(opt.HOST.flag, default="127.0.0.1")
+    p.add_argument(opt.ACCELERATOR.flag, default="cpu")
+    p.add_argument(opt.ACCELERATOR_REQUIRED.flag, action="store_true")
+    p.add_argument(opt.STATUS_FILE.flag, required=True)
+    for mark in (MARK_DEVICE, MARK_MODULE, MARK_SPEC):
+        p.add_argument(mark)
     args = p.parse_args()
-    status = Path(args.status_file)
-    write_status(status, state="Starting", port=args.port)
+    path = Path(args.status_file)
+
+    def status(state: ModuleRunState, **fields: Any) -> None:
+        write_status_file(path, ModuleStatusFile(state=state, pid=os.getpid(), port=args.port, **fields))
+
+    status(ModuleRunState.STARTING)
 
     exit_code = int(os.environ.get("FAKE_MODULE_EXIT", "0"))
     if exit_code:
-        state = "Unschedulable" if exit_code == 78 else "Failed"
-        write_status(status, state=state, message=f"fake module told to exit with {exit_code}", port=args.port)
+        state = ModuleRunState.UNSCHEDULABLE if exit_code == EXIT_UNSCHEDULABLE else ModuleRunState.FAILED
+        status(state, message=f"fake module told to exit with {exit_code}")
         return exit_code
 
     ready_at = time.monotonic() + float(os.environ.get("FAKE_MODULE_READY_AFTER", "0"))
@@ -61,7 +73,7 @@ def main() -> int:
         "pid": os.getpid(),
         "args": vars(args),
         "modelFiles": sorted(str(f.relative_to(model_dir)) for f in model_dir.rglob("*") if f.is_file()),
-        "azuremlModelDir": os.environ.get("AZUREML_MODEL_DIR"),
+        "azuremlModelDir": os.environ.get(AZUREML_MODEL_DIR),
     }
 
     class Handler(BaseHTTPRequestHandler):
@@ -95,9 +107,7 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    write_status(
-        status, state="Ready", backend="cpu", backendReason="fake module", backendTimingsMs={"cpu": 0.1}, port=args.port
-    )
+    status(ModuleRunState.READY, backend="cpu", backend_reason="fake module", backend_timings_ms={"cpu": 0.1})
     print(f"fake module {args.name} serving on {args.host}:{args.port}", flush=True)
     try:
         server.serve_forever(poll_interval=0.1)

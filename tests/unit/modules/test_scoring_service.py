@@ -14,7 +14,7 @@ import pytest
 from edgefleet.modules.scoring import context
 from edgefleet.modules.scoring.config import ServerConfig
 from edgefleet.modules.scoring.service import ScoringService
-from edgefleet.modules.scoring.status import ServerState, ServerStatus
+from edgefleet.protocol.module import ModuleRunState, ModuleStatusFile
 
 DIGITS = Path(__file__).resolve().parents[3] / "modules" / "samples" / "digits"
 
@@ -61,14 +61,14 @@ def test_not_ready_before_initialise(model_dir: Path) -> None:
 
 def test_no_code_scoring_equals_onnxruntime(model_dir: Path, images: np.ndarray) -> None:
     service = _service(model_dir)
-    assert service.initialise() is ServerState.READY
+    assert service.initialise() is ModuleRunState.READY
     assert service.handle("GET", "/", {}, b"").body == b"Healthy"
     reference = ort.InferenceSession(str(model_dir / "digits_fp32.onnx")).run(None, {"input": images})[0]
     status, doc = _json(service, "POST", "/score", json.dumps({"data": images.reshape(5, 64).tolist()}).encode())
     assert status == 200
     assert doc["predictions"] == np.argmax(reference, axis=1).tolist()
     assert np.allclose(doc["outputs"]["logits"], reference, atol=1e-5)
-    st = service.status(1234).to_json()
+    st = service.status(1234).to_wire()
     assert (st["state"], st["backend"], st["port"]) == ("Ready", "cpu", 1234)
 
 
@@ -104,13 +104,13 @@ def test_unknown_routes_and_methods(model_dir: Path) -> None:
 def test_several_model_files_fail_with_their_names(model_dir: Path) -> None:
     shutil.copy(DIGITS / "digits_int8.onnx", model_dir)
     service = _service(model_dir)
-    assert service.initialise() is ServerState.FAILED
+    assert service.initialise() is ModuleRunState.FAILED
     assert "digits_fp32.onnx" in service.message and "digits_int8.onnx" in service.message
 
 
 def test_required_accelerator_missing_is_unschedulable(model_dir: Path) -> None:
     service = _service(model_dir, accelerator_prefer=("fpga",), accelerator_required=True)
-    assert service.initialise() is ServerState.UNSCHEDULABLE
+    assert service.initialise() is ModuleRunState.UNSCHEDULABLE
     assert "fpga" in service.message
 
 
@@ -124,14 +124,14 @@ def _script(tmp_path: Path, text: str) -> Path:
 def test_entry_script_init_raising_is_failed(tmp_path: Path, model_dir: Path) -> None:
     src = _script(tmp_path, "def init():\n    raise RuntimeError('no weights')\n\ndef run(raw):\n    return raw\n")
     service = _service(model_dir, source_dir=src, entry_script="score.py")
-    assert service.initialise() is ServerState.FAILED
+    assert service.initialise() is ModuleRunState.FAILED
     assert "init() in" in service.message and "RuntimeError: no weights" in service.message
 
 
 def test_entry_script_without_run_is_failed(tmp_path: Path, model_dir: Path) -> None:
     src = _script(tmp_path, "def init():\n    pass\n")
     service = _service(model_dir, source_dir=src, entry_script="score.py")
-    assert service.initialise() is ServerState.FAILED
+    assert service.initialise() is ModuleRunState.FAILED
     assert "does not define run()" in service.message
 
 
@@ -144,7 +144,7 @@ def test_entry_script_requiring_a_missing_accelerator_is_unschedulable(tmp_path:
     service = _service(
         model_dir, source_dir=src, entry_script="score.py", accelerator_prefer=("fpga",), accelerator_required=True
     )
-    assert service.initialise() is ServerState.UNSCHEDULABLE
+    assert service.initialise() is ModuleRunState.UNSCHEDULABLE
 
 
 def test_entry_script_run_results_and_errors(tmp_path: Path, model_dir: Path) -> None:
@@ -161,7 +161,7 @@ def test_entry_script_run_results_and_errors(tmp_path: Path, model_dir: Path) ->
         "    return {'sum': np.float32(sum(doc)), 'arr': np.arange(2)}\n",
     )
     service = _service(model_dir, source_dir=src, entry_script="score.py")
-    assert service.initialise() is ServerState.READY
+    assert service.initialise() is ModuleRunState.READY
     assert _json(service, "POST", "/score", b"[1, 2]") == (200, {"sum": 3.0, "arr": [0, 1]})
     assert _json(service, "POST", "/score", b'"bad"') == (400, {"error": "send numbers"})
     status, doc = _json(service, "POST", "/score", b'"boom"')
@@ -177,9 +177,9 @@ def test_the_outcome_is_announced_before_the_server_answers_ready(model_dir: Pat
     service = _service(model_dir)
     seen: list[tuple[str, str | None, int]] = []
 
-    def announce(status: ServerStatus) -> None:
+    def announce(status: ModuleStatusFile) -> None:
         seen.append((status.state.value, status.backend, _json(service, "GET", "/v2/health/ready")[0]))
 
-    assert service.initialise(announce=announce) is ServerState.READY
+    assert service.initialise(announce=announce) is ModuleRunState.READY
     assert seen == [("Ready", "cpu", 503)]
     assert _json(service, "GET", "/v2/health/ready")[0] == 200

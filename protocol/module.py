@@ -1,0 +1,122 @@
+"""The agent <-> module contract: how the agent starts a module and how the module answers.
+
+The agent never imports a module's code and a module never imports the agent, so the seam
+between them is written here, once, and both sides (and test stand-ins) use these names:
+
+- settings: ``ModuleOption``, each one a command-line flag (the process runtime passes flags) and
+  an environment variable (the Docker runtime configures a container by environment alone); a
+  flag wins over its variable. Lists are comma-separated (``fpga,opencl,cpu``), booleans
+  ``true``/``false``; ``--accelerator-required`` may also stand alone;
+- identification marks: ``--edgefleet-device/-module/-spec VALUE`` on a process's command line
+  let a restarted agent find and adopt its running modules; a module accepts and ignores every
+  ``--edgefleet-*`` argument (``MARK_PREFIX``), so the agent may add more;
+- the status file: ``ModuleStatusFile``, written atomically by the module as Starting once its port
+  is bound and again with the outcome (Ready before it answers ready), read by the agent on every
+  observation; its JSON is camelCase like the other wire models;
+- exit codes: 0 after a graceful stop, 1 Failed, 78 Unschedulable (``EXIT_*``; the agent never
+  restarts a module that exited 78);
+- ``AZUREML_MODEL_DIR``: where entry scripts find their model (the Azure ML name), set by the
+  agent and by the module itself.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+
+from edgefleet.protocol.files import write_atomic
+from edgefleet.protocol.models import TolerantWireModel
+
+STATUS_FILE_NAME = "status.json"  # in the instance's directory (process) or its run/ mount (Docker)
+LOG_FILE_NAME = "module.log"  # the process runtime's capture of the module's stdout and stderr
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_UNSCHEDULABLE = 78  # EX_CONFIG from sysexits.h: this device cannot satisfy the deployment
+
+MARK_PREFIX = "--edgefleet-"
+MARK_DEVICE = "--edgefleet-device"
+MARK_MODULE = "--edgefleet-module"
+MARK_SPEC = "--edgefleet-spec"
+
+AZUREML_MODEL_DIR = "AZUREML_MODEL_DIR"
+
+
+class ModuleOption(Enum):
+    """One module setting: its command-line flag and its environment variable."""
+
+    MODEL_DIR = ("--model-dir", "EDGEFLEET_MODEL_DIR")
+    SOURCE_DIR = ("--source-dir", "EDGEFLEET_SOURCE_DIR")
+    ENTRY_SCRIPT = ("--entry-script", "EDGEFLEET_ENTRY_SCRIPT")  # absent: no-code mode
+    MODEL_NAME = ("--name", "EDGEFLEET_MODEL_NAME")
+    MODEL_VERSION = ("--version", "EDGEFLEET_MODEL_VERSION")
+    HOST = ("--host", "EDGEFLEET_HOST")
+    PORT = ("--port", "EDGEFLEET_PORT")
+    ACCELERATOR = ("--accelerator", "EDGEFLEET_ACCELERATOR_PREFER")
+    ACCELERATOR_REQUIRED = ("--accelerator-required", "EDGEFLEET_ACCELERATOR_REQUIRED")
+    STATUS_FILE = ("--status-file", "EDGEFLEET_STATUS_FILE")
+    MAX_REQUEST_BYTES = ("--max-request-bytes", "EDGEFLEET_MAX_REQUEST_BYTES")
+    LOG_LEVEL = ("--log-level", "EDGEFLEET_LOG_LEVEL")
+
+    @property
+    def flag(self) -> str:
+        flag: str = self.value[0]
+        return flag
+
+    @property
+    def env(self) -> str:
+        env: str = self.value[1]
+        return env
+
+    @property
+    def dest(self) -> str:
+        """The attribute argparse derives from the flag (``--model-dir`` -> ``model_dir``)."""
+        return self.flag[2:].replace("-", "_")
+
+
+class ModuleRunState(str, Enum):
+    """The module's own view of its run, as its status file says (the agent turns it, with exit
+    codes and health probes, into the Azure ML ``ModuleState`` it reports)."""
+
+    STARTING = "Starting"
+    READY = "Ready"
+    UNSCHEDULABLE = "Unschedulable"
+    FAILED = "Failed"
+
+    @property
+    def exit_code(self) -> int:
+        """The exit code that goes with ending in this state."""
+        return {ModuleRunState.FAILED: EXIT_FAILED, ModuleRunState.UNSCHEDULABLE: EXIT_UNSCHEDULABLE}.get(self, EXIT_OK)
+
+
+class ModuleStatusFile(TolerantWireModel):
+    """The status file (and ``GET /edgefleet/status``): what the module says of itself.
+
+    Tolerant of fields a newer module adds; every field has a default so the agent's planner and
+    tests can state just what they need.
+    """
+
+    state: ModuleRunState = ModuleRunState.STARTING
+    message: str = ""
+    backend: str | None = Field(default=None, description="the inference backend chosen: fpga, opencl or cpu")
+    backend_reason: str | None = Field(default=None, description="why that backend (or why none)")
+    backend_timings_ms: dict[str, float] = Field(default_factory=dict, description="per-backend check time")
+    pid: int | None = None
+    port: int | None = Field(default=None, description="the port bound (0 on the command line picks one)")
+
+
+def write_status_file(path: Path, status: ModuleStatusFile) -> None:
+    """Atomic (``write_atomic``): the agent reads the old status or the new, never half of one."""
+    write_atomic(path, status.model_dump_json(by_alias=True, indent=2).encode())
+
+
+def read_status_file(path: Path) -> ModuleStatusFile | None:
+    """The status file, or None while there is none yet or it is not a valid status (half written
+    by a module that does not write atomically, an unknown state): the agent reads again on its
+    next observation, so this never raises."""
+    try:
+        return ModuleStatusFile.model_validate_json(path.read_bytes())
+    except (OSError, ValidationError):
+        return None
