@@ -65,8 +65,8 @@ class Cli:
 
     # hub ---------------------------------------------------------------------------------------
     def hub_serve(self) -> int:
-        from edgefleet.hub.server import serve  # uvicorn only for the server command
-        from edgefleet.hub.settings import HubSettings
+        from edgefleet.hub.server.runner import serve  # uvicorn only for the server command
+        from edgefleet.hub.server.settings import HubSettings
 
         overrides = {
             k: v

@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import Field
 
-from edgefleet.hub.service_state import DeviceServiceState
-from edgefleet.hub.store.records import ApiModel, DeviceRecord, FileEntry, ModelRecord, ServiceRecord
+from edgefleet.hub.server.service_state import DeviceServiceState
+from edgefleet.hub.server.store.records import ApiModel, DeviceRecord, FileEntry, ModelRecord, ServiceRecord
 from edgefleet.protocol.models import ModuleState, Telemetry
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edgefleet.hub.server import HubServer
-from edgefleet.hub.settings import HubSettings
+from edgefleet.hub.server.runner import HubServer
+from edgefleet.hub.server.settings import HubSettings
 from edgefleet.protocol.digests import sha256_bytes
 from edgefleet.protocol.signing import HubKey
 from tests.support.processes import free_port

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from edgefleet.hub.store.records import ApiModel
+from edgefleet.hub.server.store.records import ApiModel
 from edgefleet.protocol.models import ModuleState, ReportedState
 
 _SEVERITY = [ModuleState.FAILED, ModuleState.UNHEALTHY, ModuleState.UNSCHEDULABLE, ModuleState.HEALTHY]

@@ -16,10 +16,10 @@ from types import TracebackType
 
 import uvicorn
 
-from edgefleet.hub.api import create_app
-from edgefleet.hub.core import Hub
 from edgefleet.hub.errors import HubError
-from edgefleet.hub.settings import HubSettings
+from edgefleet.hub.server.api import create_app
+from edgefleet.hub.server.core import Hub
+from edgefleet.hub.server.settings import HubSettings
 
 log = logging.getLogger(__name__)
 

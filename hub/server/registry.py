@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import re
 
-from edgefleet.hub.artifacts import BlobStore
 from edgefleet.hub.configs import (
     DEPLOYMENT_CONFIG,
     INFERENCE_CONFIG,
@@ -18,14 +17,15 @@ from edgefleet.hub.configs import (
     parse_deployment_config,
     parse_inference_config,
 )
-from edgefleet.hub.controller import Controller
 from edgefleet.hub.errors import Conflict, InvalidRequest, NotFound
 from edgefleet.hub.refs import parse_model_ref
-from edgefleet.hub.render import DeviceView as RenderDevice
-from edgefleet.hub.render import describe_target, targets
 from edgefleet.hub.schemas import DeviceView, ModelCreate, ServiceCreate, ServiceView
-from edgefleet.hub.service_state import DeviceObservation, service_status
-from edgefleet.hub.store import DeviceRecord, FileEntry, ModelRecord, ServiceRecord, Store
+from edgefleet.hub.server.artifacts import BlobStore
+from edgefleet.hub.server.controller import Controller
+from edgefleet.hub.server.render import DeviceView as RenderDevice
+from edgefleet.hub.server.render import describe_target, targets
+from edgefleet.hub.server.service_state import DeviceObservation, service_status
+from edgefleet.hub.server.store import DeviceRecord, FileEntry, ModelRecord, ServiceRecord, Store
 from edgefleet.protocol.models import MODULE_NAME_PATTERN, utcnow
 
 log = logging.getLogger(__name__)

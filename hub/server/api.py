@@ -15,11 +15,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgefleet import hub
-from edgefleet.hub.artifacts import check_digest, parse_range
-from edgefleet.hub.core import Hub
 from edgefleet.hub.errors import Conflict, HubError, InvalidRequest, MethodTimeout, NotFound, RangeNotSatisfiable
 from edgefleet.hub.schemas import DeviceView, ErrorBody, HubInfo, MethodCall, ModelCreate, ServiceCreate, ServiceView
-from edgefleet.hub.store.records import ModelRecord
+from edgefleet.hub.server.artifacts import check_digest, parse_range
+from edgefleet.hub.server.core import Hub
+from edgefleet.hub.server.store.records import ModelRecord
 from edgefleet.protocol.models import DirectMethodResponse
 
 log = logging.getLogger(__name__)
