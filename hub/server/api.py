@@ -1,7 +1,8 @@
 """The hub's REST API (FastAPI, OpenAPI at /docs), under /api/v1.
 
 Every failure is JSON ``{"error": "..."}`` with a 4xx for bad input; HubError subclasses map to
-status codes in one table, so handlers just raise.
+status codes in one table (errors.HTTP_STATUS), so handlers just raise. Bodies are the schemas of
+edgefleet.hub.schemas, which the client decodes into the same types.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgefleet import hub
-from edgefleet.hub.errors import Conflict, HubError, InvalidRequest, MethodTimeout, NotFound, RangeNotSatisfiable
+from edgefleet.hub.errors import HubError, RangeNotSatisfiable, http_status
 from edgefleet.hub.schemas import (
     BlobStored,
     DeviceView,
@@ -34,14 +35,6 @@ from edgefleet.protocol.models import DirectMethodResponse
 
 log = logging.getLogger(__name__)
 
-_STATUS: list[tuple[type[HubError], int]] = [
-    (NotFound, 404),
-    (Conflict, 409),
-    (RangeNotSatisfiable, 416),
-    (MethodTimeout, 504),
-    (InvalidRequest, 400),
-    (HubError, 400),
-]
 _ERRORS = {400: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}}
 
 
@@ -74,9 +67,8 @@ def create_app(hub_: Hub) -> FastAPI:
 
     @app.exception_handler(HubError)
     async def _hub_error(_r: Request, exc: HubError) -> JSONResponse:
-        status = next(code for cls, code in _STATUS if isinstance(exc, cls))
         headers = {"Content-Range": f"bytes */{exc.size}"} if isinstance(exc, RangeNotSatisfiable) else None
-        return _error(status, str(exc), headers)
+        return _error(http_status(exc), str(exc), headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_r: Request, exc: RequestValidationError) -> JSONResponse:
