@@ -10,7 +10,7 @@ HubError                     base; the message says what, where and what to do
 ├── RangeNotSatisfiable      an HTTP Range outside the blob                             -> HTTP 416
 ├── StoreError               the store refused an operation (e.g. a generation that does not increase)
 ├── MethodTimeout            a device did not answer a direct method in time            -> HTTP 504
-└── ClientError              the client could not complete a request (hub unreachable, an unexpected answer)
+└── ClientError              the CLI or client could not do it (bad local input, hub unreachable, odd answer)
 
 Over HTTP an error travels as its status (HTTP_STATUS) and ``{"error": message}``; the client
 raises the same class again with the server's message, so callers catch one hierarchy either side.
@@ -68,7 +68,7 @@ class MethodTimeout(HubError):
 
 
 class ClientError(HubError):
-    """The CLI could not complete a request."""
+    """The CLI or its client could not complete a request (also: a hub answer no other class names, e.g. 500)."""
 
 
 # The REST API's status for each error, most specific first (client.py maps statuses back).
