@@ -1,15 +1,15 @@
 """The edgefleet hub: fleet registry, artifact store, REST API, MQTT controller and the `edgefleet` CLI.
 
-settings.py        HubSettings (environment EDGEFLEET_HUB_*)
-store/             Store interface + SQLite implementation (models, services, devices, desired state)
-artifacts.py       content-addressed blob store on disk (sha256), HTTP Range parsing
-configs.py         Azure ML CLI v1 inferenceconfig.json / deploymentconfig.json
-render.py          pure: services x device -> the device's ModuleSpecs
-service_state.py   pure: published generations x reports -> service and per-device states
-controller.py      MQTT: ingest reports, publish signed retained manifests, direct methods
-api.py             FastAPI app under /api/v1
-server.py          Hub (all parts wired together) and HubServer (in-process uvicorn)
-client.py / cli.py the `edgefleet` command line
+server/       what runs inside `edgefleet hub serve`: FastAPI app, MQTT controller, store, artifacts
+cli/          the `edgefleet` command line and the demo driver; reaches the hub only through client.py
+client.py     typed HTTP client: answers with the API's schemas, raises the hub's errors
+schemas.py    REST API request/response bodies, shared by server and client (pure pydantic)
+configs.py    Azure ML CLI v1 inferenceconfig.json / deploymentconfig.json (checked on both sides)
+refs.py       NAME:VERSION model references
+errors.py     the hub's error hierarchy and the HTTP status of each
+broker.py     a private Mosquitto/amqtt broker for the demo and tests (not part of the server)
+
+Import-linter keeps cli/ and client.py off server/, and the shared modules off both.
 """
 
 __version__ = "0.1.0"

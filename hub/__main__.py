@@ -2,6 +2,6 @@
 
 import sys
 
-from edgefleet.hub.cli import main
+from edgefleet.hub.cli.main import main
 
 sys.exit(main())

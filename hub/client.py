@@ -1,23 +1,62 @@
-"""A small HTTP client for the hub's REST API (used by the CLI; usable by the demo and scripts)."""
+"""A typed HTTP client for the hub's REST API: the CLI's only way to the hub, usable by scripts too.
+
+Every method answers with the schema the API declares for its route (edgefleet.hub.schemas), so
+callers never see raw JSON, and a failure is raised as the hub's own error class (NotFound,
+Conflict, ...) with the server's message. Imports no server code.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import TypeAdapter, ValidationError
 
-from edgefleet.hub.errors import ClientError
+from edgefleet.hub.errors import ClientError, Conflict, HubError, InvalidRequest, MethodTimeout, NotFound
+from edgefleet.hub.schemas import (
+    BlobStored,
+    DeviceView,
+    FileEntry,
+    HubInfo,
+    MethodCall,
+    ModelCreate,
+    ModelView,
+    ServiceCreate,
+    ServiceView,
+)
+from edgefleet.protocol.models import DirectMethodResponse
 
 ProgressFn = Callable[[int, int], None]
+T = TypeVar("T")
 _CHUNK = 1 << 16
+
+# Statuses the API answers for its errors (errors.HTTP_STATUS; 422: a body the API could not
+# validate). Any other failing status is a ClientError carrying the hub's message.
+RAISED_FOR_STATUS: dict[int, type[HubError]] = {
+    400: InvalidRequest,
+    404: NotFound,
+    409: Conflict,
+    422: InvalidRequest,
+    504: MethodTimeout,
+}
+
+_HUB_INFO = TypeAdapter(HubInfo)
+_BLOB = TypeAdapter(BlobStored)
+_MODEL = TypeAdapter(ModelView)
+_MODELS = TypeAdapter(list[ModelView])
+_SERVICE = TypeAdapter(ServiceView)
+_SERVICES = TypeAdapter(list[ServiceView])
+_DEVICE = TypeAdapter(DeviceView)
+_DEVICES = TypeAdapter(list[DeviceView])
+_METHOD = TypeAdapter(DirectMethodResponse)
 
 
 class HubClient:
-    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 30.0, transport: httpx.BaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url + "/api/v1", timeout=timeout)
+        self._http = httpx.Client(base_url=self.base_url + "/api/v1", timeout=timeout, transport=transport)
 
     def close(self) -> None:
         self._http.close()
@@ -28,7 +67,97 @@ class HubClient:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    # hub / blobs -------------------------------------------------------------------------------
+    def hub_info(self) -> HubInfo:
+        return self._call(_HUB_INFO, "GET", "/hub")
+
+    def blob_exists(self, digest: str) -> bool:
+        try:
+            response = self._http.head(f"/blobs/{digest}")
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    def upload_blob(self, path: Path, digest: str, progress: ProgressFn | None = None) -> BlobStored:
+        total = path.stat().st_size
+
+        def chunks() -> Iterator[bytes]:
+            sent = 0
+            with open(path, "rb") as f:
+                while chunk := f.read(_CHUNK):
+                    sent += len(chunk)
+                    if progress:
+                        progress(sent, total)
+                    yield chunk
+
+        return self._call(
+            _BLOB,
+            "PUT",
+            f"/blobs/{digest}",
+            content=chunks(),
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(total)},
+        )
+
+    # models ------------------------------------------------------------------------------------
+    def create_model(
+        self, name: str, files: Sequence[FileEntry], tags: dict[str, str] | None = None, description: str = ""
+    ) -> ModelView:
+        body = _unchecked(ModelCreate, name=name, files=list(files), tags=tags or {}, description=description)
+        return self._call(_MODEL, "POST", "/models", json=body)
+
+    def list_models(self, name: str | None = None) -> list[ModelView]:
+        return self._call(_MODELS, "GET", "/models", params={"name": name} if name else None)
+
+    def get_model(self, name: str, version: int) -> ModelView:
+        return self._call(_MODEL, "GET", f"/models/{name}/versions/{version}")
+
+    def delete_model(self, name: str, version: int) -> None:
+        self._request("DELETE", f"/models/{name}/versions/{version}")
+
+    # services ----------------------------------------------------------------------------------
+    def deploy(
+        self,
+        name: str,
+        models: Sequence[str],
+        inference_config: dict[str, Any] | None = None,
+        deployment_config: dict[str, Any] | None = None,
+        source_files: Sequence[FileEntry] = (),
+        overwrite: bool = False,
+    ) -> ServiceView:
+        body = _unchecked(
+            ServiceCreate,
+            name=name,
+            models=list(models),
+            inference_config=inference_config,
+            deployment_config=deployment_config,
+            source_files=list(source_files),
+            overwrite=overwrite,
+        )
+        return self._call(_SERVICE, "POST", "/services", json=body)
+
+    def list_services(self) -> list[ServiceView]:
+        return self._call(_SERVICES, "GET", "/services")
+
+    def get_service(self, name: str) -> ServiceView:
+        return self._call(_SERVICE, "GET", f"/services/{name}")
+
+    def delete_service(self, name: str) -> None:
+        self._request("DELETE", f"/services/{name}")
+
+    # devices -----------------------------------------------------------------------------------
+    def list_devices(self) -> list[DeviceView]:
+        return self._call(_DEVICES, "GET", "/devices")
+
+    def get_device(self, device_id: str) -> DeviceView:
+        return self._call(_DEVICE, "GET", f"/devices/{device_id}")
+
+    def call_method(self, device_id: str, method: str, params: dict[str, Any], timeout: float) -> DirectMethodResponse:
+        """The device's answer, whatever its status: a device's failure is not the hub's."""
+        body = _unchecked(MethodCall, params=params, timeout_s=timeout)
+        return self._call(_METHOD, "POST", f"/devices/{device_id}/methods/{method}", json=body, timeout=timeout + 10)
+
+    # transport ---------------------------------------------------------------------------------
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.ConnectError:
@@ -41,85 +170,26 @@ class HubClient:
         except httpx.HTTPError as exc:
             raise ClientError(f"{method} {self.base_url}/api/v1{path} failed: {exc}") from None
         if response.status_code >= 400:
-            raise ClientError(_error_text(response))
+            raise RAISED_FOR_STATUS.get(response.status_code, ClientError)(_error_text(response))
         return response
 
-    def json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.request(method, path, **kwargs)
-        return response.json() if response.content else None
-
-    # hub / blobs -------------------------------------------------------------------------------
-    def hub_info(self) -> dict[str, Any]:
-        return dict(self.json("GET", "/hub"))
-
-    def blob_exists(self, digest: str) -> bool:
+    def _call(self, answer: TypeAdapter[T], method: str, path: str, **kwargs: Any) -> T:
+        response = self._request(method, path, **kwargs)
         try:
-            response = self._http.head(f"/blobs/{digest}")
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
+            return answer.validate_json(response.content)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            raise ClientError(
+                f"the hub at {self.base_url} answered {method} {path} with a body this client does not read "
+                f"({where}: {first['msg']}); are the hub and the CLI the same edgefleet version?"
+            ) from None
 
-    def upload_blob(self, path: Path, digest: str, progress: ProgressFn | None = None) -> None:
-        total = path.stat().st_size
 
-        def chunks() -> Iterator[bytes]:
-            sent = 0
-            with open(path, "rb") as f:
-                while chunk := f.read(_CHUNK):
-                    sent += len(chunk)
-                    if progress:
-                        progress(sent, total)
-                    yield chunk
-
-        self.request(
-            "PUT",
-            f"/blobs/{digest}",
-            content=chunks(),
-            headers={"Content-Type": "application/octet-stream", "Content-Length": str(total)},
-        )
-
-    # models ------------------------------------------------------------------------------------
-    def create_model(self, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(self.json("POST", "/models", json=body))
-
-    def list_models(self, name: str | None = None) -> list[dict[str, Any]]:
-        return list(self.json("GET", "/models", params={"name": name} if name else None))
-
-    def get_model(self, name: str, version: int) -> dict[str, Any]:
-        return dict(self.json("GET", f"/models/{name}/versions/{version}"))
-
-    def delete_model(self, name: str, version: int) -> None:
-        self.request("DELETE", f"/models/{name}/versions/{version}")
-
-    # services ----------------------------------------------------------------------------------
-    def deploy(self, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(self.json("POST", "/services", json=body))
-
-    def list_services(self) -> list[dict[str, Any]]:
-        return list(self.json("GET", "/services"))
-
-    def get_service(self, name: str) -> dict[str, Any]:
-        return dict(self.json("GET", f"/services/{name}"))
-
-    def delete_service(self, name: str) -> None:
-        self.request("DELETE", f"/services/{name}")
-
-    # devices -----------------------------------------------------------------------------------
-    def list_devices(self) -> list[dict[str, Any]]:
-        return list(self.json("GET", "/devices"))
-
-    def get_device(self, device_id: str) -> dict[str, Any]:
-        return dict(self.json("GET", f"/devices/{device_id}"))
-
-    def call_method(self, device_id: str, method: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
-        return dict(
-            self.json(
-                "POST",
-                f"/devices/{device_id}/methods/{method}",
-                json={"params": params, "timeoutS": timeout},
-                timeout=timeout + 10,
-            )
-        )
+def _unchecked(schema: type[ModelCreate | ServiceCreate | MethodCall], **fields: Any) -> dict[str, Any]:
+    """The request body in the API's JSON names. Not validated here: the hub judges requests and
+    words the errors, so a bad name gets the same message from the CLI as from any other client."""
+    return schema.model_construct(**fields).model_dump(mode="json", by_alias=True)
 
 
 def _error_text(response: httpx.Response) -> str:

@@ -10,7 +10,10 @@ HubError                     base; the message says what, where and what to do
 ├── RangeNotSatisfiable      an HTTP Range outside the blob                             -> HTTP 416
 ├── StoreError               the store refused an operation (e.g. a generation that does not increase)
 ├── MethodTimeout            a device did not answer a direct method in time            -> HTTP 504
-└── ClientError              the CLI could not complete a request (hub unreachable, 4xx/5xx)
+└── ClientError              the CLI or client could not do it (bad local input, hub unreachable, odd answer)
+
+Over HTTP an error travels as its status (HTTP_STATUS) and ``{"error": message}``; the client
+raises the same class again with the server's message, so callers catch one hierarchy either side.
 """
 
 from __future__ import annotations
@@ -65,4 +68,19 @@ class MethodTimeout(HubError):
 
 
 class ClientError(HubError):
-    """The CLI could not complete a request."""
+    """The CLI or its client could not complete a request (also: a hub answer no other class names, e.g. 500)."""
+
+
+# The REST API's status for each error, most specific first (client.py maps statuses back).
+HTTP_STATUS: tuple[tuple[type[HubError], int], ...] = (
+    (NotFound, 404),
+    (Conflict, 409),
+    (RangeNotSatisfiable, 416),
+    (MethodTimeout, 504),
+    (InvalidRequest, 400),
+    (HubError, 400),
+)
+
+
+def http_status(exc: HubError) -> int:
+    return next(code for cls, code in HTTP_STATUS if isinstance(exc, cls))

@@ -1,14 +1,27 @@
-"""REST API request and response bodies that are not store records (camelCase JSON)."""
+"""The REST API's request and response bodies (camelCase JSON), shared by the server and the client.
+
+Pure pydantic on top of the protocol and config models: no server code, so the CLI and scripts
+can use the very types the API declares (``response_model``) without importing FastAPI or the
+store. The server maps its store records onto these; a record is never an API body.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
-from edgefleet.hub.service_state import DeviceServiceState
-from edgefleet.hub.store.records import ApiModel, DeviceRecord, FileEntry, ModelRecord, ServiceRecord
-from edgefleet.protocol.models import ModuleState, Telemetry
+from edgefleet.hub.configs import DeploymentConfig, InferenceConfig
+from edgefleet.protocol.models import DeviceCapabilities, ModelRef, ModuleState, ReportedState, Telemetry
+
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+PresenceValue = Literal["online", "offline", "unknown"]
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
 class ErrorBody(ApiModel):
@@ -23,13 +36,38 @@ class HubInfo(ApiModel):
     broker_connected: bool
 
 
+class BlobStored(ApiModel):
+    digest: str
+    size: int = Field(ge=0)
+    created: bool = Field(description="false when the blob was already stored")
+
+
+class FileEntry(ApiModel):
+    """One file of a model version or of a service's source directory, stored as a blob."""
+
+    path: str = Field(description="relative path, '/'-separated")
+    digest: str = Field(description="sha256:<hex> of the blob")
+    size: int = Field(ge=0)
+
+
+# models ----------------------------------------------------------------------------------------
 class ModelCreate(ApiModel):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    name: str = Field(pattern=MODEL_NAME_PATTERN)
     files: list[FileEntry] = Field(min_length=1, description="each file's blob must be uploaded first")
     tags: dict[str, str] = Field(default_factory=dict)
     description: str = ""
 
 
+class ModelView(ApiModel):
+    name: str
+    version: int = Field(ge=1, description="auto-incremented per name, starting at 1")
+    tags: dict[str, str] = Field(default_factory=dict)
+    description: str = ""
+    created: datetime
+    files: list[FileEntry]
+
+
+# services --------------------------------------------------------------------------------------
 class ServiceCreate(ApiModel):
     name: str = Field(description="lowercase letters, digits and '-'; also the module name on devices")
     models: list[str] = Field(min_length=1, description="NAME:VERSION of registered models")
@@ -39,14 +77,47 @@ class ServiceCreate(ApiModel):
     overwrite: bool = Field(default=False, description="replace a service of the same name")
 
 
-class ServiceView(ServiceRecord):
+class DeviceServiceState(ApiModel):
+    """One targeted device's part in a service."""
+
+    device: str
+    state: ModuleState
+    message: str = ""
+    endpoint: str | None = None
+    backend: str | None = None
+    reason: str | None = Field(default=None, description="why the backend was chosen")
+    backend_timings_ms: dict[str, float] = Field(default_factory=dict, description="measured per candidate backend")
+    generation: int | None = Field(default=None, description="generation the device's report describes")
+    desired_generation: int | None = None
+    online: bool | None = None
+    restarts: int = 0
+    rolled_back: bool = False
+
+
+class ServiceView(ApiModel):
+    name: str
+    models: list[ModelRef]
+    inference_config: InferenceConfig = Field(default_factory=InferenceConfig)
+    deployment_config: DeploymentConfig = Field(default_factory=DeploymentConfig)
+    source_files: list[FileEntry] = Field(default_factory=list)
+    created: datetime
+    updated: datetime
     state: ModuleState
     reason: str = ""
     target: str = Field(description="the device selector in words")
     devices: list[DeviceServiceState] = Field(default_factory=list)
 
 
-class DeviceView(DeviceRecord):
+# devices ---------------------------------------------------------------------------------------
+class DeviceView(ApiModel):
+    device_id: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    capabilities: DeviceCapabilities = Field(default_factory=DeviceCapabilities)
+    presence: PresenceValue = "unknown"
+    agent_version: str = ""
+    last_report: ReportedState | None = None
+    first_seen: datetime
+    last_seen: datetime
     desired_generation: int | None = None
     telemetry: Telemetry | None = None
 
@@ -54,7 +125,3 @@ class DeviceView(DeviceRecord):
 class MethodCall(ApiModel):
     params: dict[str, Any] = Field(default_factory=dict)
     timeout_s: float | None = Field(default=None, gt=0, le=300)
-
-
-class ModelList(ApiModel):
-    models: list[ModelRecord]

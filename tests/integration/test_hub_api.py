@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edgefleet.hub.server import HubServer
-from edgefleet.hub.settings import HubSettings
+from edgefleet.hub.server.runner import HubServer
+from edgefleet.hub.server.settings import HubSettings
 from edgefleet.protocol.digests import sha256_bytes
 from edgefleet.protocol.signing import HubKey
 from tests.support.processes import free_port
@@ -141,3 +141,31 @@ def test_openapi_documents_the_api(api: httpx.Client) -> None:
     spec = httpx.get(str(api.base_url).removesuffix("/api/v1/") + "/openapi.json").json()
     assert "/api/v1/services/{name}" in spec["paths"]
     assert {t["name"] for t in spec["tags"]} >= {"blobs", "models", "services", "devices"}
+
+
+def test_every_json_answer_is_an_api_schema_not_a_store_record(api: httpx.Client) -> None:
+    spec = httpx.get(str(api.base_url).removesuffix("/api/v1/") + "/openapi.json").json()
+    answers = {}
+    for path, operations in spec["paths"].items():
+        for method, op in operations.items():
+            if path.endswith("/blobs/{digest}") and method in ("get", "head"):
+                continue  # the blob's bytes
+            for status in ("200", "201"):
+                schema = op["responses"].get(status, {}).get("content", {}).get("application/json", {}).get("schema")
+                if schema is not None:
+                    ref = schema.get("$ref") or schema.get("items", {}).get("$ref", "")
+                    answers[f"{method.upper()} {path}"] = ref.rsplit("/", 1)[-1]
+    assert answers == {
+        "GET /api/v1/hub": "HubInfo",
+        "PUT /api/v1/blobs/{digest}": "BlobStored",
+        "POST /api/v1/models": "ModelView",
+        "GET /api/v1/models": "ModelView",
+        "GET /api/v1/models/{name}/versions/{version}": "ModelView",
+        "POST /api/v1/services": "ServiceView",
+        "GET /api/v1/services": "ServiceView",
+        "GET /api/v1/services/{name}": "ServiceView",
+        "GET /api/v1/devices": "DeviceView",
+        "GET /api/v1/devices/{device_id}": "DeviceView",
+        "POST /api/v1/devices/{device_id}/methods/{method}": "DirectMethodResponse",
+    }
+    assert not [name for name in spec["components"]["schemas"] if name.endswith("Record")]

@@ -17,8 +17,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edgefleet.hub.server import HubServer
-from edgefleet.hub.settings import HubSettings
+from edgefleet.hub.server.runner import HubServer
+from edgefleet.hub.server.settings import HubSettings
 from edgefleet.protocol.digests import sha256_bytes
 from edgefleet.protocol.models import (
     DeviceCapabilities,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet.hub.artifacts import BlobStore, ByteRange, parse_range
 from edgefleet.hub.errors import DigestMismatch, RangeNotSatisfiable
+from edgefleet.hub.server.artifacts import BlobStore, ByteRange, parse_range
 from edgefleet.protocol.digests import sha256_bytes
 
 

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from edgefleet.hub.generations import next_generation
+from edgefleet.hub.server.generations import next_generation
 
 A: list[dict[str, Any]] = [{"name": "a"}]
 B: list[dict[str, Any]] = [{"name": "b"}]

@@ -6,8 +6,8 @@ import pytest
 
 from edgefleet.hub.configs import parse_deployment_config, parse_inference_config
 from edgefleet.hub.errors import NotFound
-from edgefleet.hub.render import DeviceView, index_models, render_device, render_module, targets
-from edgefleet.hub.store import FileEntry, ModelRecord, ServiceRecord
+from edgefleet.hub.server.render import DeviceView, index_models, render_device, render_module, targets
+from edgefleet.hub.server.store import FileEntry, ModelRecord, ServiceRecord
 from edgefleet.protocol.models import DeviceCapabilities, ModelRef, RestartPolicy
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgefleet.hub.service_state import DeviceObservation, device_state, module_present, service_status
+from edgefleet.hub.server.service_state import DeviceObservation, device_state, module_present, service_status
 from edgefleet.protocol.models import ModuleState, ModuleStatus, ReportedState
 
 S = "svc"

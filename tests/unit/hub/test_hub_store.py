@@ -10,7 +10,7 @@ import pytest
 
 from edgefleet.hub.configs import parse_deployment_config
 from edgefleet.hub.errors import SettingsError, StoreError
-from edgefleet.hub.store import DesiredRecord, FileEntry, ServiceRecord, SqliteStore, open_store
+from edgefleet.hub.server.store import DesiredRecord, FileEntry, ServiceRecord, SqliteStore, open_store
 from edgefleet.protocol.models import DeviceCapabilities, ModelRef, ModuleState, ModuleStatus, ReportedState
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)

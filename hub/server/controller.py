@@ -25,10 +25,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
 from edgefleet.hub.errors import HubError, InvalidRequest, MethodTimeout
-from edgefleet.hub.generations import next_generation
-from edgefleet.hub.mqtt_url import parse_broker_url
-from edgefleet.hub.render import DeviceView, index_models, modules_wire, render_device
-from edgefleet.hub.store import DesiredRecord, Store
+from edgefleet.hub.server.generations import next_generation
+from edgefleet.hub.server.mqtt_url import parse_broker_url
+from edgefleet.hub.server.render import DeviceView, index_models, modules_wire, render_device
+from edgefleet.hub.server.store import DesiredRecord, Store
 from edgefleet.protocol.models import (
     DeviceManifest,
     DirectMethodRequest,

@@ -1,7 +1,8 @@
 """The hub's REST API (FastAPI, OpenAPI at /docs), under /api/v1.
 
 Every failure is JSON ``{"error": "..."}`` with a 4xx for bad input; HubError subclasses map to
-status codes in one table, so handlers just raise.
+status codes in one table (errors.HTTP_STATUS), so handlers just raise. Bodies are the schemas of
+edgefleet.hub.schemas, which the client decodes into the same types.
 """
 
 from __future__ import annotations
@@ -15,23 +16,25 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgefleet import hub
-from edgefleet.hub.artifacts import check_digest, parse_range
-from edgefleet.hub.core import Hub
-from edgefleet.hub.errors import Conflict, HubError, InvalidRequest, MethodTimeout, NotFound, RangeNotSatisfiable
-from edgefleet.hub.schemas import DeviceView, ErrorBody, HubInfo, MethodCall, ModelCreate, ServiceCreate, ServiceView
-from edgefleet.hub.store.records import ModelRecord
+from edgefleet.hub.errors import HubError, RangeNotSatisfiable, http_status
+from edgefleet.hub.schemas import (
+    BlobStored,
+    DeviceView,
+    ErrorBody,
+    HubInfo,
+    MethodCall,
+    ModelCreate,
+    ModelView,
+    ServiceCreate,
+    ServiceView,
+)
+from edgefleet.hub.server.artifacts import check_digest, parse_range
+from edgefleet.hub.server.core import Hub
+from edgefleet.hub.server.registry import model_view
 from edgefleet.protocol.models import DirectMethodResponse
 
 log = logging.getLogger(__name__)
 
-_STATUS: list[tuple[type[HubError], int]] = [
-    (NotFound, 404),
-    (Conflict, 409),
-    (RangeNotSatisfiable, 416),
-    (MethodTimeout, 504),
-    (InvalidRequest, 400),
-    (HubError, 400),
-]
 _ERRORS = {400: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}}
 
 
@@ -64,9 +67,8 @@ def create_app(hub_: Hub) -> FastAPI:
 
     @app.exception_handler(HubError)
     async def _hub_error(_r: Request, exc: HubError) -> JSONResponse:
-        status = next(code for cls, code in _STATUS if isinstance(exc, cls))
         headers = {"Content-Range": f"bytes */{exc.size}"} if isinstance(exc, RangeNotSatisfiable) else None
-        return _error(status, str(exc), headers)
+        return _error(http_status(exc), str(exc), headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_r: Request, exc: RequestValidationError) -> JSONResponse:
@@ -95,15 +97,21 @@ def create_app(hub_: Hub) -> FastAPI:
         )
 
     # blobs -------------------------------------------------------------------------------------
-    @api.put("/blobs/{digest}", tags=["blobs"], status_code=201, summary="Upload a blob under its sha256 digest")
-    async def put_blob(digest: str, request: Request) -> dict[str, object]:
+    @api.put(
+        "/blobs/{digest}",
+        tags=["blobs"],
+        status_code=201,
+        response_model=BlobStored,
+        summary="Upload a blob under its sha256 digest",
+    )
+    async def put_blob(digest: str, request: Request) -> BlobStored:
         check_digest(digest)
         if blobs.exists(digest):
             async for _ in request.stream():  # drain: the client sent it anyway
                 pass
-            return {"digest": digest, "size": blobs.size(digest), "created": False}
+            return BlobStored(digest=digest, size=blobs.size(digest), created=False)
         size = await blobs.put_stream(digest, request.stream())
-        return {"digest": digest, "size": size, "created": True}
+        return BlobStored(digest=digest, size=size, created=True)
 
     @api.head("/blobs/{digest}", tags=["blobs"], summary="Blob size and ETag", operation_id="head_blob")
     @api.get(
@@ -139,19 +147,17 @@ def create_app(hub_: Hub) -> FastAPI:
         )
 
     # models ------------------------------------------------------------------------------------
-    @api.post(
-        "/models", tags=["models"], status_code=201, response_model=ModelRecord, summary="Register a model version"
-    )
-    def create_model(req: ModelCreate) -> ModelRecord:
+    @api.post("/models", tags=["models"], status_code=201, response_model=ModelView, summary="Register a model version")
+    def create_model(req: ModelCreate) -> ModelView:
         return registry.register_model(req)
 
-    @api.get("/models", tags=["models"], response_model=list[ModelRecord], summary="List models (all versions)")
-    def list_models(name: str | None = None) -> list[ModelRecord]:
-        return registry.store.list_models(name)
+    @api.get("/models", tags=["models"], response_model=list[ModelView], summary="List models (all versions)")
+    def list_models(name: str | None = None) -> list[ModelView]:
+        return registry.list_models(name)
 
-    @api.get("/models/{name}/versions/{version}", tags=["models"], response_model=ModelRecord)
-    def get_model(name: str, version: int) -> ModelRecord:
-        return registry.get_model(name, version)
+    @api.get("/models/{name}/versions/{version}", tags=["models"], response_model=ModelView)
+    def get_model(name: str, version: int) -> ModelView:
+        return model_view(registry.get_model(name, version))
 
     @api.delete("/models/{name}/versions/{version}", tags=["models"], status_code=204, response_class=Response)
     def delete_model(name: str, version: int) -> Response:

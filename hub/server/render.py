@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from edgefleet.hub.errors import NotFound
-from edgefleet.hub.store.records import ModelRecord, ServiceRecord
+from edgefleet.hub.server.store.records import ModelRecord, ServiceRecord
 from edgefleet.protocol.models import (
     AcceleratorPreference,
     ArtifactRef,

@@ -5,8 +5,8 @@ with its own data directory), registers the sample int8 digits model, deploys it
 shows progress until every device is Healthy, scores the held-out digits images on every device's
 endpoint, prints per-device accuracy, and stops everything it started — also on Ctrl-C.
 
-The demo drives the hub only through its REST API (HubClient), exactly as the CLI does; it never
-imports the agent.
+The demo drives the hub only through its REST API (HubClient), exactly as the CLI does; the hub,
+the agents and the broker are processes it starts, so it imports none of them.
 """
 
 from __future__ import annotations
@@ -28,13 +28,16 @@ import httpx
 import numpy as np
 
 from edgefleet.hub.broker import LocalBroker, free_port, start_local_broker
+from edgefleet.hub.cli.output import table
+from edgefleet.hub.cli.tables import model_ref
+from edgefleet.hub.cli.workflow import deploy_service, register_model, wait_for_removal, wait_for_service
 from edgefleet.hub.client import HubClient
-from edgefleet.hub.errors import ClientError
-from edgefleet.hub.workflow import deploy_service, register_model, wait_for_removal, wait_for_service
+from edgefleet.hub.errors import ClientError, HubError
+from edgefleet.protocol.models import ModuleState
 
 log = logging.getLogger(__name__)
 
-SAMPLE_DIR = Path(__file__).resolve().parent.parent / "modules" / "samples" / "digits"
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "modules" / "samples" / "digits"
 SERVICE = "digits-svc"
 FPGA_BOARD = "kv260"
 MODEL = "digits"
@@ -131,7 +134,7 @@ def _wait_devices(client: HubClient, ids: list[str], stack: Stack, say: Say, tim
     seen: set[str] = set()
     while time.monotonic() < deadline:
         stack.check_alive()
-        online = {d["deviceId"] for d in client.list_devices() if d.get("presence") == "online"}
+        online = {d.device_id for d in client.list_devices() if d.presence == "online"}
         for dev in sorted((online & set(ids)) - seen):
             say(f"  {dev}: online")
         seen |= online & set(ids)
@@ -202,35 +205,35 @@ def run_demo(
 
             model = register_model(client, SAMPLE_DIR / "digits_int8.onnx", MODEL, {"task": "digits"},
                                    "small CNN on scikit-learn digits, int8 QOperator", say)  # fmt: skip
-            say(f"model    registered {model['name']}:{model['version']}")
+            say(f"model    registered {model_ref(model)}")
             deploy_service(
                 client,
                 SERVICE,
-                [f"{model['name']}:{model['version']}"],
+                [model_ref(model)],
                 SAMPLE_DIR / "inferenceconfig.json",
                 SAMPLE_DIR / "deploymentconfig.json",
                 say,
             )
             say(f"deploy   {SERVICE} -> {devices} device(s)")
             service = wait_for_service(client, SERVICE, timeout, say, on_poll=stack.check_alive)
-            if service["state"] != "Healthy":
-                raise ClientError(f"service {SERVICE} ended {service['state']}: {service['reason']}")
+            if service.state != ModuleState.HEALTHY:
+                raise ClientError(f"service {SERVICE} ended {service.state.value}: {service.reason}")
 
             test = np.load(SAMPLE_DIR / "test_set.npz")
             images, labels = test["images"], test["labels"]
             say(f"score    {len(images)} held-out digits images on every device")
             rows = []
-            for dev in sorted(service["devices"], key=lambda d: d["device"]):
-                accuracy, seconds = score_accuracy(dev["endpoint"], images, labels)
-                rows.append([dev["device"], dev["state"], dev.get("backend") or "-", f"{accuracy:.2%}",
-                             f"{len(images) / seconds:.0f}/s", dev["endpoint"]])  # fmt: skip
-                summary["devices"].append({**dev, "accuracy": accuracy})
-            from edgefleet.hub.cli_output import table
-
+            scored = sorted(service.devices, key=lambda d: d.device)
+            for d in scored:
+                endpoint = d.endpoint or ""  # Healthy devices report one
+                accuracy, seconds = score_accuracy(endpoint, images, labels)
+                rows.append([d.device, d.state.value, d.backend or "-", f"{accuracy:.2%}",
+                             f"{len(images) / seconds:.0f}/s", endpoint])  # fmt: skip
+                summary["devices"].append({**d.model_dump(mode="json", by_alias=True), "accuracy": accuracy})
             say(table(["DEVICE", "STATE", "BACKEND", "ACCURACY", "THROUGHPUT", "ENDPOINT"], rows))
             say("backend choice, verified and measured on each device when the module loaded:")
-            for dev in summary["devices"]:
-                say(f"  {dev['device']}: {dev.get('reason') or dev.get('backend') or '-'}")
+            for d in scored:
+                say(f"  {d.device}: {d.reason or d.backend or '-'}")
             client.delete_service(SERVICE)
             say(f"delete   {SERVICE}")
             wait_for_removal(client, SERVICE, 60, say)
@@ -248,7 +251,7 @@ def main_demo(workdir: Path, devices: int, broker: str, timeout: float, fpga_dev
     except KeyboardInterrupt:
         print("interrupted: everything the demo started has been stopped", file=sys.stderr)
         return 130
-    except ClientError as exc:
+    except HubError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

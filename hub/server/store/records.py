@@ -1,4 +1,8 @@
-"""What the store holds. The same models are the REST API's response bodies (camelCase JSON)."""
+"""What the store holds, as camelCase JSON in the database.
+
+The API answers with edgefleet.hub.schemas, built from these records by the registry, so the stored
+form and the API bodies can change apart.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +15,14 @@ from pydantic.alias_generators import to_camel
 from edgefleet.hub.configs import DeploymentConfig, InferenceConfig
 from edgefleet.protocol.models import DeviceCapabilities, ModelRef, ReportedState
 
-MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 PresenceValue = Literal["online", "offline", "unknown"]
 
 
-class ApiModel(BaseModel):
+class RecordModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
-class FileEntry(ApiModel):
+class FileEntry(RecordModel):
     """One file of a model version or of a service's source directory, stored as a blob."""
 
     path: str = Field(description="relative path, '/'-separated")
@@ -27,7 +30,7 @@ class FileEntry(ApiModel):
     size: int = Field(ge=0)
 
 
-class ModelRecord(ApiModel):
+class ModelRecord(RecordModel):
     name: str
     version: int = Field(ge=1, description="auto-incremented per name, starting at 1")
     tags: dict[str, str] = Field(default_factory=dict)
@@ -40,7 +43,7 @@ class ModelRecord(ApiModel):
         return ModelRef(name=self.name, version=self.version)
 
 
-class ServiceRecord(ApiModel):
+class ServiceRecord(RecordModel):
     name: str
     models: list[ModelRef]
     inference_config: InferenceConfig = Field(default_factory=InferenceConfig)
@@ -50,7 +53,7 @@ class ServiceRecord(ApiModel):
     updated: datetime
 
 
-class DeviceRecord(ApiModel):
+class DeviceRecord(RecordModel):
     device_id: str
     labels: dict[str, str] = Field(default_factory=dict)
     capabilities: DeviceCapabilities = Field(default_factory=DeviceCapabilities)
@@ -61,7 +64,7 @@ class DeviceRecord(ApiModel):
     last_seen: datetime
 
 
-class DesiredRecord(ApiModel):
+class DesiredRecord(RecordModel):
     """The last manifest published to one device."""
 
     device_id: str

@@ -1,6 +1,6 @@
-"""Running the hub: ``serve`` (blocking, for the CLI) and ``HubServer`` (in-process, in a thread).
+"""Running the hub: ``serve`` (foreground, for ``edgefleet hub serve``) and ``HubServer`` (in a thread).
 
-``HubServer`` is what the demo and tests embed:
+``HubServer`` is what tests embed:
 
     with HubServer(HubSettings(data_dir=..., port=0, broker_url=...)) as server:
         httpx.get(server.url + "/api/v1/hub")
@@ -12,14 +12,16 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 
-from edgefleet.hub.api import create_app
-from edgefleet.hub.core import Hub
 from edgefleet.hub.errors import HubError
-from edgefleet.hub.settings import HubSettings
+from edgefleet.hub.server.api import create_app
+from edgefleet.hub.server.core import Hub
+from edgefleet.hub.server.settings import HubSettings
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,11 @@ def serve(settings: HubSettings) -> None:
             )
     finally:
         hub.stop()
+
+
+def serve_with(overrides: Mapping[str, Any]) -> None:
+    """``serve`` with settings from the environment, overridden by the command line's ``overrides``."""
+    serve(HubSettings(**overrides))
 
 
 class HubServer:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from datetime import datetime
 
-from edgefleet.hub.store.records import DesiredRecord, DeviceRecord, FileEntry, ModelRecord, ServiceRecord
+from edgefleet.hub.server.store.records import DesiredRecord, DeviceRecord, FileEntry, ModelRecord, ServiceRecord
 from edgefleet.protocol.models import ReportedState
 
 

@@ -1,7 +1,8 @@
 """The hub's operations behind the REST API: checks across records, then store writes, then reconcile.
 
 Kept apart from api.py so HTTP concerns (status codes, streaming) and the rules (a model in use
-cannot be deleted, blobs must exist before they are referenced) stay separate.
+cannot be deleted, blobs must exist before they are referenced) stay separate. Requests come in
+and answers go out as API schemas; store records stay inside (``model_view`` & co. map them).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 
-from edgefleet.hub.artifacts import BlobStore
+from edgefleet.hub import schemas
 from edgefleet.hub.configs import (
     DEPLOYMENT_CONFIG,
     INFERENCE_CONFIG,
@@ -18,17 +19,26 @@ from edgefleet.hub.configs import (
     parse_deployment_config,
     parse_inference_config,
 )
-from edgefleet.hub.controller import Controller
 from edgefleet.hub.errors import Conflict, InvalidRequest, NotFound
 from edgefleet.hub.refs import parse_model_ref
-from edgefleet.hub.render import DeviceView as RenderDevice
-from edgefleet.hub.render import describe_target, targets
-from edgefleet.hub.schemas import DeviceView, ModelCreate, ServiceCreate, ServiceView
-from edgefleet.hub.service_state import DeviceObservation, service_status
-from edgefleet.hub.store import DeviceRecord, FileEntry, ModelRecord, ServiceRecord, Store
+from edgefleet.hub.schemas import DeviceView, ModelCreate, ModelView, ServiceCreate, ServiceView
+from edgefleet.hub.server.artifacts import BlobStore
+from edgefleet.hub.server.controller import Controller
+from edgefleet.hub.server.render import DeviceView as RenderDevice
+from edgefleet.hub.server.render import describe_target, targets
+from edgefleet.hub.server.service_state import DeviceObservation, service_status
+from edgefleet.hub.server.store import DeviceRecord, FileEntry, ModelRecord, ServiceRecord, Store
 from edgefleet.protocol.models import MODULE_NAME_PATTERN, utcnow
 
 log = logging.getLogger(__name__)
+
+
+def model_view(record: ModelRecord) -> ModelView:
+    return ModelView.model_validate(record.model_dump(by_alias=True))
+
+
+def _stored_files(files: list[schemas.FileEntry]) -> list[FileEntry]:
+    return [FileEntry(path=f.path, digest=f.digest, size=f.size) for f in files]
 
 
 def _check_path(path: str, what: str) -> None:
@@ -43,7 +53,7 @@ class Registry:
         self.blobs = blobs
         self.controller = controller
 
-    def _check_files(self, files: list[FileEntry], what: str) -> None:
+    def _check_files(self, files: list[schemas.FileEntry], what: str) -> None:
         paths = [f.path for f in files]
         dupes = sorted({p for p in paths if paths.count(p) > 1})
         if dupes:
@@ -61,11 +71,14 @@ class Registry:
                 )
 
     # models ------------------------------------------------------------------------------------
-    def register_model(self, req: ModelCreate) -> ModelRecord:
+    def register_model(self, req: ModelCreate) -> ModelView:
         self._check_files(req.files, f"model {req.name}")
-        record = self.store.create_model(req.name, req.files, req.tags, req.description)
+        record = self.store.create_model(req.name, _stored_files(req.files), req.tags, req.description)
         log.info("registered model %s:%d (%d file(s))", record.name, record.version, len(record.files))
-        return record
+        return model_view(record)
+
+    def list_models(self, name: str | None = None) -> list[ModelView]:
+        return [model_view(m) for m in self.store.list_models(name)]
 
     def get_model(self, name: str, version: int) -> ModelRecord:
         record = self.store.get_model(name, version)
@@ -121,7 +134,7 @@ class Registry:
             models=refs,
             inference_config=ic,
             deployment_config=dc,
-            source_files=req.source_files,
+            source_files=_stored_files(req.source_files),
             created=existing.created if existing else now,
             updated=now,
         )

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from edgefleet.hub.errors import StoreError
-from edgefleet.hub.store.base import Store
-from edgefleet.hub.store.records import DesiredRecord, DeviceRecord, FileEntry, ModelRecord, ServiceRecord
+from edgefleet.hub.server.store.base import Store
+from edgefleet.hub.server.store.records import DesiredRecord, DeviceRecord, FileEntry, ModelRecord, ServiceRecord
 from edgefleet.protocol.models import DeviceCapabilities, ReportedState, utcnow
 
 log = logging.getLogger(__name__)

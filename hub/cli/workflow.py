@@ -2,7 +2,7 @@
 
 register a model (upload each file's blob once, by digest) -> deploy a service (upload its source
 directory, send both configs) -> wait until every targeted device settles. Progress lines go to
-``say``; the caller decides where they are shown.
+``say``; the caller decides where they are shown. Answers are the API's schemas (HubClient).
 """
 
 from __future__ import annotations
@@ -13,19 +13,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgefleet.hub.cli_output import human_size
+from edgefleet.hub.cli.files import collect_files, source_files
+from edgefleet.hub.cli.tables import human_size
 from edgefleet.hub.client import HubClient
 from edgefleet.hub.configs import load_deployment_config, load_inference_config, read_json_file
 from edgefleet.hub.errors import ClientError
-from edgefleet.hub.files import collect_files, source_files
 from edgefleet.hub.refs import parse_model_ref
+from edgefleet.hub.schemas import FileEntry, ModelView, ServiceView
 from edgefleet.protocol.digests import sha256_file
+from edgefleet.protocol.models import ModuleState
 
 Say = Callable[[str], None]
 POLL_S = 0.3
 
 
-def upload_file(client: HubClient, path: Path, rel: str, say: Say) -> dict[str, Any]:
+def upload_file(client: HubClient, path: Path, rel: str, say: Say) -> FileEntry:
     """Upload one file's blob unless the hub already has it; returns its file entry."""
     digest = sha256_file(path)
     size = path.stat().st_size
@@ -43,16 +45,16 @@ def upload_file(client: HubClient, path: Path, rel: str, say: Say) -> dict[str, 
         if tty:
             sys.stderr.write("\r")
         say(f"  uploaded {rel}: {human_size(size)} {digest[:19]}")
-    return {"path": rel, "digest": digest, "size": size}
+    return FileEntry(path=rel, digest=digest, size=size)
 
 
 def register_model(
     client: HubClient, path: Path, name: str, tags: dict[str, str], description: str, say: Say
-) -> dict[str, Any]:
+) -> ModelView:
     files = collect_files(path)
     say(f"registering {name} ({len(files)} file(s))")
     entries = [upload_file(client, local, rel, say) for rel, local in files]
-    return client.create_model({"name": name, "files": entries, "tags": tags, "description": description})
+    return client.create_model(name, entries, tags, description)
 
 
 def deploy_service(
@@ -63,21 +65,23 @@ def deploy_service(
     dc_path: Path | None,
     say: Say,
     overwrite: bool = False,
-) -> dict[str, Any]:
+) -> ServiceView:
     for ref in models:
         parse_model_ref(ref)
-    body: dict[str, Any] = {"name": name, "models": models, "overwrite": overwrite}
+    inference_config: dict[str, Any] | None = None
+    deployment_config: dict[str, Any] | None = None
+    entries: list[FileEntry] = []
     if ic_path:
         ic = load_inference_config(ic_path)  # local check first: errors name the user's file
-        body["inferenceConfig"] = read_json_file(ic_path)
+        inference_config = read_json_file(ic_path)
         files = source_files(ic_path, ic)
         if files:
             say(f"uploading {len(files)} source file(s)")
-        body["sourceFiles"] = [upload_file(client, local, rel, say) for rel, local in files]
+        entries = [upload_file(client, local, rel, say) for rel, local in files]
     if dc_path:
         load_deployment_config(dc_path)
-        body["deploymentConfig"] = read_json_file(dc_path)
-    return client.deploy(body)
+        deployment_config = read_json_file(dc_path)
+    return client.deploy(name, models, inference_config, deployment_config, entries, overwrite)
 
 
 def wait_for_service(
@@ -86,21 +90,21 @@ def wait_for_service(
     timeout: float,
     say: Say,
     on_poll: Callable[[], None] | None = None,
-) -> dict[str, Any]:
+) -> ServiceView:
     """Poll until the service leaves Transitioning; one progress line per device state change."""
     deadline = time.monotonic() + timeout
-    seen: dict[str, tuple[str, str]] = {}
+    seen: dict[str, tuple[ModuleState, str]] = {}
     while True:
         if on_poll:
             on_poll()
         service = client.get_service(name)
-        for d in service["devices"]:
-            now = (d["state"], d.get("message") or "")
-            if seen.get(d["device"]) != now:
-                seen[d["device"]] = now
-                backend = f" on {d['backend']}" if d.get("backend") and now[0] == "Healthy" else ""
-                say(f"  {d['device']}: {now[0]}{backend}" + (f" - {now[1]}" if now[1] else ""))
-        if service["state"] != "Transitioning":
+        for d in service.devices:
+            now = (d.state, d.message)
+            if seen.get(d.device) != now:
+                seen[d.device] = now
+                backend = f" on {d.backend}" if d.backend and d.state == ModuleState.HEALTHY else ""
+                say(f"  {d.device}: {d.state.value}{backend}" + (f" - {d.message}" if d.message else ""))
+        if service.state != ModuleState.TRANSITIONING:
             return service
         if time.monotonic() > deadline:
             raise ClientError(
@@ -116,11 +120,9 @@ def wait_for_removal(client: HubClient, name: str, timeout: float, say: Say) -> 
     last: list[str] | None = None
     while True:
         remaining = [
-            d["deviceId"]
+            d.device_id
             for d in client.list_devices()
-            if any(
-                m["name"] == name or m.get("service") == name for m in (d.get("lastReport") or {}).get("modules", [])
-            )
+            if d.last_report and any(m.name == name or m.service == name for m in d.last_report.modules)
         ]
         if remaining != last:
             last = remaining

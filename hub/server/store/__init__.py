@@ -7,9 +7,9 @@ implementing ``Store`` and one branch in ``open_store``, nothing else.
 from __future__ import annotations
 
 from edgefleet.hub.errors import SettingsError
-from edgefleet.hub.store.base import Store
-from edgefleet.hub.store.records import DesiredRecord, DeviceRecord, FileEntry, ModelRecord, ServiceRecord
-from edgefleet.hub.store.sqlite import SqliteStore
+from edgefleet.hub.server.store.base import Store
+from edgefleet.hub.server.store.records import DesiredRecord, DeviceRecord, FileEntry, ModelRecord, ServiceRecord
+from edgefleet.hub.server.store.sqlite import SqliteStore
 
 __all__ = [
     "DesiredRecord",
@@ -31,6 +31,6 @@ def open_store(url: str) -> Store:
     if scheme in ("postgresql", "postgres"):
         raise SettingsError(
             f"database URL {url!r}: PostgreSQL is not implemented yet; use sqlite:///<path> "
-            "(a PostgreSQL Store only has to implement edgefleet.hub.store.base.Store)"
+            "(a PostgreSQL Store only has to implement edgefleet.hub.server.store.base.Store)"
         )
     raise SettingsError(f"database URL {url!r}: unsupported scheme {scheme!r}; use sqlite:///<path>")

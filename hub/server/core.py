@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from edgefleet.hub.artifacts import BlobStore
-from edgefleet.hub.controller import Controller
-from edgefleet.hub.registry import Registry
-from edgefleet.hub.settings import HubSettings
-from edgefleet.hub.store import Store, open_store
+from edgefleet.hub.server.artifacts import BlobStore
+from edgefleet.hub.server.controller import Controller
+from edgefleet.hub.server.registry import Registry
+from edgefleet.hub.server.settings import HubSettings
+from edgefleet.hub.server.store import Store, open_store
 from edgefleet.protocol.signing import HubKey
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from edgefleet.hub.store.records import ApiModel
+from edgefleet.hub.schemas import ApiModel, DeviceServiceState
 from edgefleet.protocol.models import ModuleState, ReportedState
 
 _SEVERITY = [ModuleState.FAILED, ModuleState.UNHEALTHY, ModuleState.UNSCHEDULABLE, ModuleState.HEALTHY]
@@ -35,21 +35,6 @@ class DeviceObservation:
     report: ReportedState | None
     published_generation: int | None
     published_modules: frozenset[str]
-
-
-class DeviceServiceState(ApiModel):
-    device: str
-    state: ModuleState
-    message: str = ""
-    endpoint: str | None = None
-    backend: str | None = None
-    reason: str | None = Field(default=None, description="why the backend was chosen")
-    backend_timings_ms: dict[str, float] = Field(default_factory=dict, description="measured per candidate backend")
-    generation: int | None = Field(default=None, description="generation the device's report describes")
-    desired_generation: int | None = None
-    online: bool | None = None
-    restarts: int = 0
-    rolled_back: bool = False
 
 
 class ServiceStatus(ApiModel):

@@ -1,0 +1,68 @@
+"""``edgefleet``: the operator's command line (talks to the hub's REST API only).
+
+    edgefleet demo
+    edgefleet hub serve
+    edgefleet model register|list|show|delete|deploy
+    edgefleet service list|show|score|delete
+    edgefleet device list|show|ping|restart-module|logs
+
+Progress goes to stderr, results to stdout (``--output json`` for scripts). User errors are one
+line on stderr and exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from edgefleet.hub import __version__
+from edgefleet.hub.cli import devices, local, models, services
+from edgefleet.hub.cli.command import Context, say
+from edgefleet.hub.cli.output import FORMATS, render
+from edgefleet.hub.errors import HubError
+
+DEFAULT_HUB = "http://127.0.0.1:8080"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgefleet", description="Deploy ML models to fleets of edge devices.")
+    p.add_argument("--version", action="version", version=f"edgefleet {__version__}")
+    p.add_argument("--hub", default=os.environ.get("EDGEFLEET_HUB", DEFAULT_HUB), help="hub URL (env EDGEFLEET_HUB)")
+    p.add_argument("-o", "--output", choices=FORMATS, default="table", help="output format")
+    groups = p.add_subparsers(dest="group", metavar="COMMAND", required=True)
+    for commands in (local, models, services, devices):
+        commands.add_commands(groups)
+    return p
+
+
+def _error(exc: HubError) -> None:
+    """``error: <first line>``, further lines (one per config problem, say) indented beneath it."""
+    lines = str(exc).splitlines() or [type(exc).__name__]
+    say(f"error: {lines[0]}")
+    for line in lines[1:]:
+        say(f"       {line}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    ctx = Context(args)
+    try:
+        outcome = args.handler(ctx)
+        if isinstance(outcome, int):
+            return outcome
+        print(render(outcome, args.output))
+        return outcome.status
+    except HubError as exc:
+        _error(exc)
+        return 1
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+    finally:
+        ctx.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""``edgefleet service list|show|score|delete``: deployed services and their endpoints on devices."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from edgefleet.hub.cli.command import Context, add_command, add_group, say
+from edgefleet.hub.cli.output import Result, to_json
+from edgefleet.hub.cli.tables import service_detail, service_table
+from edgefleet.hub.cli.workflow import wait_for_removal
+from edgefleet.hub.errors import ClientError
+from edgefleet.hub.schemas import DeviceServiceState, ServiceView
+from edgefleet.protocol.models import ModuleState
+
+
+def list_(ctx: Context) -> Result[list[ServiceView]]:
+    return Result(ctx.client.list_services(), service_table)
+
+
+def show(ctx: Context) -> Result[ServiceView]:
+    return Result(ctx.client.get_service(ctx.args.name), service_detail)
+
+
+def _scoring_input(data: str | None, file: str | None) -> str:
+    if (data is None) == (file is None):
+        raise ClientError("give the input with exactly one of --data JSON or --file PATH")
+    if file is not None:
+        try:
+            raw = Path(file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ClientError(f"--file {file}: cannot read: {exc.strerror or exc}") from None
+    else:
+        raw = str(data)
+    try:
+        json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ClientError(f"the scoring input is not valid JSON: {exc.msg} at column {exc.colno}") from None
+    return raw
+
+
+def _scoring_device(service: ServiceView, device: str | None) -> tuple[DeviceServiceState, str]:
+    """The device to score on (the one asked for, else the first Healthy one) and its endpoint."""
+    candidates = [d for d in service.devices if d.state == ModuleState.HEALTHY and d.endpoint]
+    if device:
+        candidates = [d for d in service.devices if d.device == device]
+        if not candidates:
+            raise ClientError(f"service {service.name} does not run on device {device}")
+        if not candidates[0].endpoint:
+            raise ClientError(f"device {device} reports no endpoint for {service.name} yet")
+    if not candidates:
+        raise ClientError(f"service {service.name} has no Healthy device with an endpoint ({service.reason})")
+    target = candidates[0]
+    return target, str(target.endpoint)
+
+
+def score(ctx: Context) -> Result[Any]:
+    """The device's answer as it gave it: JSON printed as JSON, anything else as text."""
+    raw = _scoring_input(ctx.args.data, ctx.args.file)
+    target, endpoint = _scoring_device(ctx.client.get_service(ctx.args.name), ctx.args.device)
+    url = endpoint.rstrip("/") + "/score"
+    try:
+        response = httpx.post(url, content=raw, headers={"Content-Type": "application/json"}, timeout=60)
+    except httpx.HTTPError as exc:
+        raise ClientError(f"device {target.device}: cannot reach {url}: {exc}") from None
+    try:
+        answer: Any = response.json()
+    except ValueError:
+        answer = response.text
+    if response.status_code >= 400:
+        message = answer.get("error") if isinstance(answer, dict) else answer
+        raise ClientError(f"device {target.device} answered {response.status_code}: {message}")
+    say(f"scored on {target.device} ({url})")
+    return Result(answer, to_json)
+
+
+def delete(ctx: Context) -> Result[dict[str, str]]:
+    name = ctx.args.name
+    ctx.client.delete_service(name)
+    say(f"deleted service {name}; waiting for devices to remove the module")
+    if ctx.args.wait:
+        wait_for_removal(ctx.client, name, ctx.args.timeout, say)
+    return Result({"deleted": name}, lambda d: f"deleted {d['deleted']}")
+
+
+def add_commands(groups: Any) -> None:
+    svc = add_group(groups, "service", "deployed services")
+    add_command(svc, "list", list_, "list services and their state")
+    s = add_command(svc, "show", show, "show a service with per-device state")
+    s.add_argument("name")
+    s = add_command(svc, "score", score, "send a scoring request to a Healthy device's endpoint")
+    s.add_argument("name")
+    s.add_argument("--data", help="JSON request body")
+    s.add_argument("--file", help="file holding the JSON request body")
+    s.add_argument("--device", help="score on this device")
+    s = add_command(svc, "delete", delete, "delete a service and wait until devices removed it")
+    s.add_argument("name")
+    s.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True)
+    s.add_argument("--timeout", type=float, default=300.0)

@@ -1,0 +1,14 @@
+"""The hub server: everything that runs inside ``edgefleet hub serve`` (the CLI never imports it).
+
+settings.py        HubSettings (environment EDGEFLEET_HUB_*)
+store/             Store interface + SQLite implementation (models, services, devices, desired state)
+artifacts.py       content-addressed blob store on disk (sha256), HTTP Range parsing
+render.py          pure: services x device -> the device's ModuleSpecs
+service_state.py   pure: published generations x reports -> service and per-device states
+generations.py     pure: must a device get a new manifest, and with which generation
+controller.py      MQTT: ingest reports, publish signed retained manifests, direct methods
+registry.py        the operations behind the API: rules across records, records -> API schemas
+api.py             FastAPI app under /api/v1; bodies are edgefleet.hub.schemas
+core.py            Hub: all parts wired together
+runner.py          serve (foreground, for the CLI) and HubServer (in-process, for the demo and tests)
+"""

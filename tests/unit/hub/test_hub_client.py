@@ -1,0 +1,102 @@
+"""The client's mapping of HTTP answers back onto the hub's errors and schemas (no server: a mock transport)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from edgefleet.hub.client import RAISED_FOR_STATUS, HubClient
+from edgefleet.hub.errors import (
+    HTTP_STATUS,
+    ClientError,
+    Conflict,
+    HubError,
+    InvalidRequest,
+    MethodTimeout,
+    NotFound,
+)
+from edgefleet.hub.schemas import FileEntry
+
+
+def _client(status: int, body: object, seen: list[httpx.Request] | None = None) -> HubClient:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if seen is not None:
+            seen.append(request)
+        return httpx.Response(status, json=body)
+
+    return HubClient("http://hub.test", transport=httpx.MockTransport(answer))
+
+
+@pytest.mark.parametrize(
+    ("status", "raised"),
+    [(400, InvalidRequest), (404, NotFound), (409, Conflict), (422, InvalidRequest), (504, MethodTimeout),
+     (416, ClientError), (500, ClientError), (502, ClientError)],
+)  # fmt: skip
+def test_a_failing_status_raises_the_hubs_error_with_its_message(status: int, raised: type[HubError]) -> None:
+    message = "model digits:9 does not exist (known versions: 1)"
+    with _client(status, {"error": message}) as client, pytest.raises(raised) as info:
+        client.get_model("digits", 9)
+    assert type(info.value) is raised and str(info.value) == message
+
+
+def test_statuses_map_back_to_the_classes_the_api_raises_them_for() -> None:
+    for cls, status in HTTP_STATUS:
+        if cls in (NotFound, Conflict, MethodTimeout, InvalidRequest):
+            assert RAISED_FOR_STATUS[status] is cls
+    assert set(RAISED_FOR_STATUS) == {400, 404, 409, 422, 504}
+
+
+def test_an_error_without_a_json_body_names_the_status() -> None:
+    client = HubClient("http://hub.test", transport=httpx.MockTransport(lambda _r: httpx.Response(502, text="bad")))
+    with pytest.raises(ClientError, match=r"^hub answered 502: bad$"):
+        client.list_services()
+
+
+def test_an_answer_that_is_not_the_schema_is_one_line_naming_the_route() -> None:
+    with _client(200, [{"name": "digits"}]) as client, pytest.raises(ClientError) as info:
+        client.list_models()
+    message = str(info.value)
+    assert "\n" not in message and "GET /models" in message and "0.version: Field required" in message
+
+
+def test_request_bodies_use_the_api_names_and_leave_judging_to_the_hub() -> None:
+    seen: list[httpx.Request] = []
+    at = "2024-01-01T00:00:00Z"
+    answers = {
+        "/api/v1/models": {"name": "bad name", "version": 1, "created": at, "files": []},
+        "/api/v1/services": {"name": "svc", "models": [], "created": at, "updated": at, "state": "Transitioning",
+                             "target": "any device"},
+    }  # fmt: skip
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, json=answers[request.url.path])
+
+    with HubClient("http://hub.test", transport=httpx.MockTransport(answer)) as client:
+        client.create_model("bad name", [FileEntry(path="m", digest="sha256:00", size=1)], {"k": "v"})
+        client.deploy("svc", ["digits:1"], deployment_config={"target": {}}, overwrite=True)
+    assert json.loads(seen[0].content) == {
+        "name": "bad name",
+        "files": [{"path": "m", "digest": "sha256:00", "size": 1}],
+        "tags": {"k": "v"},
+        "description": "",
+    }
+    assert json.loads(seen[1].content) == {
+        "name": "svc",
+        "models": ["digits:1"],
+        "inferenceConfig": None,
+        "deploymentConfig": {"target": {}},
+        "sourceFiles": [],
+        "overwrite": True,
+    }
+
+
+def test_an_unreachable_hub_is_one_line_saying_what_to_do() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    client = HubClient("http://hub.test/", transport=httpx.MockTransport(refuse))
+    with pytest.raises(ClientError, match=r"^cannot reach the hub at http://hub.test; is `edgefleet hub serve`"):
+        client.list_devices()
