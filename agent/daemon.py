@@ -33,7 +33,6 @@ from edgefleet.agent.admission import DeviceOffer
 from edgefleet.agent.cache import ArtifactCache, BackgroundFetcher
 from edgefleet.agent.capabilities import device_capabilities, discover_accelerators
 from edgefleet.agent.errors import AgentError, HubKeyUnavailable, RuntimeFailure, UnknownModule
-from edgefleet.agent.executor import Executor
 from edgefleet.agent.health import probe_http
 from edgefleet.agent.hubkey import resolve_hub_key
 from edgefleet.agent.link import MqttLink
@@ -48,13 +47,15 @@ from edgefleet.agent.plan import (
     RestartTuning,
     Rollout,
     StartModule,
+    Step,
     StopModule,
     decide_rollback,
     effective_restarts,
     plan_steps,
     rollback_window,
 )
-from edgefleet.agent.report import module_statuses, report_fingerprint
+from edgefleet.agent.report import failed_steps, module_statuses, report_fingerprint
+from edgefleet.agent.runner import PlanRunner
 from edgefleet.agent.runtime import ProcessRuntime, Runtime, instance_id_for
 from edgefleet.agent.runtime.composite import CompositeRuntime, docker_lazy
 from edgefleet.agent.runtime.limits import ProcessLimits
@@ -126,18 +127,7 @@ class Agent:
             max_restarts=settings.max_restarts,
             reset_after_s=settings.restart_reset_after_s,
         )
-        self.executor = Executor(
-            {
-                FetchArtifact: self._fetch,
-                CreateModule: self._create,
-                StartModule: self._start,
-                StopModule: self._stop,
-                RemoveModule: self._remove,
-                ProbeHealth: self._probe,
-            },
-            retry_base_s=settings.step_retry_base_s,
-            retry_max_s=settings.step_retry_max_s,
-        )
+        self.runner = PlanRunner(self._execute, settings.step_retry_base_s, settings.step_retry_max_s)
         self.link = MqttLink(
             self.device_id,
             settings.broker_host,
@@ -235,7 +225,7 @@ class Agent:
         candidates = [
             self.last_plan.wake_at,
             self._rollback_wake_at,
-            self.executor.next_retry_at(),
+            self.runner.next_retry_at(),
             self._last_report_at + self.settings.report_heartbeat_s,
             self.telemetry.next_at,
             self._key_retry_at if self.hub_key is None else None,
@@ -279,7 +269,7 @@ class Agent:
             plan = plan_steps(self.target, self._observe(now), self._context(now))
             if not plan.steps:
                 break
-            result = self.executor.run(plan, self.state.generation, now)
+            result = self.runner.run(plan, self.state.generation, now)
             if not result.executed:
                 break
         return plan
@@ -383,6 +373,22 @@ class Agent:
         self.store.save(state)
 
     # --- step executors --------------------------------------------------------------------------
+
+    def _execute(self, step: Step) -> None:
+        if isinstance(step, FetchArtifact):
+            self._fetch(step)
+        elif isinstance(step, CreateModule):
+            self._create(step)
+        elif isinstance(step, StartModule):
+            self._start(step)
+        elif isinstance(step, StopModule):
+            self._stop(step)
+        elif isinstance(step, RemoveModule):
+            self._remove(step)
+        elif isinstance(step, ProbeHealth):
+            self._probe(step)
+        else:
+            raise TypeError(f"no executor for step type {type(step).__name__}")
 
     def _fetch(self, step: FetchArtifact) -> None:
         self.fetcher.submit(step.digest, step.url, step.size)  # returns at once; wakes the loop when done
@@ -598,11 +604,7 @@ class Agent:
 
     def build_report(self, plan: Plan) -> ReportedState:
         now = utcnow()
-        step_failures = {
-            step.module: attempt.error
-            for step, attempt in self.executor.failures.items()
-            if isinstance(step, (CreateModule, StartModule))
-        }
+        step_failures = failed_steps(self.runner.failures)
         for name, verdict in plan.verdicts.items():
             if self._since.get(name, (None,))[0] != verdict.state:
                 self._since[name] = (verdict.state, now)

@@ -6,8 +6,8 @@ tests compare plans by equality.
 
 Order of a plan:
 1. FetchArtifact for every artifact of the desired generation that the cache lacks, unless its
-   download is already running (in the background: probes and reports go on meanwhile) or cooling
-   off after a failure. While any is missing, no running instance is stopped: the old version keeps
+   download is already running (in the background: probes and reports go on meanwhile), cooling
+   off after a failure, or refused for this generation (a permanent error). While any is missing, no running instance is stopped: the old version keeps
    serving until every artifact of the new generation is verified in the cache.
 2. StopModule / RemoveModule: instances of removed modules, of replaced specs, and restarts.
 3. CreateModule / StartModule by (startup_order, name).
@@ -206,9 +206,12 @@ def plan_steps(desired: DeviceManifest | None, observed: Observed, context: Plan
             failure = observed.fetch_failures.get(art.digest)
             if art.digest in observed.fetching:
                 continue  # the background download wakes the loop when it ends
-            if failure is not None and context.now < failure.retry_at:
-                b.wakes.append(failure.retry_at)
-                continue
+            if failure is not None:
+                if failure.retry_at is None:
+                    continue  # refused (a permanent error): tried again only for a new generation
+                if context.now < failure.retry_at:
+                    b.wakes.append(failure.retry_at)
+                    continue
             b.fetches.append(FetchArtifact(art.digest, art.url, art.size))
     may_disrupt = not missing  # stop nothing until every artifact of the generation is verified here
 

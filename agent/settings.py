@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edgefleet.agent.errors import ConfigError
+from edgefleet.agent.errors import SettingsError
 from edgefleet.protocol.topics import check_device_id
 
 ENV_PREFIX = "EDGEFLEET_AGENT_"
@@ -147,14 +147,16 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> AgentSet
             text = config_file.read_text()
             from_file = tomllib.loads(text) if config_file.suffix == ".toml" else json.loads(text)
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"settings file {config_file}: cannot read it: {exc}") from exc
+            raise SettingsError(f"settings file {config_file}: cannot read it: {exc}") from exc
     given = {k: v for k, v in overrides.items() if v is not None}
     merged = {**from_file, **environment_settings(os.environ), **given}
     try:
         return AgentSettings(**merged)
     except ValidationError as exc:
         where = f"settings file {config_file}, " if config_file else ""
-        raise ConfigError(f"invalid agent settings ({where}environment {ENV_PREFIX}*, or command line): {exc}") from exc
+        raise SettingsError(
+            f"invalid agent settings ({where}environment {ENV_PREFIX}*, or command line): {exc}"
+        ) from exc
 
 
 def environment_settings(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
@@ -166,12 +168,14 @@ def environment_settings(environ: dict[str, str] | os._Environ[str]) -> dict[str
             continue
         name = key[len(ENV_PREFIX) :].lower()
         if name not in fields:
-            raise ConfigError(f"environment variable {key}: not an agent setting (known: {', '.join(sorted(fields))})")
+            raise SettingsError(
+                f"environment variable {key}: not an agent setting (known: {', '.join(sorted(fields))})"
+            )
         value: Any = raw
         if raw.lstrip().startswith(("[", "{")):
             try:
                 value = json.loads(raw)
             except ValueError as exc:
-                raise ConfigError(f"environment variable {key}: not valid JSON: {exc}") from exc
+                raise SettingsError(f"environment variable {key}: not valid JSON: {exc}") from exc
         found[name] = value
     return found

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet.agent.errors import ConfigError
+from edgefleet.agent.errors import SettingsError
 from edgefleet.agent.runtime.base import read_status_file
 from edgefleet.agent.runtime.process import module_command
 from edgefleet.agent.settings import load_settings
@@ -40,12 +40,12 @@ def test_flags_beat_environment_beat_file(tmp_path: Path, monkeypatch: pytest.Mo
     ],
 )
 def test_invalid_settings_say_what_and_where(overrides: dict[str, object], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(SettingsError, match=message):
         load_settings(None, **overrides)
 
 
 def test_unreadable_settings_file_names_it(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"missing\.json"):
+    with pytest.raises(SettingsError, match=r"missing\.json"):
         load_settings(tmp_path / "missing.json", device_id="d")
 
 
@@ -104,7 +104,7 @@ def test_hub_key_configured_pinned_or_unavailable(tmp_path: Path) -> None:
 
     key = HubKey.generate().public_key_b64
     assert resolve_hub_key(key, tmp_path, "http://127.0.0.1:9") == key
-    with pytest.raises(ConfigError, match="hub_public_key"):
+    with pytest.raises(SettingsError, match="hub_public_key"):
         resolve_hub_key("not-a-key", tmp_path, "http://127.0.0.1:9")
     with pytest.raises(HubKeyUnavailable, match=r"127\.0\.0\.1:9/api/v1/hub"):
         resolve_hub_key(None, tmp_path, "http://127.0.0.1:9", timeout_s=2)

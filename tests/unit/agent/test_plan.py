@@ -354,6 +354,20 @@ def test_failed_download_cools_off_and_says_why() -> None:
     assert later.steps == (fetch(3),)
 
 
+def test_refused_download_is_not_fetched_again_in_this_generation() -> None:
+    refused = FetchFailure("does not match the signed manifest", retry_at=None, refused=True)
+    observed = Observed(
+        instances=(inst(A1),), cached=cached(1, 2), health=ready(A1), fetch_failures={digest(3): refused}
+    )
+    for now in (NOW, NOW + 3600):
+        plan = plan_steps(manifest(A2), observed, PlanContext(now=now, restart=TUNING))
+        assert plan.steps == () and plan.wake_at is None  # nothing to wake up for: only a new generation helps
+        assert plan.verdicts["a"] == Verdict(
+            ModuleState.FAILED,
+            "artifact refused: model/f3.onnx: does not match the signed manifest; the previous version keeps serving",
+        )
+
+
 def test_cache_full_keeps_the_old_version_and_fails_the_module() -> None:
     full = FetchFailure("no room for artifact", retry_at=NOW + 60, refused=True)
     observed = Observed(instances=(inst(A1),), cached=cached(1, 2), health=ready(A1), fetch_failures={digest(3): full})
