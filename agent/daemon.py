@@ -6,10 +6,9 @@ module exit) or when the plan's own ``wake_at`` (next probe, end of a back-off),
 cool-off, the report heartbeat or telemetry is due.
 
 Downloads run on the background fetcher's thread (the loop only submits them and sees them as
-"in flight"), so probes and reports go on during a long download. The loop also keeps the
-rollout's clock: when the new generation's artifacts are all verified it notes ``applying_since``;
-``plan.decide_rollback`` then says when to go back to last-known-good, and the loop plans toward
-that manifest (``target``) until the hub publishes a newer generation. The serving gap of each
+"in flight"), so probes and reports go on during a long download. The rollout's clock, the
+rollback and the health records are pure state transitions (``rollout``, ``health_memory``): the
+loop hands them the state and the plan and keeps what they return. The serving gap of each
 replacement (old instance stopped -> new one ready) is measured here, logged and sent as telemetry.
 """
 
@@ -34,6 +33,7 @@ from edgefleet.agent.cache import ArtifactCache, BackgroundFetcher
 from edgefleet.agent.capabilities import device_capabilities, discover_accelerators
 from edgefleet.agent.errors import AgentError, HubKeyUnavailable, RuntimeFailure, UnknownModule
 from edgefleet.agent.health import probe_http
+from edgefleet.agent.health_memory import after_probe, remember_health, restarted, track_instances
 from edgefleet.agent.hubkey import resolve_hub_key
 from edgefleet.agent.link import MqttLink
 from edgefleet.agent.observed import Health, Instance, Observed
@@ -45,22 +45,20 @@ from edgefleet.agent.plan import (
     ProbeHealth,
     RemoveModule,
     RestartTuning,
-    Rollout,
     StartModule,
     Step,
     StopModule,
-    decide_rollback,
-    effective_restarts,
     plan_steps,
-    rollback_window,
 )
 from edgefleet.agent.report import failed_steps, module_statuses, report_fingerprint
+from edgefleet.agent.rollout import check_rollout, rolled_back
+from edgefleet.agent.rollout import target as rollout_target
 from edgefleet.agent.runner import PlanRunner
 from edgefleet.agent.runtime import ProcessRuntime, Runtime, instance_id_for
 from edgefleet.agent.runtime.composite import CompositeRuntime, docker_lazy
 from edgefleet.agent.runtime.limits import ProcessLimits
 from edgefleet.agent.settings import AgentSettings
-from edgefleet.agent.state import AgentState, RestartRecord, RollbackRecord, StateStore
+from edgefleet.agent.state import AgentState, RollbackRecord, StateStore
 from edgefleet.agent.telemetry import TelemetrySampler
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.errors import ManifestRejected, StaleGeneration
@@ -236,14 +234,9 @@ class Agent:
     # --- reconcile -------------------------------------------------------------------------------
 
     @property
-    def rolled_back(self) -> bool:
-        rollback = self.state.rollback
-        return rollback is not None and rollback.from_generation == self.state.generation
-
-    @property
     def target(self) -> DeviceManifest | None:
         """What the loop converges to: the desired manifest, or last-known-good after a rollback."""
-        return self._last_known_good() if self.rolled_back else self.desired
+        return rollout_target(self.state, self.desired, self._last_known_good())
 
     def _last_known_good(self) -> DeviceManifest | None:
         raw = self.state.last_known_good_manifest
@@ -255,10 +248,19 @@ class Agent:
 
     def reconcile(self) -> Plan:
         plan = self._converge()
-        if self._rollback_due(plan, time.time()):
+        check = check_rollout(self.state, self.desired, plan, self.settings.rollback_window_s, time.time())
+        self._rollback_wake_at = check.wake_at
+        if check.state != self.state:
+            self._save(check.state)
+        if check.rollback is not None:
+            log.warning("%s", check.rollback.reason)
             plan = self._converge()  # toward last-known-good at once
         self.last_plan = plan
-        self._remember_health(plan, time.time())
+        remembered = remember_health(self.state, plan, time.time(), self.tuning)
+        if remembered.last_known_good != self.state.last_known_good:
+            log.info("generation %d is fully healthy: now last-known-good", remembered.last_known_good)
+        if remembered != self.state:
+            self._save(remembered)
         return plan
 
     def _converge(self) -> Plan:
@@ -280,33 +282,6 @@ class Agent:
         manifests = [self.desired, self._last_known_good()]
         return frozenset(a.digest for m in manifests if m is not None for s in m.modules for a in s.artifacts)
 
-    def _rollback_due(self, plan: Plan, now: float) -> bool:
-        """Note when the generation starts replacing; roll back when ``decide_rollback`` says so."""
-        if self.desired is None or self.rolled_back:
-            return False
-        if self.state.applying_since is None and not plan.downloading:
-            self._save(self.state.model_copy(update={"applying_since": now}))
-        rollout = Rollout(
-            generation=self.state.generation,
-            last_known_good=self.state.last_known_good if self.state.last_known_good_manifest else None,
-            applying_since=self.state.applying_since,
-            window_s=rollback_window(self.desired, self.settings.rollback_window_s),
-        )
-        decision = decide_rollback(rollout, plan.verdicts, now)
-        self._rollback_wake_at = decision.wake_at
-        if decision.to_generation is None:
-            return False
-        log.warning("%s", decision.reason)
-        record = RollbackRecord(
-            from_generation=self.state.generation,
-            to_generation=decision.to_generation,
-            reason=decision.reason,
-            module_reasons=dict(decision.module_reasons),
-            at=now,
-        )
-        self._save(self.state.model_copy(update={"rollback": record}))
-        return True
-
     def _context(self, now: float) -> PlanContext:
         discovered = self.discovered  # read before the capabilities it vouches for
         device = DeviceOffer.from_capabilities(self.capabilities, discovered=discovered)
@@ -320,12 +295,7 @@ class Agent:
 
     def _observe(self, now: float) -> Observed:
         self.instances = self.runtime.list_instances()
-        running = {i.instance_id for i in self.instances if i.running}
-        for iid in list(self.health):
-            if iid not in running:
-                del self.health[iid]
-        for iid in running:
-            self.health.setdefault(iid, Health(started_at=now))  # adopted: probe it as if just started
+        self.health = track_instances(self.health, self.instances, now)
         fetching = self.fetcher.fetching()  # before the cache listing: a finished fetch is then seen cached
         return Observed(
             instances=tuple(self.instances),
@@ -335,38 +305,6 @@ class Agent:
             fetching=fetching,
             fetch_failures=self.fetcher.failures(),
         )
-
-    def _remember_health(self, plan: Plan, now: float) -> None:
-        """Keep restart records and last-known-good in step with what the plan saw."""
-        restarts = dict(self.state.restarts)
-        for name, record in self.state.restarts.items():
-            verdict = plan.verdicts.get(name)
-            healthy = verdict is not None and verdict.state == ModuleState.HEALTHY
-            new = effective_restarts(record, now, self.tuning)
-            if healthy and new.healthy_since is None:
-                new = new.model_copy(update={"healthy_since": now})
-            elif not healthy and new.healthy_since is not None:
-                new = new.model_copy(update={"healthy_since": None})
-            restarts[name] = new
-        for name, verdict in plan.verdicts.items():
-            if name not in restarts and verdict.state == ModuleState.HEALTHY:
-                restarts[name] = RestartRecord(healthy_since=now)
-        update: dict[str, Any] = {}
-        if restarts != self.state.restarts:
-            update["restarts"] = restarts
-        all_healthy = all(v.state == ModuleState.HEALTHY for v in plan.verdicts.values())
-        if (
-            self.desired is not None
-            and not self.rolled_back  # healthy again on last-known-good does not make the failed one good
-            and plan.converged
-            and all_healthy
-            and self.state.last_known_good != self.state.generation
-        ):
-            log.info("generation %d is fully healthy: now last-known-good", self.state.generation)
-            update["last_known_good"] = self.state.generation
-            update["last_known_good_manifest"] = self.state.signed_manifest
-        if update:
-            self._save(self.state.model_copy(update=update))
 
     def _save(self, state: AgentState) -> None:
         self.state = state
@@ -413,8 +351,7 @@ class Agent:
         now = time.time()
         self.health[iid] = Health(started_at=now)
         if step.restart:
-            old = self.state.restarts.get(step.module, RestartRecord())
-            record = RestartRecord(count=old.count + 1, last_restart_at=now)
+            record = restarted(self.state.restarts.get(step.module), now)
             log.warning("restarting module %s (restart %d): %s", step.module, record.count, step.reason)
             self._save(self.state.model_copy(update={"restarts": {**self.state.restarts, step.module: record}}))
 
@@ -435,25 +372,16 @@ class Agent:
     def _probe(self, step: ProbeHealth) -> None:
         ok, error = probe_http(step.port, step.path, step.timeout_s)
         now = time.time()
-        old = self.health.get(step.instance_id) or Health(started_at=now)
-        if ok:
-            if not old.ready:
-                log.info("module %s is ready (%.2fs after start)", step.module, now - old.started_at)
-                gap_from = self._gap_started.pop(step.module, None)
-                if gap_from is not None:
-                    self.serving_gaps[step.module] = now - gap_from
-                    log.info("module %s updated: serving gap %.3fs", step.module, now - gap_from)
-                    self.telemetry.due_now()  # let a watcher see it without waiting an interval
-            self.health[step.instance_id] = Health(started_at=old.started_at, ready=True, last_probe_at=now)
-        else:
-            failures = old.consecutive_failures + 1 if old.ready else 0
-            self.health[step.instance_id] = Health(
-                started_at=old.started_at,
-                ready=old.ready,
-                consecutive_failures=failures,
-                last_probe_at=now,
-                last_error=error,
-            )
+        old = self.health.get(step.instance_id)
+        new = after_probe(old, ok, error, now)
+        if new.ready and not (old and old.ready):
+            log.info("module %s is ready (%.2fs after start)", step.module, now - new.started_at)
+            gap_from = self._gap_started.pop(step.module, None)
+            if gap_from is not None:
+                self.serving_gaps[step.module] = now - gap_from
+                log.info("module %s updated: serving gap %.3fs", step.module, now - gap_from)
+                self.telemetry.due_now()  # let a watcher see it without waiting an interval
+        self.health[step.instance_id] = new
 
     def _port_for(self, module: str, requested: int | None) -> int:
         if requested:
@@ -609,7 +537,7 @@ class Agent:
             if self._since.get(name, (None,))[0] != verdict.state:
                 self._since[name] = (verdict.state, now)
         modules = module_statuses(self.target, plan, self.instances, self.state.restarts, step_failures, self._since)
-        rollback = self.state.rollback if self.rolled_back else None
+        rollback = self.state.rollback if rolled_back(self.state) else None
         if rollback is not None and self.desired is not None:
             modules = self._rolled_back_statuses(rollback, modules)
         return ReportedState(
