@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from edgefleet.agent.intake import Accepted
 from edgefleet.agent.plan import Plan, Verdict
 from edgefleet.agent.rollout import (
     RollbackDecision,
@@ -184,8 +185,9 @@ def test_the_guard_holds_until_the_hub_publishes_a_newer_generation() -> None:
         again = check_rollout(check.state, DESIRED, FAILING, 20.0, later)
         assert again == RolloutCheck(check.state)  # no second rollback, no wake-up, nothing saved
 
-    newer = manifest(4)  # accepting it starts the rollout clock over and drops the rollback
-    accepted = check.state.model_copy(
+    newer = manifest(4)
+    accepted = Accepted(newer, signed(newer)).applied_to(check.state)
+    assert accepted == check.state.model_copy(
         update={"generation": 4, "signed_manifest": signed(newer), "applying_since": None, "rollback": None}
     )
     assert not rolled_back(accepted) and target(accepted, newer, KNOWN_GOOD) == newer
