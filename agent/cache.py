@@ -146,11 +146,11 @@ class ArtifactCache:
             if cap.shortfall:
                 held = sum(b.size for b in blobs if b.digest in referenced)
                 raise CacheFull(
-                    f"no room for {where}: cache_max_bytes is {self.max_bytes} and {held} bytes are held by "
+                    f"no room for {where}: cache.max_bytes is {self.max_bytes} and {held} bytes are held by "
                     f"artifacts in use (desired, last-known-good or running); {cap.shortfall} bytes short — "
-                    "raise the agent setting cache_max_bytes"
+                    "raise the agent setting cache.max_bytes (EDGEFLEET_AGENT_CACHE__MAX_BYTES)"
                 )
-            self._evict(cap.remove, "cache_max_bytes")
+            self._evict(cap.remove, "cache.max_bytes")
             blobs = [b for b in blobs if b.digest not in cap.remove]
             free = shutil.disk_usage(self.root).free
             # on the disk only the missing bytes count; evicting a blob frees its size

@@ -14,7 +14,7 @@ from pathlib import Path
 from edgefleet.agent.cache import ArtifactCache, BackgroundFetcher
 from edgefleet.agent.observed import Health
 from edgefleet.agent.runtime import Runtime
-from edgefleet.agent.settings import AgentSettings
+from edgefleet.agent.settings import ModulesSettings
 from edgefleet.agent.state import SavedState
 from edgefleet.agent.telemetry import ServingGaps
 from edgefleet.protocol.models import DeviceManifest
@@ -30,6 +30,6 @@ class AgentContext:
     saved: SavedState  # the agent state (ports, restart records ...), saved on every change
     target: Callable[[], DeviceManifest | None]  # what the loop converges to now
     wake: Callable[[], None]  # run the loop again soon
-    settings: AgentSettings  # ports, stop grace
+    settings: ModulesSettings = field(default_factory=ModulesSettings)  # ports, stop grace
     health: dict[str, Health] = field(default_factory=dict)  # probe records by instance id
     gaps: ServingGaps = field(default_factory=ServingGaps)

@@ -53,41 +53,38 @@ class Agent:
         self.device_id = settings.device_id
         self.data_dir = settings.resolved_data_dir
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if s.fpga_sim:
-            simulate_fpga(s.fpga_sim, self.data_dir)
+        if s.discovery.fpga_sim:
+            simulate_fpga(s.discovery.fpga_sim, self.data_dir)
         self.saved = SavedState(StateStore(self.data_dir / "state.json"))
-        self.cache = ArtifactCache(self.data_dir / "cache", s.http_timeout_s, s.cache_max_bytes)
+        self.cache = ArtifactCache(self.data_dir / "cache", s.cache.download_timeout_s, s.cache.max_bytes)
         self._keep: frozenset[str] = frozenset()  # digests eviction must spare; rebound by the loop
-        self.fetcher = BackgroundFetcher(
-            self.cache, lambda: self._keep, self.wake, s.step_retry_base_s, s.step_retry_max_s
-        )
-        limits = ProcessLimits(self.device_id, s.resource_limits, s.limits_cgroup_parent)
+        self.fetcher = BackgroundFetcher(self.cache, lambda: self._keep, self.wake, s.retry.base_s, s.retry.max_s)
+        limits = ProcessLimits(self.device_id, s.modules.resource_limits, s.modules.limits_cgroup_parent)
         modules_dir = self.data_dir / "modules"
         self.runtime: Runtime = runtime or CompositeRuntime(
-            [ProcessRuntime(modules_dir, self.device_id, s.module_command, limits)],
+            [ProcessRuntime(modules_dir, self.device_id, s.modules.command, limits)],
             # Docker is connected only when a module needs it or an engine socket exists (adoption)
-            [docker_lazy(self.device_id, s.docker_url, generation_of=lambda: self.state.generation)],
+            [docker_lazy(self.device_id, s.modules.docker_url, generation_of=lambda: self.state.generation)],
         )
         self.runtime.set_exit_listener(lambda _iid: self.wake())
-        self.tuning = RestartTuning(
-            s.restart_backoff_base_s, s.restart_backoff_max_s, s.max_restarts, s.restart_reset_after_s
-        )
-        self.telemetry = TelemetrySampler(self.device_id, s.telemetry_interval_s)
+        self.tuning = RestartTuning(**s.restart.model_dump())
+        self.telemetry = TelemetrySampler(self.device_id, s.reporting.telemetry_interval_s)
         self.ctx = AgentContext(
             self.device_id, modules_dir, self.runtime, self.cache, self.fetcher, self.saved,
-            target=lambda: self.target, wake=self.wake, settings=s,
+            target=lambda: self.target, wake=self.wake, settings=s.modules,
             gaps=ServingGaps(on_measured=self.telemetry.due_now),
         )  # fmt: skip
-        self.runner = PlanRunner(lambda step: EXECUTORS.run(step, self.ctx), s.step_retry_base_s, s.step_retry_max_s)
+        self.runner = PlanRunner(lambda step: EXECUTORS.run(step, self.ctx), s.retry.base_s, s.retry.max_s)
         self.intake = ManifestIntake(self.device_id, self.data_dir, s.hub_public_key, s.hub_url, self.state)
         self.link = MqttLink(
-            self.device_id, s.broker_host, s.broker_port, self._on_message, agent_version=__version__,
-            keepalive_s=s.mqtt_keepalive_s, reconnect_min_s=s.reconnect_min_s,
-            reconnect_max_s=s.reconnect_max_s,
+            self.device_id, s.mqtt.host, s.mqtt.port, self._on_message, agent_version=__version__,
+            keepalive_s=s.mqtt.keepalive_s, reconnect_min_s=s.mqtt.reconnect_min_s,
+            reconnect_max_s=s.mqtt.reconnect_max_s,
         )  # fmt: skip
-        self.reporter = Reporter(self.device_id, s.report_heartbeat_s, __version__, self.link.publish_reported)
+        self.reporter = Reporter(self.device_id, s.reporting.heartbeat_s, __version__, self.link.publish_reported)
         self.serving_gaps = self.ctx.gaps.measured  # module -> seconds without a ready instance, last update
-        self.discovery = Discovery(s.labels, s.discovery_command, s.discovery_timeout_s, self.runtime.available_kinds)
+        d = s.discovery
+        self.discovery = Discovery(s.labels, d.command, d.timeout_s, self.runtime.available_kinds)
         self.instances: list[Instance] = []
         self.last_plan = Plan()
         self._inbox: queue.SimpleQueue[tuple[TopicKind, bytes]] = queue.SimpleQueue()
@@ -113,7 +110,7 @@ class Agent:
         self._wake.set()
 
     def run(self) -> None:
-        """Run until ``request_stop``. Modules keep running afterwards unless stop_modules_on_exit."""
+        """Run until ``request_stop``. Modules keep running afterwards unless modules.stop_on_exit."""
         log.info("agent %s starting (data dir %s)", self.device_id, self.data_dir)
         self.discovery.start(on_done=self.wake)
         self.intake.try_hub_key()
@@ -138,9 +135,9 @@ class Agent:
         return plan
 
     def _shutdown(self) -> None:
-        if self.settings.stop_modules_on_exit:
-            log.info("stopping all modules (stop_modules_on_exit)")
-            self.runtime.stop_all(self.settings.stop_grace_s)
+        if self.settings.modules.stop_on_exit:
+            log.info("stopping all modules (modules.stop_on_exit)")
+            self.runtime.stop_all(self.settings.modules.stop_grace_s)
         else:
             log.info("leaving modules running; the next agent start adopts them")
         self.fetcher.close()  # a cut download resumes with Range next time
@@ -168,7 +165,7 @@ class Agent:
 
     def reconcile(self) -> Plan:
         plan = self._converge()
-        check = check_rollout(self.state, self.desired, plan, self.settings.rollback_window_s, time.time())
+        check = check_rollout(self.state, self.desired, plan, self.settings.rollback.window_s, time.time())
         self._rollback_wake_at = check.wake_at
         self.saved.keep(check.state)
         if check.rollback is not None:
@@ -197,7 +194,7 @@ class Agent:
         return PlanContext(
             device=self.discovery.offer(),
             now=now,
-            startup_probe_interval_s=self.settings.startup_probe_interval_s,
+            startup_probe_interval_s=self.settings.modules.startup_probe_interval_s,
             restart=self.tuning,
             runtimes=frozenset(self.runtime.available_kinds()),
         )

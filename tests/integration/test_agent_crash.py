@@ -21,7 +21,7 @@ After each restart the device must settle: a good generation Healthy (and last-k
 one rolled back: reported Failed + rolled back, the last-known-good spec hashes running, and never a
 report that goes back to the bad generation once the rollback was reported or recorded.
 
-The rollback window is the agent setting EDGEFLEET_AGENT_ROLLBACK_WINDOW_S, chosen per agent lifetime:
+The rollback window is the agent setting EDGEFLEET_AGENT_ROLLBACK__WINDOW_S, chosen per agent lifetime:
 short while a bad generation is out, long while a good one is, so that a good generation is never
 rolled back only because this (shared) machine was slow to restart the agent. The window survives
 restarts (it counts from when replacing began), so a short one for good generations would make the test
@@ -219,18 +219,18 @@ class Agents:
         self.args = ["--device-id", device_id, "--broker", mosquitto.url, "--data-dir", str(data_dir)]
         self.args += ["--hub", "http://127.0.0.1:9", "--hub-key", hub.key.public_key_b64]
         self.env = agent_env(
-            module_command=FAKE_MODULE,
-            discovery_command=QUICK_DISCOVERY,
-            startup_probe_interval_s=0.05,
-            restart_backoff_base_s=0.2,
-            restart_backoff_max_s=1.0,
-            step_retry_base_s=0.1,
-            step_retry_max_s=0.5,
-            stop_grace_s=3,
-            report_heartbeat_s=5,
-            telemetry_interval_s=60,
-            reconnect_min_s=0.2,
-            reconnect_max_s=1.0,
+            modules__command=FAKE_MODULE,
+            modules__startup_probe_interval_s=0.05,
+            modules__stop_grace_s=3,
+            discovery__command=QUICK_DISCOVERY,
+            restart__backoff_base_s=0.2,
+            restart__backoff_max_s=1.0,
+            retry__base_s=0.1,
+            retry__max_s=0.5,
+            reporting__heartbeat_s=5,
+            reporting__telemetry_interval_s=60,
+            mqtt__reconnect_min_s=0.2,
+            mqtt__reconnect_max_s=1.0,
         )
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
@@ -238,7 +238,7 @@ class Agents:
 
     def start(self, window_s: float) -> None:
         self.window_s = window_s
-        env = {**self.env, **agent_env(rollback_window_s=window_s)}
+        env = {**self.env, **agent_env(rollback__window_s=window_s)}
         self.proc = start_agent_process(self.args, env, self.log)
 
     def end(self, sig: int, where: str) -> list[ReportedState]:
