@@ -7,18 +7,21 @@ directories are materialized by hard-linking blobs (copying across file systems)
 read-only so a module cannot alter the cached bytes through its link.
 
 Size: the cache stays under ``max_bytes`` (blobs plus partial downloads). Before a download it
-makes room by deleting unreferenced blobs least recently used first (``plan.plan_eviction``);
+makes room by deleting unreferenced blobs least recently used first (``eviction.plan_eviction``);
 referenced are the digests the caller names (desired and last-known-good manifests) and any blob
 hard-linked into a module directory (a running instance uses it). A blob's mtime is its last use.
 When the artifact cannot fit, under the cap or on the disk (ENOSPC), the fetch fails with
 ``CacheFull`` naming the artifact, its size and the cache directory; nothing running is touched.
 
 ``BackgroundFetcher`` runs downloads on a worker thread so the reconcile loop keeps probing and
-reporting during a long download.
+reporting during a long download. A failed download is retried after a cool-off when its error is
+temporary; a permanent one (``ArtifactCorrupt``, ``CacheFull``) is a refusal, not retried until the
+generation changes (``retry``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import http.client
@@ -35,8 +38,8 @@ from pathlib import Path
 
 from edgefleet.agent.errors import ArtifactCorrupt, ArtifactDownloadError, ArtifactError, CacheFull
 from edgefleet.agent.eviction import Blob, plan_eviction
-from edgefleet.agent.executor import cool_off
 from edgefleet.agent.observed import FetchFailure
+from edgefleet.agent.retry import Attempt, RetryTuning, failed_attempt
 from edgefleet.protocol.digests import format_digest, parse_digest
 from edgefleet.protocol.models import ArtifactRef
 
@@ -143,11 +146,11 @@ class ArtifactCache:
             if cap.shortfall:
                 held = sum(b.size for b in blobs if b.digest in referenced)
                 raise CacheFull(
-                    f"no room for {where}: cache_max_bytes is {self.max_bytes} and {held} bytes are held by "
+                    f"no room for {where}: cache.max_bytes is {self.max_bytes} and {held} bytes are held by "
                     f"artifacts in use (desired, last-known-good or running); {cap.shortfall} bytes short — "
-                    "raise the agent setting cache_max_bytes"
+                    "raise the agent setting cache.max_bytes (EDGEFLEET_AGENT_CACHE__MAX_BYTES)"
                 )
-            self._evict(cap.remove, "cache_max_bytes")
+            self._evict(cap.remove, "cache.max_bytes")
             blobs = [b for b in blobs if b.digest not in cap.remove]
             free = shutil.disk_usage(self.root).free
             # on the disk only the missing bytes count; evicting a blob frees its size
@@ -235,9 +238,9 @@ class ArtifactCache:
 class BackgroundFetcher:
     """Downloads on one worker thread; the loop asks what is in flight and what failed.
 
-    A failure is remembered (error, cool-off, whether it is a refusal) until the artifact is fetched
-    or ``forget_failures`` is called for a new generation, so the planner keeps reporting the
-    reason while a retry runs.
+    A failure is remembered (error, cool-off or refusal) until the artifact is fetched or
+    ``forget_failures`` is called for a new generation, so the planner keeps reporting the reason
+    while a retry runs (or, refused, until the hub publishes a new generation).
     """
 
     def __init__(
@@ -251,12 +254,11 @@ class BackgroundFetcher:
         self.cache = cache
         self._keep = keep
         self._on_done = on_done
-        self._retry_base_s = retry_base_s
-        self._retry_max_s = retry_max_s
+        self._tuning = RetryTuning(retry_base_s, retry_max_s)
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[tuple[str, str, int] | None] = queue.SimpleQueue()
         self._in_flight: set[str] = set()
-        self._failures: dict[str, tuple[int, FetchFailure]] = {}
+        self._failures: dict[str, Attempt] = {}
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -276,7 +278,7 @@ class BackgroundFetcher:
 
     def failures(self) -> dict[str, FetchFailure]:
         with self._lock:
-            return {d: f for d, (_, f) in self._failures.items()}
+            return {d: FetchFailure(a.error, a.retry_at, refused=a.permanent) for d, a in self._failures.items()}
 
     def forget_failures(self) -> None:
         """A new generation deserves a fresh attempt at once."""
@@ -295,21 +297,17 @@ class BackgroundFetcher:
             try:
                 self.cache.fetch(digest, url, size, keep=self._keep(), cancel=self._cancel)
             except ArtifactError as exc:
-                with self._lock:
-                    count = self._failures.get(digest, (0, None))[0] + 1
-                    delay = cool_off(count, self._retry_base_s, self._retry_max_s)
-                    refused = isinstance(exc, (ArtifactCorrupt, CacheFull))
-                    self._failures[digest] = (count, FetchFailure(str(exc), time.time() + delay, refused))
-                log.warning("fetching %s failed (attempt %d, next try in %.1fs): %s", digest, count, delay, exc)
-            except Exception:  # a bug must not kill the worker: report it like any failed download
-                log.exception("fetching %s crashed", digest)
-                with self._lock:
-                    count = self._failures.get(digest, (0, None))[0] + 1
-                    delay = cool_off(count, self._retry_base_s, self._retry_max_s)
-                    self._failures[digest] = (
-                        count,
-                        FetchFailure("internal error, see the agent log", time.time() + delay),
+                attempt = self._failed(digest, exc)
+                if attempt.retry_at is None:
+                    log.warning("fetching %s refused (not retried in this generation): %s", digest, exc)
+                else:
+                    delay = attempt.retry_at - time.time()
+                    log.warning(
+                        "fetching %s failed (attempt %d, next try in %.1fs): %s", digest, attempt.failures, delay, exc
                     )
+            except Exception as exc:  # a bug must not kill the worker: report it like any failed download
+                log.exception("fetching %s crashed", digest)
+                self._failed(digest, exc, "internal error, see the agent log")
             else:
                 with self._lock:
                     self._failures.pop(digest, None)
@@ -318,6 +316,14 @@ class BackgroundFetcher:
                     self._in_flight.discard(digest)
                 if not self._cancel.is_set():
                     self._on_done()
+
+    def _failed(self, digest: str, error: BaseException, message: str | None = None) -> Attempt:
+        with self._lock:
+            attempt = failed_attempt(error, self._failures.get(digest), time.time(), self._tuning)
+            if message is not None:
+                attempt = dataclasses.replace(attempt, error=message)
+            self._failures[digest] = attempt
+        return attempt
 
 
 def _touch(path: Path) -> None:

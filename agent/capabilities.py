@@ -1,4 +1,4 @@
-"""What this device offers, reported to the hub so deployments can target it.
+"""What this device offers, reported to the hub so deployments can target it (and admission judges).
 
 Accelerators come from ``<python> -m edgefleet.accelerators.discovery --json`` run once as a subprocess:
 the agent does not import accelerator code (it would pull numpy/OpenCL into a process that must
@@ -13,13 +13,24 @@ import os
 import platform
 import socket
 import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
 
 import psutil
 from pydantic import ValidationError
 
+from edgefleet.agent.admission import DeviceOffer
 from edgefleet.protocol.models import AcceleratorInfo, DeviceCapabilities
 
 log = logging.getLogger(__name__)
+
+
+def simulate_fpga(boards: str, data_dir: Path) -> None:
+    """Give this device simulated FPGA board(s): the driver plugin reads the environment, and
+    discovery and modules inherit ours; one state dir lets discovery see which binary a module loaded."""
+    os.environ["EDGEFLEET_FPGA_SIM"] = boards
+    os.environ.setdefault("EDGEFLEET_FPGA_SIM_STATE_DIR", str(data_dir / "fpga-sim"))
 
 
 def discover_accelerators(command: list[str], timeout_s: float) -> list[AcceleratorInfo]:
@@ -57,3 +68,29 @@ def device_capabilities(
         arch=platform.machine(),
         hostname=socket.gethostname(),
     )
+
+
+class Discovery:
+    """The device's capabilities: at once without accelerators, then with what discovery found
+    (on its own thread: OpenCL platforms may take seconds, which must not hold up the agent)."""
+
+    def __init__(
+        self, labels: dict[str, str], command: list[str], timeout_s: float, runtimes: Callable[[], list[str]]
+    ) -> None:
+        self._labels, self._command, self._timeout_s, self._runtimes = labels, command, timeout_s, runtimes
+        self.capabilities = DeviceCapabilities(labels=dict(labels))
+        self.discovered = False  # discovery finished: admission may judge required accelerators
+
+    def start(self, on_done: Callable[[], None]) -> None:
+        self.capabilities = device_capabilities(self._labels, [], self._runtimes())
+        threading.Thread(target=self._discover, args=(on_done,), daemon=True, name="discovery").start()
+
+    def _discover(self, on_done: Callable[[], None]) -> None:
+        found = discover_accelerators(self._command, self._timeout_s)
+        self.capabilities = device_capabilities(self._labels, found, self._runtimes())  # one atomic rebind
+        self.discovered = True  # after the rebind: whoever sees True also sees the discovered list
+        on_done()
+
+    def offer(self) -> DeviceOffer:
+        discovered = self.discovered  # read before the capabilities it vouches for
+        return DeviceOffer.from_capabilities(self.capabilities, discovered=discovered)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgefleet.agent.errors import AgentError
-from edgefleet.agent.settings import ENV_PREFIX, AgentSettings, load_settings
+from edgefleet.agent.settings import AgentSettings, DiscoverySettings, environment_settings, load_settings
 from edgefleet.protocol.labels import label_arg
 
 
@@ -51,12 +51,11 @@ def _accelerators_parser() -> argparse.ArgumentParser:
 
 def _accelerators(argv: list[str]) -> int:
     from edgefleet.agent.capabilities import discover_accelerators
-    from edgefleet.agent.settings import _default_discovery_command
 
     args = _accelerators_parser().parse_args(argv)
-    # same override as the daemon's discovery_command setting (the rest of the settings is not needed)
-    override = os.environ.get(f"{ENV_PREFIX}DISCOVERY_COMMAND")
-    command = json.loads(override) if override else _default_discovery_command()
+    # the daemon's discovery.command setting from the environment (the rest of the settings is not needed)
+    given = environment_settings(os.environ, strict=False).get("discovery", {})
+    command = DiscoverySettings.model_validate({k: v for k, v in given.items() if k == "command"}).command
     found = discover_accelerators(command, args.timeout)
     if args.output == "json":
         print(json.dumps([a.to_wire() for a in found], indent=2))
@@ -88,7 +87,11 @@ def _install_signals(agent: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["accelerators"]:
-        return _accelerators(argv[1:])
+        try:
+            return _accelerators(argv[1:])
+        except (AgentError, ValueError) as exc:
+            print(f"edgefleet-agent accelerators: {exc}", file=sys.stderr)
+            return 2
     if argv[:1] == ["run"]:
         argv = argv[1:]
     args = _run_parser().parse_args(argv)
@@ -101,12 +104,12 @@ def main(argv: list[str] | None = None) -> int:
             args.config,
             device_id=args.device_id,
             hub_url=args.hub_url,
-            broker_url=args.broker_url,
             data_dir=args.data_dir,
             labels=dict(args.label) or None,
             hub_public_key=args.hub_public_key,
-            stop_modules_on_exit=args.stop_modules_on_exit,
-            fpga_sim=args.fpga_sim,
+            mqtt={"broker_url": args.broker_url},
+            modules={"stop_on_exit": args.stop_modules_on_exit},
+            discovery={"fpga_sim": args.fpga_sim},
         )
         from edgefleet.agent.daemon import run_agent
 

@@ -1,20 +1,29 @@
-"""Errors of the device agent.
+"""Errors of the device agent, each saying by its type whether trying again can help.
 
-    AgentError                    anything the agent cannot do; the reconcile loop logs it and carries on
-    ├── ConfigError               settings or the pinned hub key are unusable (fatal at start)
-    ├── HubKeyUnavailable         no hub key given, none pinned, and the hub cannot be asked yet
-    ├── StateError                the state file on disk cannot be read or written
-    ├── ArtifactError             an artifact cannot be put into the cache
-    │   ├── ArtifactDownloadError the download failed (network, HTTP status); retried with cool-off
-    │   ├── ArtifactCorrupt       the bytes do not match the signed digest or size; never run
-    │   └── CacheFull             no room for the artifact: the cache cap or the disk (ENOSPC)
-    └── RuntimeFailure            the module runtime could not create/start/stop/remove an instance
-        ├── UnknownModule         a direct method or step names a module the runtime does not have
-        ├── RuntimeUnavailable    the module's runtime (e.g. a Docker engine) is absent or unreachable here
-        └── ResourceLimitError    the module's cpu/memory limits could not be set up (cgroup not writable)
+Two axes: what failed (the tree) and how to recover (P or T). ``PermanentError`` (P) marks what
+no retry can fix while the desired state stays the same: the plan runner and the background
+fetcher do not try it again until the generation changes, and the module is reported Failed (or
+Unschedulable) with the reason. Every other error is temporary (T): retried with capped
+exponential back-off. Ask ``is_permanent``, never an isinstance list.
 
-Running modules are never disturbed because of an error in this hierarchy: the previous
-instance keeps serving and the failure is reported in the module's status.
+    AgentError                       anything the agent cannot do; the reconcile loop logs it and carries on
+    ├── PermanentError            P  retrying cannot help: not before the generation changes
+    │   └── SettingsError         P  settings or the pinned hub key are unusable (fatal at start)
+    ├── HubKeyUnavailable         T  no hub key given, none pinned, and the hub cannot be asked yet
+    ├── StateError                T  the state file on disk cannot be read or written
+    ├── ArtifactError                an artifact cannot be put into the cache
+    │   ├── ArtifactDownloadError T  the download failed (network, HTTP status)
+    │   ├── ArtifactCorrupt       P  the bytes do not match the signed digest or size; never run
+    │   └── CacheFull             P  no room for the artifact: the cache cap or the disk (ENOSPC)
+    └── RuntimeFailure            T  the module runtime could not create/start/stop/remove an instance
+        ├── UnknownModule         T  a direct method or step names a module the runtime does not have
+        ├── RuntimeUnavailable    P  the module's runtime (e.g. a Docker engine) is absent here: Unschedulable
+        └── ResourceLimitError    P  the module's cpu/memory limits could not be set up (cgroup not writable)
+
+The P classes inherit ``PermanentError`` besides their place in the tree (``class CacheFull(ArtifactError,
+PermanentError)``), so handlers keep catching by subject (``except RuntimeFailure``) and recovery is
+read off the same object. Running modules are never disturbed because of an error in this
+hierarchy: the previous instance keeps serving and the failure is reported in the module's status.
 """
 
 from __future__ import annotations
@@ -24,7 +33,16 @@ class AgentError(Exception):
     """Something the agent cannot do."""
 
 
-class ConfigError(AgentError):
+class PermanentError(AgentError):
+    """Retrying cannot help while the desired state is the same; tried again for a new generation."""
+
+
+def is_permanent(error: BaseException) -> bool:
+    """Whether ``error`` is of the permanent branch (anything else is temporary)."""
+    return isinstance(error, PermanentError)
+
+
+class SettingsError(PermanentError):
     """Settings (or the pinned hub key) are unusable; fix the named setting and restart."""
 
 
@@ -41,16 +59,16 @@ class ArtifactError(AgentError):
 
 
 class ArtifactDownloadError(ArtifactError):
-    """Downloading an artifact failed; the step is retried with cool-off."""
+    """Downloading an artifact failed; retried with cool-off."""
 
 
-class ArtifactCorrupt(ArtifactError):
+class ArtifactCorrupt(ArtifactError, PermanentError):
     """The downloaded bytes do not match the digest (or size) in the signed manifest."""
 
 
-class CacheFull(ArtifactError):
-    """The artifact does not fit: under ``cache_max_bytes`` even after evicting every unreferenced
-    blob, or the disk itself is full. The running version keeps serving."""
+class CacheFull(ArtifactError, PermanentError):
+    """The artifact does not fit: under the cache cap even after evicting every unreferenced blob,
+    or the disk itself is full. The running version keeps serving."""
 
 
 class RuntimeFailure(AgentError):
@@ -61,13 +79,13 @@ class UnknownModule(RuntimeFailure):
     """No instance of the named module exists on this device."""
 
 
-class RuntimeUnavailable(RuntimeFailure):
+class RuntimeUnavailable(RuntimeFailure, PermanentError):
     """The runtime a module asks for (``spec.runtime``) is absent or unreachable on this device.
 
     Nothing is wrong with the module itself: the device cannot schedule it (Unschedulable).
     """
 
 
-class ResourceLimitError(RuntimeFailure):
+class ResourceLimitError(RuntimeFailure, PermanentError):
     """The limits from ``spec.resources`` could not be applied to a module instance; the module is
     not started without them."""

@@ -1,9 +1,12 @@
-"""Pure cache eviction: which cached blobs to delete, least recently used first, to fit a new one."""
+"""Pure cache eviction: which cached blobs to delete, least recently used first, to fit a new one,
+and which ones a manifest still references."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from edgefleet.protocol.models import DeviceManifest
 
 
 @dataclass(frozen=True)
@@ -41,3 +44,9 @@ def plan_eviction(blobs: Iterable[Blob], referenced: frozenset[str], need: int, 
     if excess > 0:
         return Eviction(shortfall=excess)
     return Eviction(remove=tuple(chosen))
+
+
+def referenced(manifests: Iterable[DeviceManifest | None]) -> frozenset[str]:
+    """Digests eviction must keep for these manifests (desired and last-known-good; the blobs of
+    running instances are kept by the cache itself: they are hard-linked into module directories)."""
+    return frozenset(a.digest for m in manifests if m is not None for s in m.modules for a in s.artifacts)

@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from edgefleet.agent.errors import ConfigError, HubKeyUnavailable
+from edgefleet.agent.errors import HubKeyUnavailable, SettingsError
 from edgefleet.protocol.files import write_atomic
 from edgefleet.protocol.signing import key_id, public_key_raw
 
@@ -28,7 +28,7 @@ def _checked(public_key_b64: str, where: str) -> str:
     try:
         public_key_raw(public_key_b64)
     except ValueError as exc:
-        raise ConfigError(f"hub public key from {where} is unusable: {exc}") from exc
+        raise SettingsError(f"hub public key from {where} is unusable: {exc}") from exc
     return public_key_b64
 
 
@@ -41,7 +41,7 @@ def resolve_hub_key(configured: str | None, data_dir: Path, hub_url: str, timeou
         try:
             pinned = json.loads(pinned_path.read_text())["publicKey"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(
+            raise SettingsError(
                 f"pinned hub key {pinned_path} is unreadable ({exc}); delete it to pin again, or set hub_public_key"
             ) from exc
         return _checked(pinned, str(pinned_path))

@@ -11,10 +11,6 @@ from dataclasses import dataclass, field
 from edgefleet.agent.state import RestartRecord
 from edgefleet.protocol.module import ModuleStatusFile
 
-# What the module wrote to its status file is the contract's model; this alias only keeps the
-# planner's tests (tests/unit/agent/test_plan.py) importing until they name ModuleStatusFile.
-StatusReport = ModuleStatusFile
-
 
 @dataclass(frozen=True)
 class Instance:
@@ -47,8 +43,8 @@ class FetchFailure:
     """The last failed download of one artifact (kept by the daemon's background fetcher)."""
 
     error: str
-    retry_at: float  # no new attempt before this (capped exponential cool-off)
-    refused: bool = False  # wrong bytes or no room in the cache: the module is Failed, not just waiting
+    retry_at: float | None  # no new attempt before this (cool-off); None: not in this generation
+    refused: bool = False  # a permanent error (wrong bytes, no room): the module is Failed, not just waiting
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ tests compare plans by equality.
 
 Order of a plan:
 1. FetchArtifact for every artifact of the desired generation that the cache lacks, unless its
-   download is already running (in the background: probes and reports go on meanwhile) or cooling
-   off after a failure. While any is missing, no running instance is stopped: the old version keeps
+   download is already running (in the background: probes and reports go on meanwhile), cooling
+   off after a failure, or refused for this generation (a permanent error). While any is missing, no running instance is stopped: the old version keeps
    serving until every artifact of the new generation is verified in the cache.
 2. StopModule / RemoveModule: instances of removed modules, of replaced specs, and restarts.
 3. CreateModule / StartModule by (startup_order, name).
@@ -16,9 +16,10 @@ Order of a plan:
 Each desired module also gets a verdict (state + message) that the daemon reports, and the plan
 says when it wants to be re-evaluated (``wake_at``): next probe, end of a back-off, a startup deadline.
 
-One more pure decision lives here, with its own inputs: ``decide_rollback`` (is the new generation
-overdue for Healthy, so go back to last-known-good?). The planner's inputs are the plain data of
-``observed``; cache eviction is decided in ``eviction``.
+The other pure decisions live beside it, each with its own inputs: ``rollout`` (is the new
+generation overdue for Healthy, so go back to last-known-good?), ``health_memory`` (probe and
+restart records, last-known-good), ``admission`` and ``eviction``. The planner's inputs are the
+plain data of ``observed``.
 """
 
 from __future__ import annotations
@@ -30,9 +31,7 @@ from edgefleet.agent.admission import DeviceOffer, admit
 from edgefleet.agent.observed import Health, Instance, Observed
 from edgefleet.agent.state import RestartRecord
 from edgefleet.protocol.models import DeviceManifest, ModuleSpec, ModuleState, RestartPolicy
-
-EXIT_UNSCHEDULABLE = 78  # EX_CONFIG: the module says this device cannot run it; never restarted
-
+from edgefleet.protocol.module import EXIT_UNSCHEDULABLE, ModuleRunState
 
 # --- steps ---------------------------------------------------------------------------------------
 
@@ -206,9 +205,12 @@ def plan_steps(desired: DeviceManifest | None, observed: Observed, context: Plan
             failure = observed.fetch_failures.get(art.digest)
             if art.digest in observed.fetching:
                 continue  # the background download wakes the loop when it ends
-            if failure is not None and context.now < failure.retry_at:
-                b.wakes.append(failure.retry_at)
-                continue
+            if failure is not None:
+                if failure.retry_at is None:
+                    continue  # refused (a permanent error): tried again only for a new generation
+                if context.now < failure.retry_at:
+                    b.wakes.append(failure.retry_at)
+                    continue
             b.fetches.append(FetchArtifact(art.digest, art.url, art.size))
     may_disrupt = not missing  # stop nothing until every artifact of the generation is verified here
 
@@ -321,7 +323,7 @@ def _plan_lifecycle(
 
     if not inst.running:
         module_says = status.state if status else ""
-        if inst.exit_code == EXIT_UNSCHEDULABLE or module_says == "Unschedulable":
+        if inst.exit_code == EXIT_UNSCHEDULABLE or module_says == ModuleRunState.UNSCHEDULABLE:
             msg = (status.message if status else "") or "the module cannot run on this device"
             b.verdicts[spec.name] = Verdict(ModuleState.UNSCHEDULABLE, msg, inst.instance_id)
             return
@@ -377,63 +379,3 @@ def _schedule_probe(b: _Builder, probe: ProbeHealth, health: Health, interval: f
         b.wakes.append(now + interval)
     else:
         b.wakes.append(due)
-
-
-# --- automatic rollback (pure) -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Rollout:
-    """Where the device stands with its newest accepted generation."""
-
-    generation: int
-    last_known_good: int | None  # the last generation that became fully Healthy (None: none ever did)
-    applying_since: float | None  # when every artifact was verified and replacing began (None: not yet)
-    window_s: float  # how long the generation has, from ``applying_since``, to become fully Healthy
-    rolled_back: bool = False  # already rolled back from ``generation``: stay put until a newer one
-
-
-@dataclass(frozen=True)
-class RollbackDecision:
-    to_generation: int | None = None  # roll back to this generation now (None: do not)
-    reason: str = ""
-    module_reasons: Mapping[str, str] = field(default_factory=dict)  # why each non-Healthy module failed
-    wake_at: float | None = None  # decide again at this time (end of the window)
-
-
-def rollback_window(manifest: DeviceManifest, window_s: float | None) -> float:
-    """The agent setting when given, else the longest startup timeout among the generation's modules."""
-    if window_s is not None:
-        return window_s
-    return max((m.health.startup_timeout_s for m in manifest.modules), default=0.0)
-
-
-def decide_rollback(rollout: Rollout, verdicts: Mapping[str, Verdict], now: float) -> RollbackDecision:
-    """Roll back when the generation is not fully Healthy when its window ends.
-
-    Never while downloading (nothing was replaced: the old version still serves), never without a
-    last-known-good to go to, and never twice for one generation (no flapping: a failed generation
-    is retried only when the hub publishes a newer one).
-    """
-    if (
-        rollout.rolled_back
-        or rollout.last_known_good is None
-        or rollout.last_known_good == rollout.generation
-        or rollout.applying_since is None
-    ):
-        return RollbackDecision()
-    unhealthy = {name: v for name, v in sorted(verdicts.items()) if v.state != ModuleState.HEALTHY}
-    if not unhealthy:
-        return RollbackDecision()  # fully Healthy: the daemon makes it last-known-good
-    deadline = rollout.applying_since + rollout.window_s
-    if now < deadline:
-        return RollbackDecision(wake_at=deadline)
-    module_reasons = {
-        name: f"{v.state.value}" + (f": {v.message}" if v.message else "") for name, v in unhealthy.items()
-    }
-    reason = (
-        f"generation {rollout.generation} was not Healthy within {rollout.window_s:g}s ("
-        + "; ".join(f"{name} {why}" for name, why in module_reasons.items())
-        + f"); rolled back to generation {rollout.last_known_good}"
-    )
-    return RollbackDecision(to_generation=rollout.last_known_good, reason=reason, module_reasons=module_reasons)

@@ -1,12 +1,20 @@
 """Agent settings: defaults that run on a laptop, overridden by a file, the environment and the CLI.
 
 Precedence (highest first): CLI flags, ``EDGEFLEET_AGENT_*`` environment variables, the settings
-file (JSON or TOML), defaults. Durations are in seconds. Environment values that are lists or
-objects are JSON (``EDGEFLEET_AGENT_LABELS='{"site": "lab"}'``).
+file (JSON or TOML), defaults. Durations are in seconds. Settings come in groups (``mqtt``,
+``modules``, ``restart``, ...; every one is listed in agent/README.md):
 
-The sources are merged here rather than by pydantic-settings: that package costs the agent about
-3 MB of resident memory (it pulls in asyncio and more of pydantic), against a 40 MB budget. Restart back-off defaults follow Azure IoT
-Edge (10 s x 2^n up to 300 s, give up after 20 restarts, forget after 10 minutes healthy).
+- file: a table per group (``[restart]`` / ``"restart": {...}``); the device's identity at the top.
+- environment: ``EDGEFLEET_AGENT_<GROUP>__<NAME>`` (``EDGEFLEET_AGENT_RESTART__MAX_RESTARTS=5``),
+  ``EDGEFLEET_AGENT_<NAME>`` for the top level, or a whole group as JSON
+  (``EDGEFLEET_AGENT_RESTART='{"max_restarts": 5}'``). Lists and objects are JSON.
+- the names from before the groups (``EDGEFLEET_AGENT_MAX_RESTARTS``, ``module_command`` in a file)
+  keep working everywhere: ``LEGACY_NAMES`` maps each to its group and name.
+
+An unknown name is an error that names it. The sources are merged here rather than by
+pydantic-settings: that package costs the agent about 3 MB of resident memory (it pulls in asyncio
+and more of pydantic), against a 40 MB budget. Restart back-off defaults follow Azure IoT Edge
+(10 s x 2^n up to 300 s, give up after 20 restarts, forget after 10 minutes healthy).
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -21,10 +30,11 @@ from urllib.parse import urlparse
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edgefleet.agent.errors import ConfigError
+from edgefleet.agent.errors import SettingsError
 from edgefleet.protocol.topics import check_device_id
 
 ENV_PREFIX = "EDGEFLEET_AGENT_"
+NESTED = "__"  # EDGEFLEET_AGENT_<GROUP>__<NAME>
 
 
 def _default_module_command() -> list[str]:
@@ -35,64 +45,171 @@ def _default_discovery_command() -> list[str]:
     return [sys.executable, "-m", "edgefleet.accelerators.discovery", "--json"]
 
 
-class AgentSettings(BaseModel):
+class _Group(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
-    device_id: str
-    hub_url: str = "http://127.0.0.1:8080"
-    broker_url: str = "mqtt://127.0.0.1:1883"
-    data_dir: Path | None = Field(default=None, description="default ./.edgefleet/agent/<device id>")
-    labels: dict[str, str] = Field(default_factory=dict)
-    hub_public_key: str | None = Field(default=None, description="base64 raw ed25519; absent: pin on first use")
 
-    # modules
-    module_command: list[str] = Field(default_factory=_default_module_command)
-    port_range: tuple[int, int] = (20000, 29999)
-    stop_grace_s: float = Field(default=5.0, ge=0)
-    stop_modules_on_exit: bool = False
+class MqttSettings(_Group):
+    broker_url: str = Field(default="mqtt://127.0.0.1:1883", description="the MQTT broker (`--broker`)")
+    keepalive_s: int = Field(default=30, ge=5, description="MQTT keep-alive")
+    reconnect_min_s: float = Field(default=0.5, gt=0, description="first reconnect delay; doubles on each failure")
+    reconnect_max_s: float = Field(default=30.0, gt=0, description="longest reconnect delay")
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, v: str) -> str:
+        parsed = urlparse(v)
+        if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
+            raise ValueError(f"broker URL must look like mqtt://host:1883, got {v!r}")
+        return v
+
+    @property
+    def host(self) -> str:
+        return urlparse(self.broker_url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return urlparse(self.broker_url).port or 1883
+
+
+class ModulesSettings(_Group):
+    command: list[str] = Field(
+        default_factory=_default_module_command, description="how a process module is started (the scoring server)"
+    )
+    port_range: tuple[int, int] = Field(default=(20000, 29999), description="ports given to modules that ask for none")
+    stop_grace_s: float = Field(default=5.0, ge=0, description="SIGTERM to SIGKILL when stopping a module")
+    stop_on_exit: bool = Field(
+        default=False, description="stop the modules when the agent exits (`--stop-modules-on-exit`); else adopt them"
+    )
+    startup_probe_interval_s: float = Field(default=0.1, gt=0, description="health-probe period while Transitioning")
     resource_limits: Literal["auto", "no-cgroups", "off"] = Field(
         default="auto", description="auto: cgroup v2/v1 when writable, else CPU affinity and RLIMIT_DATA"
-    )
-    docker_url: str | None = Field(
-        default=None, description="Docker Engine API URL; default DOCKER_HOST or unix:///var/run/docker.sock"
     )
     limits_cgroup_parent: str | None = Field(
         default=None, description="cgroup path (as in /proc/self/cgroup) for module groups; default: the agent's own"
     )
-
-    # health and restarts
-    startup_probe_interval_s: float = Field(default=0.1, gt=0, description="probe period while Transitioning")
-    restart_backoff_base_s: float = Field(default=10.0, ge=0)
-    restart_backoff_max_s: float = Field(default=300.0, ge=0)
-    max_restarts: int = Field(default=20, ge=0)
-    restart_reset_after_s: float = Field(default=600.0, ge=0)
-
-    # safe updates and disk
-    rollback_window_s: float | None = Field(
-        default=None, gt=0, description="time a new generation has to become Healthy; None: its longest startupTimeoutS"
+    docker_url: str | None = Field(
+        default=None, description="Docker Engine API URL; default DOCKER_HOST or unix:///var/run/docker.sock"
     )
-    cache_max_bytes: int = Field(default=2 << 30, gt=0, description="artifact cache cap; unused blobs are evicted LRU")
 
-    # executor cool-off for failing steps (downloads, starts)
-    step_retry_base_s: float = Field(default=1.0, ge=0)
-    step_retry_max_s: float = Field(default=60.0, ge=0)
+    @model_validator(mode="after")
+    def _checks(self) -> ModulesSettings:
+        low, high = self.port_range
+        if not 1024 <= low <= high <= 65535:
+            raise ValueError(f"port_range must be two ports 1024 <= low <= high <= 65535, got {self.port_range}")
+        if not self.command:
+            raise ValueError("modules.command must not be empty")
+        return self
 
-    # reporting
-    report_heartbeat_s: float = Field(default=60.0, gt=0)
-    telemetry_interval_s: float = Field(default=30.0, gt=0)
-    discovery_command: list[str] = Field(default_factory=_default_discovery_command)
-    discovery_timeout_s: float = Field(default=30.0, gt=0)
+
+class RestartSettings(_Group):
+    backoff_base_s: float = Field(default=10.0, ge=0, description="delay before the second restart; doubles after")
+    backoff_max_s: float = Field(default=300.0, ge=0, description="longest delay between restarts")
+    max_restarts: int = Field(default=20, ge=0, description="restarts of one spec before giving up (Failed)")
+    reset_after_s: float = Field(default=600.0, ge=0, description="healthy this long: the restart count is forgotten")
+
+
+class RetrySettings(_Group):
+    base_s: float = Field(default=1.0, ge=0, description="cool-off after a step or download fails temporarily")
+    max_s: float = Field(default=60.0, ge=0, description="longest cool-off (it doubles per failure)")
+
+
+class RollbackSettings(_Group):
+    window_s: float | None = Field(
+        default=None, gt=0, description="time a new generation has to become Healthy; none: its longest startupTimeoutS"
+    )
+
+
+class ReportingSettings(_Group):
+    heartbeat_s: float = Field(default=60.0, gt=0, description="an unchanged report is sent again this often")
+    telemetry_interval_s: float = Field(default=30.0, gt=0, description="resource-use telemetry period")
+
+
+class CacheSettings(_Group):
+    max_bytes: int = Field(default=2 << 30, gt=0, description="artifact cache cap; unused blobs are evicted LRU")
+    download_timeout_s: float = Field(default=30.0, gt=0, description="HTTP timeout of artifact downloads")
+
+
+class DiscoverySettings(_Group):
+    command: list[str] = Field(
+        default_factory=_default_discovery_command, description="accelerator discovery, printing JSON"
+    )
+    timeout_s: float = Field(default=30.0, gt=0, description="discovery gets this long, else no accelerators")
     fpga_sim: str | None = Field(
         default=None,
-        description="simulated FPGA board(s) for this device, e.g. 'kv260' (sets EDGEFLEET_FPGA_SIM for "
-        "discovery and modules, so the simulated board is found and used exactly like a real one)",
+        description="simulated FPGA board(s), e.g. kv260 (`--fpga-sim`; sets EDGEFLEET_FPGA_SIM for discovery "
+        "and modules, so the board is found and used exactly like a real one)",
     )
 
-    # MQTT / HTTP
-    mqtt_keepalive_s: int = Field(default=30, ge=5)
-    reconnect_min_s: float = Field(default=0.5, gt=0)
-    reconnect_max_s: float = Field(default=30.0, gt=0)
-    http_timeout_s: float = Field(default=30.0, gt=0)
+
+GROUPS: dict[str, type[_Group]] = {
+    "mqtt": MqttSettings,
+    "modules": ModulesSettings,
+    "restart": RestartSettings,
+    "retry": RetrySettings,
+    "rollback": RollbackSettings,
+    "reporting": ReportingSettings,
+    "cache": CacheSettings,
+    "discovery": DiscoverySettings,
+}
+
+# flat names from before the groups -> (group, name); accepted in files, the environment and code
+LEGACY_NAMES: dict[str, tuple[str, str]] = {
+    "broker_url": ("mqtt", "broker_url"),
+    "mqtt_keepalive_s": ("mqtt", "keepalive_s"),
+    "reconnect_min_s": ("mqtt", "reconnect_min_s"),
+    "reconnect_max_s": ("mqtt", "reconnect_max_s"),
+    "module_command": ("modules", "command"),
+    "port_range": ("modules", "port_range"),
+    "stop_grace_s": ("modules", "stop_grace_s"),
+    "stop_modules_on_exit": ("modules", "stop_on_exit"),
+    "startup_probe_interval_s": ("modules", "startup_probe_interval_s"),
+    "resource_limits": ("modules", "resource_limits"),
+    "limits_cgroup_parent": ("modules", "limits_cgroup_parent"),
+    "docker_url": ("modules", "docker_url"),
+    "restart_backoff_base_s": ("restart", "backoff_base_s"),
+    "restart_backoff_max_s": ("restart", "backoff_max_s"),
+    "max_restarts": ("restart", "max_restarts"),
+    "restart_reset_after_s": ("restart", "reset_after_s"),
+    "step_retry_base_s": ("retry", "base_s"),
+    "step_retry_max_s": ("retry", "max_s"),
+    "rollback_window_s": ("rollback", "window_s"),
+    "report_heartbeat_s": ("reporting", "heartbeat_s"),
+    "telemetry_interval_s": ("reporting", "telemetry_interval_s"),
+    "cache_max_bytes": ("cache", "max_bytes"),
+    "http_timeout_s": ("cache", "download_timeout_s"),
+    "discovery_command": ("discovery", "command"),
+    "discovery_timeout_s": ("discovery", "timeout_s"),
+    "fpga_sim": ("discovery", "fpga_sim"),
+}
+
+
+class AgentSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    device_id: str = Field(description="this device's id, also the MQTT client id (`--device-id`)")
+    hub_url: str = Field(default="http://127.0.0.1:8080", description="the hub, asked for its key once (`--hub`)")
+    data_dir: Path | None = Field(
+        default=None, description="state, cache and module directories; none: ./.edgefleet/agent/<device id>"
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="device labels deployments select (`--label`)")
+    hub_public_key: str | None = Field(
+        default=None, description="the hub's base64 ed25519 key (`--hub-key`); none: pinned on first use"
+    )
+
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    modules: ModulesSettings = Field(default_factory=ModulesSettings)
+    restart: RestartSettings = Field(default_factory=RestartSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    rollback: RollbackSettings = Field(default_factory=RollbackSettings)
+    reporting: ReportingSettings = Field(default_factory=ReportingSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_names(cls, data: Any) -> Any:
+        return grouped(data, "settings") if isinstance(data, Mapping) else data
 
     @field_validator("device_id")
     @classmethod
@@ -106,40 +223,66 @@ class AgentSettings(BaseModel):
             raise ValueError(f"hub URL must be http:// or https://, got {v!r}")
         return v.rstrip("/")
 
-    @field_validator("broker_url")
-    @classmethod
-    def _broker_url(cls, v: str) -> str:
-        parsed = urlparse(v)
-        if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
-            raise ValueError(f"broker URL must look like mqtt://host:1883, got {v!r}")
-        return v
-
-    @model_validator(mode="after")
-    def _ranges(self) -> AgentSettings:
-        low, high = self.port_range
-        if not 1024 <= low <= high <= 65535:
-            raise ValueError(f"port_range must be two ports 1024 <= low <= high <= 65535, got {self.port_range}")
-        if not self.module_command:
-            raise ValueError("module_command must not be empty")
-        return self
-
     @property
     def resolved_data_dir(self) -> Path:
         return (self.data_dir or Path(".edgefleet") / "agent" / self.device_id).resolve()
 
-    @property
-    def broker_host(self) -> str:
-        return urlparse(self.broker_url).hostname or "127.0.0.1"
 
-    @property
-    def broker_port(self) -> int:
-        return urlparse(self.broker_url).port or 1883
+def grouped(settings: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Settings with every legacy flat name moved into its group (a copy; unknown names are kept
+    for validation to refuse). One source may give a setting only once, under either name."""
+    out: dict[str, Any] = {}
+    given: dict[tuple[str, str], str] = {}
+    for key, value in settings.items():
+        if key in GROUPS and isinstance(value, BaseModel):
+            value = value.model_dump(exclude_unset=True)  # a group given as its model, in code
+        if key in GROUPS and isinstance(value, Mapping):
+            for name, v in value.items():
+                _put(out, given, (key, name), v, f"{key}.{name}", where)
+        elif key in LEGACY_NAMES:
+            _put(out, given, LEGACY_NAMES[key], value, key, where)
+        else:
+            out[key] = value
+    return out
+
+
+def _put(
+    out: dict[str, Any], given: dict[tuple[str, str], str], leaf: tuple[str, str], value: Any, label: str, where: str
+) -> None:
+    if leaf in given:
+        raise SettingsError(f"{where}: {given[leaf]} and {label} are the same setting ({'.'.join(leaf)}); give it once")
+    given[leaf] = label
+    out.setdefault(leaf[0], {})[leaf[1]] = value
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``, group by group."""
+    out = dict(base)
+    for key, value in top.items():
+        if key in GROUPS and isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def _without_none(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and key in GROUPS:
+            value = {k: v for k, v in value.items() if v is not None}
+            if not value:
+                continue
+        if value is not None:
+            out[key] = value
+    return out
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> AgentSettings:
     """Build settings from an optional JSON/TOML file, the environment and explicit overrides.
 
-    Overrides that are None are ignored, so CLI flags left out fall through to the environment.
+    Overrides are top-level names, groups (``restart={"max_restarts": 3}``) or legacy flat names.
+    Those that are None are ignored, so CLI flags left out fall through to the environment.
     """
     from_file: dict[str, Any] = {}
     if config_file is not None:
@@ -147,31 +290,69 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> AgentSet
             text = config_file.read_text()
             from_file = tomllib.loads(text) if config_file.suffix == ".toml" else json.loads(text)
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"settings file {config_file}: cannot read it: {exc}") from exc
-    given = {k: v for k, v in overrides.items() if v is not None}
-    merged = {**from_file, **environment_settings(os.environ), **given}
+            raise SettingsError(f"settings file {config_file}: cannot read it: {exc}") from exc
+        if not isinstance(from_file, dict):
+            raise SettingsError(f"settings file {config_file}: expected an object (a table) at the top level")
+        from_file = grouped(from_file, f"settings file {config_file}")
+    given = grouped(_without_none(overrides), "command line")
+    merged = _merge(_merge(from_file, environment_settings(os.environ)), given)
     try:
         return AgentSettings(**merged)
     except ValidationError as exc:
         where = f"settings file {config_file}, " if config_file else ""
-        raise ConfigError(f"invalid agent settings ({where}environment {ENV_PREFIX}*, or command line): {exc}") from exc
+        raise SettingsError(
+            f"invalid agent settings ({where}environment {ENV_PREFIX}*, or command line): {exc}"
+        ) from exc
 
 
-def environment_settings(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
-    """The ``EDGEFLEET_AGENT_*`` variables as settings; an unknown name is an error (a typo must show)."""
-    fields = AgentSettings.model_fields
+def environment_names() -> list[str]:
+    """Every environment variable the agent reads, in the grouped scheme (legacy names aside)."""
+    names = [ENV_PREFIX + name.upper() for name in AgentSettings.model_fields if name not in GROUPS]
+    for group, model in GROUPS.items():
+        names += [f"{ENV_PREFIX}{group.upper()}{NESTED}{name.upper()}" for name in model.model_fields]
+    return names
+
+
+def environment_settings(environ: Mapping[str, str], *, strict: bool = True) -> dict[str, Any]:
+    """The ``EDGEFLEET_AGENT_*`` variables as grouped settings; an unknown name is an error (a typo
+    must show), or skipped when not ``strict``."""
+    top = {name for name in AgentSettings.model_fields if name not in GROUPS}
     found: dict[str, Any] = {}
+    given: dict[tuple[str, str], str] = {}
     for key, raw in environ.items():
         if not key.startswith(ENV_PREFIX):
             continue
         name = key[len(ENV_PREFIX) :].lower()
-        if name not in fields:
-            raise ConfigError(f"environment variable {key}: not an agent setting (known: {', '.join(sorted(fields))})")
-        value: Any = raw
-        if raw.lstrip().startswith(("[", "{")):
-            try:
-                value = json.loads(raw)
-            except ValueError as exc:
-                raise ConfigError(f"environment variable {key}: not valid JSON: {exc}") from exc
-        found[name] = value
+        group, _, field = name.partition(NESTED)
+        if field and group in GROUPS and field in GROUPS[group].model_fields:
+            _put(found, given, (group, field), _env_value(key, raw), key, "environment")
+        elif name in LEGACY_NAMES:
+            _put(found, given, LEGACY_NAMES[name], _env_value(key, raw), key, "environment")
+        elif name in GROUPS:
+            value = _env_value(key, raw)
+            if not isinstance(value, dict):
+                raise SettingsError(f"environment variable {key}: a group of settings, give it as a JSON object")
+            for field, v in value.items():
+                _put(found, given, (name, field), v, f"{key} ({field})", "environment")
+        elif name in top:
+            found[name] = _env_value(key, raw)
+        elif strict:
+            raise SettingsError(f"environment variable {key}: not an agent setting{_suggest(key)}")
     return found
+
+
+def _env_value(key: str, raw: str) -> Any:
+    if not raw.lstrip().startswith(("[", "{")):
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise SettingsError(f"environment variable {key}: not valid JSON: {exc}") from exc
+
+
+def _suggest(key: str) -> str:
+    import difflib  # only on this error path
+
+    close = difflib.get_close_matches(key, [*environment_names(), *(ENV_PREFIX + n.upper() for n in LEGACY_NAMES)])
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"{hint}; the agent's settings and their variables are listed in agent/README.md"

@@ -89,3 +89,23 @@ class StateStore:
             write_atomic(self.path, json.dumps(state.model_dump(mode="json"), indent=1).encode())
         except OSError as exc:
             raise StateError(f"cannot write agent state {self.path}: {exc} (disk full or read-only?)") from exc
+
+
+class SavedState:
+    """The agent's current state, kept in step with its file: every change is saved as it is made."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.current = store.load()
+
+    def replace(self, state: AgentState) -> None:
+        self.current = state
+        self.store.save(state)
+
+    def keep(self, state: AgentState) -> None:
+        """``replace`` when ``state`` differs from the current one (a pure transition's result)."""
+        if state != self.current:
+            self.replace(state)
+
+    def update(self, **changes: Any) -> None:
+        self.replace(self.current.model_copy(update=changes))

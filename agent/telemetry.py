@@ -1,14 +1,18 @@
-"""Telemetry: the agent's and its modules' resource use, sampled every interval (QoS 0, best effort)."""
+"""Telemetry: the agent's and its modules' resource use, sampled every interval (QoS 0, best effort),
+and the serving gap of each module replacement (old instance stopped -> new one ready)."""
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import psutil
 
 from edgefleet.agent.observed import Instance
 from edgefleet.protocol.models import Telemetry
+
+log = logging.getLogger(__name__)
 
 
 class TelemetrySampler:
@@ -53,3 +57,24 @@ class TelemetrySampler:
         if pid not in self._procs:
             self._procs[pid] = psutil.Process(pid or None)
         return self._procs[pid]
+
+
+class ServingGaps:
+    """Measures how long each module went without a ready instance while it was replaced."""
+
+    def __init__(self, on_measured: Callable[[], None] = lambda: None) -> None:
+        self.measured: dict[str, float] = {}  # module -> seconds without a ready instance, last update
+        self._started: dict[str, float] = {}  # module -> when its old instance stopped serving
+        self._on_measured = on_measured
+
+    def stopped(self, module: str, now: float) -> None:
+        """The old instance of an update stops serving now (a gap begins, unless one already runs)."""
+        self._started.setdefault(module, now)
+
+    def ready(self, module: str, now: float) -> None:
+        """An instance of ``module`` became ready: a running gap ends."""
+        began = self._started.pop(module, None)
+        if began is not None:
+            self.measured[module] = now - began
+            log.info("module %s updated: serving gap %.3fs", module, now - began)
+            self._on_measured()

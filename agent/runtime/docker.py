@@ -369,8 +369,10 @@ class DockerRuntime(Runtime):
         except NotFound as exc:
             raise UnknownModule(f"cannot {what} on device {self.device_id}: {_explain(exc)}") from exc
         except requests.ConnectionError as exc:
-            raise RuntimeUnavailable(
-                f"cannot {what}: the Docker engine at {self.base_url} does not answer ({exc})"
+            # the engine was there and went away (a dockerd restart): temporary, unlike having no
+            # engine at all (RuntimeUnavailable at connect), so the step is retried with back-off
+            raise RuntimeFailure(
+                f"cannot {what}: the Docker engine at {self.base_url} does not answer ({exc}); trying again"
             ) from exc
         except _ENGINE_ERRORS as exc:
             raise RuntimeFailure(f"cannot {what} on device {self.device_id}: {_explain(exc)}") from exc

@@ -12,7 +12,7 @@ FPGA = {"kind": "fpga", "platform": "sim", "device": "board-a", "board": "edge-s
 
 
 def run_cli(*args: str, discovery: list[str]) -> subprocess.CompletedProcess[str]:
-    env = agent_env(discovery_command=discovery)
+    env = agent_env(discovery__command=discovery)
     return subprocess.run(
         [sys.executable, "-m", "agent", "accelerators", *args],
         env=env,

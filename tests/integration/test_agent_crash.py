@@ -2,13 +2,15 @@
 check that it converges every time, with exactly one process per module and a clean cache.
 
 Some generations are bad: their scorer never gets ready, so the agent must roll back to
-last-known-good when the rollback window ends. Each kill lands in a phase picked by a seeded RNG, at a
-random offset into it. Good generations:
+last-known-good when the rollback window ends. Each kill is aimed at a phase picked by a seeded RNG,
+at a random offset into it, and what the device was doing when it died is observed; the test fails
+unless kills landed in every phase named here (a phase no kill landed in is aimed at again, at its
+start, a few more times). Good generations:
 
     downloading  while the new generation's artifact is coming in (the server is throttled)
     switching    right after the download: old instances stopping, new ones being created/started
     starting     the new instance's process exists but is not ready yet
-    anytime      a random delay after the manifest was published
+    anytime      a random delay after the manifest was published (lands in any phase, or converged)
 
 Bad generations (every phase is aimed at, over the run):
 
@@ -21,7 +23,7 @@ After each restart the device must settle: a good generation Healthy (and last-k
 one rolled back: reported Failed + rolled back, the last-known-good spec hashes running, and never a
 report that goes back to the bad generation once the rollback was reported or recorded.
 
-The rollback window is the agent setting EDGEFLEET_AGENT_ROLLBACK_WINDOW_S, chosen per agent lifetime:
+The rollback window is the agent setting EDGEFLEET_AGENT_ROLLBACK__WINDOW_S, chosen per agent lifetime:
 short while a bad generation is out, long while a good one is, so that a good generation is never
 rolled back only because this (shared) machine was slow to restart the agent. The window survives
 restarts (it counts from when replacing began), so a short one for good generations would make the test
@@ -70,6 +72,8 @@ KILLS = 30
 BAD = 12  # generations among the killed ones whose scorer never gets ready
 GOOD_PHASES = ["downloading", "switching", "starting", "anytime"]
 BAD_PHASES = ["window", "rollback", "restoring", "rolled back"]
+OBSERVABLE = [p for p in GOOD_PHASES + BAD_PHASES if p != "anytime"]  # "anytime" is an aim, not a state
+AIM_AGAIN = 3  # extra kills at most per phase no kill landed in
 ROLLBACK_WINDOW_S = 2.0  # agent setting while a bad generation is out
 SAFE_WINDOW_S = 600.0  # while a good one is: it never rolls back, however slow the machine
 ARTIFACT_BYTES = 640 * 1024
@@ -219,18 +223,18 @@ class Agents:
         self.args = ["--device-id", device_id, "--broker", mosquitto.url, "--data-dir", str(data_dir)]
         self.args += ["--hub", "http://127.0.0.1:9", "--hub-key", hub.key.public_key_b64]
         self.env = agent_env(
-            module_command=FAKE_MODULE,
-            discovery_command=QUICK_DISCOVERY,
-            startup_probe_interval_s=0.05,
-            restart_backoff_base_s=0.2,
-            restart_backoff_max_s=1.0,
-            step_retry_base_s=0.1,
-            step_retry_max_s=0.5,
-            stop_grace_s=3,
-            report_heartbeat_s=5,
-            telemetry_interval_s=60,
-            reconnect_min_s=0.2,
-            reconnect_max_s=1.0,
+            modules__command=FAKE_MODULE,
+            modules__startup_probe_interval_s=0.05,
+            modules__stop_grace_s=3,
+            discovery__command=QUICK_DISCOVERY,
+            restart__backoff_base_s=0.2,
+            restart__backoff_max_s=1.0,
+            retry__base_s=0.1,
+            retry__max_s=0.5,
+            reporting__heartbeat_s=5,
+            reporting__telemetry_interval_s=60,
+            mqtt__reconnect_min_s=0.2,
+            mqtt__reconnect_max_s=1.0,
         )
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
@@ -238,7 +242,7 @@ class Agents:
 
     def start(self, window_s: float) -> None:
         self.window_s = window_s
-        env = {**self.env, **agent_env(rollback_window_s=window_s)}
+        env = {**self.env, **agent_env(rollback__window_s=window_s)}
         self.proc = start_agent_process(self.args, env, self.log)
 
     def end(self, sig: int, where: str) -> list[ReportedState]:
@@ -290,15 +294,17 @@ def test_sigkill_at_random_points_of_rollouts_always_converges(
     rng = random.Random(seed)
     # the whole schedule up front: what the RNG draws never depends on how the run goes
     bad_kills = set(rng.sample(range(KILLS), BAD))
-    bad_phases = [BAD_PHASES[i % len(BAD_PHASES)] for i in range(BAD)]
+    bad_phases = [BAD_PHASES[i % len(BAD_PHASES)] for i in range(BAD)]  # every phase aimed at, several times
+    good_phases = [GOOD_PHASES[i % len(GOOD_PHASES)] for i in range(KILLS - BAD)]
     rng.shuffle(bad_phases)
+    rng.shuffle(good_phases)
     schedule: list[tuple[bool, str, float]] = []
     for kill in range(KILLS):
         if kill in bad_kills:
             phase = bad_phases.pop()
             top = {"window": ROLLBACK_WINDOW_S / 2, "rollback": 0.05, "restoring": 0.2, "rolled back": 0.3}[phase]
         else:
-            phase = rng.choice(GOOD_PHASES)
+            phase = good_phases.pop()
             top = 1.2 if phase == "anytime" else 0.25
         schedule.append((kill in bad_kills, phase, rng.uniform(0.0, top)))
     print(f"bad generations: {sorted(k + 2 for k in bad_kills)}")
@@ -308,8 +314,9 @@ def test_sigkill_at_random_points_of_rollouts_always_converges(
     partial = data_dir / "cache" / "partial"
     hub = TestHub(mosquitto.port, device_id)
     agents = Agents(device_id, mosquitto, hub, data_dir, tmp_path / "agent.log")
-    hit: Counter[str] = Counter()
+    hit: Counter[str] = Counter()  # phase observed at kill time
     aimed: Counter[str] = Counter()
+    again: Counter[str] = Counter()  # extra kills aimed at a phase no kill had landed in
     graceful = 0
     started = time.monotonic()
 
@@ -340,10 +347,15 @@ def test_sigkill_at_random_points_of_rollouts_always_converges(
             agents.start(ROLLBACK_WINDOW_S if 0 in bad_kills else SAFE_WINDOW_S)
             agents.settle(settled, "first generation converged")
 
-            for kill, (bad, phase, offset) in enumerate(schedule):
+            pending = list(schedule)
+            kill = -1
+            while pending:
+                bad, phase, offset = pending.pop(0)
+                kill += 1
                 generation = kill + 2
                 where = (
-                    f"kill {kill + 1}/{KILLS} (seed {seed}, generation {generation}{' bad' if bad else ''}, {phase})"
+                    f"kill {kill + 1}/{KILLS}{' (again)' if kill >= KILLS else ''} "
+                    f"(seed {seed}, generation {generation}{' bad' if bad else ''}, {phase})"
                 )
                 window_s = ROLLBACK_WINDOW_S if bad else SAFE_WINDOW_S
                 if agents.window_s != window_s:  # the window is a start-up setting: restart gracefully
@@ -380,7 +392,7 @@ def test_sigkill_at_random_points_of_rollouts_always_converges(
                 if bad:
                     hit[_observed_rollback_phase(device_id, data_dir, generation, scorer_hash, old_scorer_hash)] += 1
                 else:
-                    hit[_observed_phase(device_id, scorer_hash, part, blob)] += 1
+                    hit[_observed_phase(device_id, data_dir, scorer_hash, part, blob)] += 1
 
                 lifetime = agents.end(signal.SIGKILL, f"after {where}")
                 recorded = recorded_rollback(data_dir) == generation
@@ -390,13 +402,22 @@ def test_sigkill_at_random_points_of_rollouts_always_converges(
                 agents.settle(expect, f"{expect.what} after {where}", rolled_back_from_start=reported or recorded)
                 check_device(expect, where)
                 settled = expect
+                if not pending:  # aim again, at its very start, at a phase no kill landed in yet
+                    for missed in (p for p in OBSERVABLE if not hit[p] and again[p] < AIM_AGAIN):
+                        again[missed] += 1
+                        pending.append((missed in BAD_PHASES, missed, 0.0))
     finally:
         agents.close()
         hub.close()
     took = time.monotonic() - started
     print(
-        f"{KILLS} kills ({BAD} in bad generations) and {graceful} graceful restarts in {took:.1f}s; "
-        f"aimed at {dict(aimed)}; observed at kill time {dict(hit)}"
+        f"{KILLS} kills ({BAD} in bad generations), {sum(again.values())} aimed again and {graceful} graceful "
+        f"restarts in {took:.1f}s; aimed at {dict(aimed)}; observed at kill time {dict(hit)}"
+    )
+    assert all(aimed[p] for p in GOOD_PHASES + BAD_PHASES), f"seed {seed}: phases never aimed at: {dict(aimed)}"
+    missed = [p for p in OBSERVABLE if not hit[p]]
+    assert not missed, (
+        f"seed {seed}: no kill landed in {missed} (aimed at {dict(aimed)}, observed at kill time {dict(hit)})"
     )
 
 
@@ -414,26 +435,32 @@ def _poll(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
     return False
 
 
-def _observed_phase(device_id: str, scorer_hash: str, part: Path, blob: Path) -> str:
+def _observed_phase(device_id: str, data_dir: Path, scorer_hash: str, part: Path, blob: Path) -> str:
+    """The phase of a good generation's rollout at this moment (GOOD_PHASES, or before/after them)."""
     if part.exists() and not blob.exists():
         return "downloading"
     if not blob.exists():
         return "before download"
     if not _runs(device_id, "scorer", scorer_hash):
         return "switching"
-    return "starting or converged"
+    return "converged" if _scorer_ready(data_dir) else "starting"
 
 
 def _observed_rollback_phase(device_id: str, data_dir: Path, generation: int, bad_hash: str, old_hash: str) -> str:
+    """The phase of a bad generation's rollout and rollback at this moment (BAD_PHASES, or before them)."""
     if recorded_rollback(data_dir) != generation:
-        return "bad scorer in its window" if _runs(device_id, "scorer", bad_hash) else "before the window"
+        return "window" if _runs(device_id, "scorer", bad_hash) else "before the window"
     if not _runs(device_id, "scorer", old_hash):
-        return "rolling back: old scorer not running yet"
+        return "rollback"  # decided and recorded; the last-known-good scorer is not running yet
+    return "rolled back" if _scorer_ready(data_dir) else "restoring"
+
+
+def _scorer_ready(data_dir: Path) -> bool:
+    """Whether the scorer answers ready on its port (the one the agent's state names)."""
     ports = agent_state(data_dir).get("ports")
     port = ports.get("scorer") if isinstance(ports, dict) else None
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1.0) as resp:
-            ready = resp.status == 200
+            return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
-        ready = False
-    return "rolled back" if ready else "rolling back: old scorer starting"
+        return False

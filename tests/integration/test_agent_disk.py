@@ -80,7 +80,7 @@ def test_cap_that_referenced_blobs_fill_is_a_clear_error_and_evicts_nothing(tmp_
             cache.fetch(big.digest, big.url, big.size, keep=frozenset({small.digest}))
         message = str(err.value)
         assert big.digest in message and "(2500 bytes)" in message and str(tmp_path / "cache") in message
-        assert "cache_max_bytes is 3000" in message and "500 bytes short" in message
+        assert "cache.max_bytes is 3000" in message and "500 bytes short" in message
         assert cache.digests() == {small.digest} and srv.requests == [("/s.bin", None)]  # nothing downloaded
 
 
@@ -202,7 +202,7 @@ def test_cap_smaller_than_the_new_artifact_fails_the_module_and_the_old_keeps_se
     v1 = artifacts.add("v1.onnx", b"1" * 10_000, path="model/model.onnx")
     v2 = artifacts.add("v2.onnx", b"2" * 50_000, path="model/model.onnx")
     settings = fast_settings(
-        hub.device_id, mosquitto, tmp_path / "agent", hub.key.public_key_b64, cache_max_bytes=40_000
+        hub.device_id, mosquitto, tmp_path / "agent", hub.key.public_key_b64, cache={"max_bytes": 40_000}
     )
     running = RunningAgent(settings)
     try:
@@ -214,7 +214,7 @@ def test_cap_smaller_than_the_new_artifact_fails_the_module_and_the_old_keeps_se
             lambda r: r.generation == 2 and module_state(r, "web") == "Failed", what="web Failed: no room for v2"
         )
         web = report.modules[0]
-        assert v2.digest in web.message and "(50000 bytes)" in web.message and "cache_max_bytes is 40000" in web.message
+        assert v2.digest in web.message and "(50000 bytes)" in web.message and "cache.max_bytes is 40000" in web.message
         assert str(tmp_path / "agent" / "cache") in web.message and "previous version keeps serving" in web.message
         assert not report.converged
         assert module_pids(hub.device_id, "web") == [pid]

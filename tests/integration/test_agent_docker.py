@@ -48,7 +48,11 @@ def test_agent_runs_a_docker_module_adopts_it_and_removes_it(
         with ArtifactServer(tmp_path / "artifacts") as artifacts:
             model = artifacts.add("model.bin", b"weights" * 100)
             settings = fast_settings(
-                hub.device_id, mosquitto, tmp_path / "agent", hub.key.public_key_b64, docker_url=docker_engine.url
+                hub.device_id,
+                mosquitto,
+                tmp_path / "agent",
+                hub.key.public_key_b64,
+                modules={"docker_url": docker_engine.url},
             )
             boxed = spec("boxed", [model], runtime="docker", image=image, resources={"cpu": 0.5, "memoryInGB": 0.25})
 

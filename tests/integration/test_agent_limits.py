@@ -20,7 +20,7 @@ from edgefleet.agent.daemon import Agent
 from edgefleet.agent.observed import Instance
 from edgefleet.agent.runtime import ProcessRuntime
 from edgefleet.agent.runtime.limits import LimitsMode, Mechanism, ProcessLimits
-from edgefleet.agent.settings import AgentSettings
+from edgefleet.agent.settings import AgentSettings, DiscoverySettings, ModulesSettings, MqttSettings, ReportingSettings
 from edgefleet.protocol import ModuleSpec
 from tests.support.agent_harness import (
     FAKE_MODULE,
@@ -129,13 +129,12 @@ def test_agent_reports_limits_and_refuses_what_the_device_cannot_provide(
     hub = TestHub(mosquitto.port, device_id)
     settings = AgentSettings(
         device_id=device_id,
-        broker_url=mosquitto.url,
         data_dir=tmp_path / "agent",
         hub_public_key=hub.key.public_key_b64,
-        module_command=FAKE_MODULE,
-        discovery_command=[sys.executable, "-c", "print('[]')"],  # no accelerators on this device
-        resource_limits="no-cgroups",
-        report_heartbeat_s=5.0,
+        mqtt=MqttSettings(broker_url=mosquitto.url),
+        modules=ModulesSettings(command=FAKE_MODULE, resource_limits="no-cgroups"),
+        discovery=DiscoverySettings(command=[sys.executable, "-c", "print('[]')"]),  # no accelerators here
+        reporting=ReportingSettings(heartbeat_s=5.0),
     )
     agent = Agent(settings)
     thread = threading.Thread(target=agent.run, daemon=True)

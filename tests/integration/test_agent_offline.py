@@ -169,17 +169,17 @@ def start_agent(
     args = ["--device-id", device_id, "--broker", broker_url, "--data-dir", str(tmp_path / "agent")]
     args += ["--hub", "http://127.0.0.1:9", "--hub-key", hub.key.public_key_b64]
     env = agent_env(
-        module_command=FAKE_MODULE,
-        discovery_command=QUICK_DISCOVERY,
-        restart_backoff_base_s=0.2,
-        restart_backoff_max_s=1.0,
-        step_retry_base_s=0.2,
-        step_retry_max_s=1.0,
-        stop_grace_s=3,
-        report_heartbeat_s=30,
-        telemetry_interval_s=60,
-        reconnect_min_s=0.2,
-        reconnect_max_s=1.0,
+        modules__command=FAKE_MODULE,
+        modules__stop_grace_s=3,
+        discovery__command=QUICK_DISCOVERY,
+        restart__backoff_base_s=0.2,
+        restart__backoff_max_s=1.0,
+        retry__base_s=0.2,
+        retry__max_s=1.0,
+        reporting__heartbeat_s=30,
+        reporting__telemetry_interval_s=60,
+        mqtt__reconnect_min_s=0.2,
+        mqtt__reconnect_max_s=1.0,
         **settings,
     )
     return start_agent_process(args, env, tmp_path / "agent.log")

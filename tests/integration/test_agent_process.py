@@ -72,10 +72,10 @@ def test_sigkill_restart_adopts_module_and_sigterm_leaves_it_running(
     data_dir = tmp_path / "agent"
     args = ["--device-id", device_id, "--broker", mosquitto.url, "--data-dir", str(data_dir)]
     env = agent_env(
-        module_command=FAKE_MODULE,
-        discovery_command=[sys.executable, "-c", "print('[]')"],
-        report_heartbeat_s=5,
-        stop_grace_s=3,
+        modules__command=FAKE_MODULE,
+        discovery__command=[sys.executable, "-c", "print('[]')"],
+        reporting__heartbeat_s=5,
+        modules__stop_grace_s=3,
     )
     log_path = tmp_path / "agent.log"
     agents = []

@@ -12,6 +12,7 @@ import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,26 +33,23 @@ from tests.support.processes import Mosquitto, wait_for
 QUICK_DISCOVERY = [sys.executable, "-c", 'print(\'[{"kind": "fpga", "board": "sim-edge", "simulated": true}]\')']
 
 
-def fast_settings(device_id: str, broker: Mosquitto, data_dir: Path, hub_key: str, **extra: object) -> AgentSettings:
-    return AgentSettings(
-        device_id=device_id,
-        broker_url=broker.url,
-        hub_url="http://127.0.0.1:9",  # never asked: the key is given
-        data_dir=data_dir,
-        hub_public_key=hub_key,
-        module_command=FAKE_MODULE,
-        discovery_command=QUICK_DISCOVERY,
-        restart_backoff_base_s=0.2,
-        restart_backoff_max_s=1.0,
-        step_retry_base_s=0.2,
-        step_retry_max_s=1.0,
-        stop_grace_s=3.0,
-        report_heartbeat_s=5.0,
-        telemetry_interval_s=1.0,
-        reconnect_min_s=0.2,
-        reconnect_max_s=1.0,
-        **extra,  # type: ignore[arg-type]
-    )
+def fast_settings(device_id: str, broker: Mosquitto, data_dir: Path, hub_key: str, **extra: Any) -> AgentSettings:
+    """Settings for a quick agent; ``extra`` adds top-level settings or, group by group, to the groups."""
+    settings: dict[str, Any] = {
+        "device_id": device_id,
+        "hub_url": "http://127.0.0.1:9",  # never asked: the key is given
+        "data_dir": data_dir,
+        "hub_public_key": hub_key,
+        "mqtt": {"broker_url": broker.url, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
+        "modules": {"command": FAKE_MODULE, "stop_grace_s": 3.0},
+        "discovery": {"command": QUICK_DISCOVERY},
+        "restart": {"backoff_base_s": 0.2, "backoff_max_s": 1.0},
+        "retry": {"base_s": 0.2, "max_s": 1.0},
+        "reporting": {"heartbeat_s": 5.0, "telemetry_interval_s": 1.0},
+    }
+    for key, value in extra.items():
+        settings[key] = {**settings[key], **value} if isinstance(settings.get(key), dict) else value
+    return AgentSettings(**settings)
 
 
 class RunningAgent:
@@ -261,7 +259,8 @@ def test_real_scoring_module_serves_the_digits_model(
     hub, artifacts = env
     model = artifacts.add("digits_int8.onnx", DIGITS_INT8.read_bytes(), path="model/digits_int8.onnx")
     settings = fast_settings(hub.device_id, mosquitto, tmp_path / "agent", hub.key.public_key_b64)
-    settings = settings.model_copy(update={"module_command": [sys.executable, "-m", "edgefleet.modules.scoring"]})
+    scoring = [sys.executable, "-m", "edgefleet.modules.scoring"]
+    settings = settings.model_copy(update={"modules": settings.modules.model_copy(update={"command": scoring})})
     running = RunningAgent(settings)
     try:
         digits = spec("digits", [model], models=[{"name": "digits", "version": 1}])

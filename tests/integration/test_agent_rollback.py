@@ -39,7 +39,7 @@ def test_never_ready_generation_rolls_back_stays_rolled_back_and_a_newer_one_app
     v1 = artifacts.add("v1.onnx", b"one" * 100, path="model/model.onnx")
     v2 = artifacts.add("v2.onnx", b"two" * 100, path="model/model.onnx")
     settings = fast_settings(
-        hub.device_id, mosquitto, tmp_path / "agent", hub.key.public_key_b64, rollback_window_s=WINDOW_S
+        hub.device_id, mosquitto, tmp_path / "agent", hub.key.public_key_b64, rollback={"window_s": WINDOW_S}
     )
     running = RunningAgent(settings)
     try:

@@ -21,7 +21,14 @@ from pathlib import Path
 import pytest
 
 from edgefleet.agent.daemon import Agent
-from edgefleet.agent.settings import AgentSettings
+from edgefleet.agent.settings import (
+    AgentSettings,
+    DiscoverySettings,
+    ModulesSettings,
+    MqttSettings,
+    ReportingSettings,
+    RestartSettings,
+)
 from edgefleet.protocol import ModuleSpec, ReportedState
 from edgefleet.protocol.models import ModuleStatus
 from tests.support.agent_harness import FAKE_MODULE, TestHub, kill_module_processes, module_pids
@@ -49,15 +56,13 @@ def test_on_unhealthy_restarts_never_leaves_alone_and_startup_timeout_fails(
 ) -> None:
     settings = AgentSettings(
         device_id=hub.device_id,
-        broker_url=mosquitto.url,
         data_dir=tmp_path / "agent",
         hub_public_key=hub.key.public_key_b64,
-        module_command=FAKE_MODULE,
-        discovery_command=[sys.executable, "-c", "print('[]')"],
-        restart_backoff_base_s=BACKOFF_S,
-        restart_backoff_max_s=BACKOFF_S,
-        stop_grace_s=3.0,
-        report_heartbeat_s=5.0,
+        mqtt=MqttSettings(broker_url=mosquitto.url),
+        modules=ModulesSettings(command=FAKE_MODULE, stop_grace_s=3.0),
+        discovery=DiscoverySettings(command=[sys.executable, "-c", "print('[]')"]),
+        restart=RestartSettings(backoff_base_s=BACKOFF_S, backoff_max_s=BACKOFF_S),
+        reporting=ReportingSettings(heartbeat_s=5.0),
     )
     healer_sick, stoic_sick = tmp_path / "healer.sick", tmp_path / "stoic.sick"
     agent = Agent(settings)

@@ -154,7 +154,8 @@ def kill_module_processes(device_id: str) -> None:
 
 
 def agent_env(**settings: Any) -> dict[str, str]:
-    """Environment for an agent subprocess: EDGEFLEET_AGENT_* settings (JSON for lists/dicts)."""
+    """Environment for an agent subprocess: EDGEFLEET_AGENT_* settings (JSON for lists/dicts);
+    ``restart__max_restarts=3`` is EDGEFLEET_AGENT_RESTART__MAX_RESTARTS (agent/README.md)."""
     env = dict(os.environ)
     for name, value in settings.items():
         env[f"EDGEFLEET_AGENT_{name.upper()}"] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)

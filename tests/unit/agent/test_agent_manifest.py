@@ -25,7 +25,7 @@ def agent(tmp_path: Path) -> Iterator[Agent]:
         module_command=[sys.executable, "-c", "pass"],
     )
     a = Agent(settings)
-    a._try_hub_key()
+    a.intake.try_hub_key()
     yield a
 
 
@@ -49,7 +49,7 @@ def test_redelivered_retained_copy_is_silently_ignored(agent: Agent) -> None:
     payload = signed(3)
     assert agent.accept_manifest(payload)
     assert not agent.accept_manifest(payload)
-    assert agent.rejected is None
+    assert agent.intake.rejected is None
 
 
 def tampered(payload: bytes) -> bytes:
@@ -75,15 +75,15 @@ def test_rejected_manifest_is_reported_and_changes_nothing(agent: Agent, payload
     assert agent.accept_manifest(signed(2, modules=0))
     before = (agent.desired, agent.state)
     assert not agent.accept_manifest(payload)
-    assert reason in (agent.rejected or "")
+    assert reason in (agent.intake.rejected or "")
     assert (agent.desired, agent.state) == before
     report = agent.build_report(agent.reconcile())
-    assert report.rejected == agent.rejected and report.generation == 2
+    assert report.rejected == agent.intake.rejected and report.generation == 2
     # the next good manifest clears the rejection
     assert agent.accept_manifest(signed(6))
-    assert agent.rejected is None
+    assert agent.intake.rejected is None
 
 
 def test_cleared_retained_message_is_ignored(agent: Agent) -> None:
     assert not agent.accept_manifest(b"")
-    assert agent.rejected is None and agent.desired is None
+    assert agent.intake.rejected is None and agent.desired is None

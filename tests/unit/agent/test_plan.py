@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from edgefleet.agent.observed import FetchFailure, Health, Instance, Observed, StatusReport
+from edgefleet.agent.observed import FetchFailure, Health, Instance, Observed
 from edgefleet.agent.plan import (
     CreateModule,
     FetchArtifact,
@@ -23,6 +23,7 @@ from edgefleet.agent.plan import (
 )
 from edgefleet.agent.state import RestartRecord
 from edgefleet.protocol import DeviceManifest, ModuleSpec, ModuleState
+from edgefleet.protocol.module import ModuleStatusFile
 
 NOW = 1_000_000.0
 TUNING = RestartTuning(backoff_base_s=10, backoff_max_s=300, max_restarts=5, reset_after_s=600)
@@ -190,40 +191,45 @@ def test_stops_run_in_reverse_startup_order() -> None:
 # --- restart policy ------------------------------------------------------------------------------
 
 
-def exited(s: ModuleSpec, code: int | None, status: StatusReport | None = None) -> Observed:
+def exited(s: ModuleSpec, code: int | None, status: ModuleStatusFile | None = None) -> Observed:
     return Observed(instances=(inst(s, running=False, exit_code=code, status=status),), cached=cached(1))
 
 
-RESTART = StartModule  # for readability in the table
-
-
 @pytest.mark.parametrize(
-    ("policy", "code", "restart"),
+    ("policy", "code", "restart", "reason"),
     [
-        ("always", 0, True),
-        ("always", 1, True),
-        ("on-failure", 1, True),
-        ("on-failure", None, True),  # exit code not seen (adopted process): a failure
-        ("on-failure", 0, False),
-        ("on-unhealthy", 1, True),
-        ("never", 1, False),
+        ("always", 0, True, "exited with code 0"),
+        ("always", 1, True, "exited with code 1"),
+        ("on-failure", 1, True, "exited with code 1"),
+        ("on-failure", None, True, "exited with unknown code"),  # exit code not seen (adopted process): a failure
+        ("on-failure", 0, False, "exited with code 0 (restart policy on-failure)"),
+        ("on-unhealthy", 1, True, "exited with code 1"),
+        ("never", 1, False, "exited with code 1 (restart policy never)"),
     ],
 )
-def test_exit_restarts_by_policy(policy: str, code: int | None, restart: bool) -> None:
+def test_exit_restarts_by_policy(policy: str, code: int | None, restart: bool, reason: str) -> None:
     s = spec("m", 1, restartPolicy=policy)
     plan = plan_steps(manifest(s), exited(s, code), CTX)
+    iid = f"m@{s.spec_hash()}"
     if restart:
-        assert plan.steps == (RESTART("m", s.spec_hash(), restart=True, reason=plan.steps[0].reason),)  # type: ignore[union-attr]
-        assert plan.verdicts["m"].state == ModuleState.TRANSITIONING
+        assert plan.steps == (StartModule("m", s.spec_hash(), restart=True, reason=reason),)
+        assert plan.verdicts["m"] == Verdict(ModuleState.TRANSITIONING, "restarting: " + reason, iid)
     else:
         assert plan.steps == ()
-        assert plan.verdicts["m"].state == ModuleState.FAILED
-        assert f"restart policy {policy}" in plan.verdicts["m"].message
+        assert plan.verdicts["m"] == Verdict(ModuleState.FAILED, reason, iid)
+
+
+def test_exit_reason_carries_what_the_module_said() -> None:
+    s = spec("m", 1, restartPolicy="on-failure")
+    status = ModuleStatusFile(state="Failed", message="model file missing")
+    plan = plan_steps(manifest(s), exited(s, 1, status), CTX)
+    reason = "exited with code 1: model file missing"
+    assert plan.steps == (StartModule("m", s.spec_hash(), restart=True, reason=reason),)
 
 
 def test_exit_78_is_unschedulable_and_never_restarted() -> None:
     s = spec("m", 1, restartPolicy="always")
-    status = StatusReport(state="Unschedulable", message="no FPGA and required")
+    status = ModuleStatusFile(state="Unschedulable", message="no FPGA and required")
     plan = plan_steps(manifest(s), exited(s, 78, status), CTX)
     assert plan.steps == ()
     assert (
@@ -237,21 +243,24 @@ def test_restart_waits_out_the_backoff_and_wakes_when_it_ends() -> None:
     record = RestartRecord(count=2, last_restart_at=NOW - 5)  # third restart: 20 s after the second
     waiting = plan_steps(manifest(s), Observed(**{**observed.__dict__, "restarts": {"m": record}}), CTX)
     assert waiting.steps == ()
-    assert waiting.verdicts["m"].state == ModuleState.FAILED
-    assert "restart 3 in 15.0s" in waiting.verdicts["m"].message
+    assert waiting.verdicts["m"] == Verdict(
+        ModuleState.FAILED, "exited with code 1; restart 3 in 15.0s", f"m@{s.spec_hash()}"
+    )
     assert waiting.wake_at == NOW + 15
     later = PlanContext(now=NOW + 15, restart=TUNING)
-    assert [
-        type(x)
-        for x in plan_steps(manifest(s), Observed(**{**observed.__dict__, "restarts": {"m": record}}), later).steps
-    ] == [StartModule]
+    assert plan_steps(manifest(s), Observed(**{**observed.__dict__, "restarts": {"m": record}}), later).steps == (
+        StartModule("m", s.spec_hash(), restart=True, reason="exited with code 1"),
+    )
 
 
 def test_gives_up_after_max_restarts() -> None:
     s = spec("m", 1)
     record = RestartRecord(count=5, last_restart_at=NOW - 10_000)
     plan = plan_steps(manifest(s), Observed(**{**exited(s, 1).__dict__, "restarts": {"m": record}}), CTX)
-    assert plan.steps == () and "gave up after 5 restarts" in plan.verdicts["m"].message
+    assert plan.steps == ()
+    assert plan.verdicts["m"] == Verdict(
+        ModuleState.FAILED, "exited with code 1; gave up after 5 restarts", f"m@{s.spec_hash()}"
+    )
 
 
 @pytest.mark.parametrize(("policy", "restarts"), [("on-unhealthy", True), ("always", True), ("on-failure", False)])
@@ -261,8 +270,10 @@ def test_unhealthy_restarts_only_for_health_policies(policy: str, restarts: bool
     plan = plan_steps(manifest(s), Observed(instances=(inst(s),), cached=cached(1), health=health), CTX)
     iid = f"m@{s.spec_hash()}"
     if restarts:
-        assert [type(x) for x in plan.steps] == [StopModule, StartModule]
-        assert plan.steps[0] == StopModule("m", iid, "health probe failed 3 times (HTTP 500)")
+        assert plan.steps == (
+            StopModule("m", iid, "health probe failed 3 times (HTTP 500)"),
+            StartModule("m", s.spec_hash(), restart=True, reason="health probe failed 3 times (HTTP 500)"),
+        )
     else:
         assert plan.verdicts["m"].state == ModuleState.UNHEALTHY
         assert plan.steps == ()  # still probed on its interval: it may recover
@@ -273,15 +284,20 @@ def test_startup_timeout_fails_and_restarts() -> None:
     s = spec("m", 1, health={"startupTimeoutS": 30})
     health = {f"m@{s.spec_hash()}": Health(started_at=NOW - 31, last_error="connection refused")}
     plan = plan_steps(manifest(s), Observed(instances=(inst(s),), cached=cached(1), health=health), CTX)
-    assert [type(x) for x in plan.steps] == [StopModule, StartModule]
-    assert "not ready after 30s (connection refused)" in plan.verdicts["m"].message
+    iid, reason = f"m@{s.spec_hash()}", "not ready after 30s (connection refused)"
+    assert plan.steps == (
+        StopModule("m", iid, reason),
+        StartModule("m", s.spec_hash(), restart=True, reason=reason),
+    )
+    assert plan.verdicts["m"] == Verdict(ModuleState.TRANSITIONING, f"restarting: {reason}", iid)
 
 
 def test_startup_timeout_with_policy_never_is_failed_without_restart() -> None:
     s = spec("m", 1, restartPolicy="never", health={"startupTimeoutS": 30})
     health = {f"m@{s.spec_hash()}": Health(started_at=NOW - 31)}
     plan = plan_steps(manifest(s), Observed(instances=(inst(s),), cached=cached(1), health=health), CTX)
-    assert plan.steps == () and plan.verdicts["m"].state == ModuleState.FAILED
+    assert plan.steps == ()
+    assert plan.verdicts["m"] == Verdict(ModuleState.FAILED, "not ready after 30s", f"m@{s.spec_hash()}")
 
 
 def test_backoff_delay_doubles_up_to_the_cap() -> None:
@@ -337,6 +353,20 @@ def test_failed_download_cools_off_and_says_why() -> None:
     assert "retrying after: model/f3.onnx: HTTP 503" in plan.verdicts["a"].message
     later = plan_steps(manifest(A2), observed, PlanContext(now=NOW + 4, restart=TUNING))
     assert later.steps == (fetch(3),)
+
+
+def test_refused_download_is_not_fetched_again_in_this_generation() -> None:
+    refused = FetchFailure("does not match the signed manifest", retry_at=None, refused=True)
+    observed = Observed(
+        instances=(inst(A1),), cached=cached(1, 2), health=ready(A1), fetch_failures={digest(3): refused}
+    )
+    for now in (NOW, NOW + 3600):
+        plan = plan_steps(manifest(A2), observed, PlanContext(now=now, restart=TUNING))
+        assert plan.steps == () and plan.wake_at is None  # nothing to wake up for: only a new generation helps
+        assert plan.verdicts["a"] == Verdict(
+            ModuleState.FAILED,
+            "artifact refused: model/f3.onnx: does not match the signed manifest; the previous version keeps serving",
+        )
 
 
 def test_cache_full_keeps_the_old_version_and_fails_the_module() -> None:

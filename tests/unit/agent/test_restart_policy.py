@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from edgefleet.agent.observed import Health, Instance, Observed
-from edgefleet.agent.plan import PlanContext, RestartTuning, StartModule, StopModule, plan_steps, restart_wanted
+from edgefleet.agent.plan import (
+    PlanContext,
+    RestartTuning,
+    StartModule,
+    StopModule,
+    Verdict,
+    plan_steps,
+    restart_wanted,
+)
 from edgefleet.agent.state import RestartRecord
 from edgefleet.protocol import DeviceManifest, ModuleSpec, ModuleState, RestartPolicy
 
@@ -52,17 +60,23 @@ def test_restart_count_resets_after_the_healthy_period(healthy_for: float, resta
     """At max_restarts the module is given up on, unless it was healthy for reset_after_s since."""
     record = RestartRecord(count=3, last_restart_at=NOW - 700, healthy_since=NOW - healthy_for)
     plan, iid = _unhealthy_plan(record)
+    spec_hash = iid.split("@")[1]
     if restarts:
-        stop, start = plan.changes
-        assert isinstance(stop, StopModule) and stop.instance_id == iid
-        assert isinstance(start, StartModule) and start.restart and "health probe failed" in start.reason
-        assert plan.verdicts["m"].state == ModuleState.TRANSITIONING
+        assert plan.changes == (
+            StopModule("m", iid, "health probe failed 3 times (503)"),
+            StartModule("m", spec_hash, restart=True, reason="health probe failed 3 times (503)"),
+        )
+        assert plan.verdicts["m"] == Verdict(
+            ModuleState.TRANSITIONING, "restarting: health probe failed 3 times (503)", iid
+        )
     else:
         assert plan.changes == ()
-        assert "gave up after 3 restarts" in plan.verdicts["m"].message
+        assert plan.verdicts["m"] == Verdict(
+            ModuleState.UNHEALTHY, "health probe failed 3 times (503); gave up after 3 restarts", iid
+        )
 
 
 def test_never_reports_unhealthy_and_changes_nothing() -> None:
-    plan, _ = _unhealthy_plan(RestartRecord(), policy="never")
-    assert plan.changes == () and plan.verdicts["m"].state == ModuleState.UNHEALTHY
-    assert "health probe failed 3 times (503)" in plan.verdicts["m"].message
+    plan, iid = _unhealthy_plan(RestartRecord(), policy="never")
+    assert plan.changes == ()
+    assert plan.verdicts["m"] == Verdict(ModuleState.UNHEALTHY, "health probe failed 3 times (503)", iid)
