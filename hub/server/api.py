@@ -8,7 +8,7 @@ edgefleet.hub.schemas, which the client decodes into the same types.
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -19,9 +19,14 @@ from edgefleet import hub
 from edgefleet.hub.errors import HubError, RangeNotSatisfiable, http_status
 from edgefleet.hub.schemas import (
     BlobStored,
+    DeviceCreate,
+    DeviceDeleted,
+    DeviceRegistration,
+    DeviceRevoked,
     DeviceView,
     ErrorBody,
     HubInfo,
+    LabelsUpdate,
     MethodCall,
     ModelCreate,
     ModelView,
@@ -36,6 +41,10 @@ from edgefleet.protocol.models import DirectMethodResponse
 log = logging.getLogger(__name__)
 
 _ERRORS = {400: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}}
+
+# The role each device-identity route needs: admin (register, label, revoke, delete). Operator tokens
+# come as a route dependency: setting ADMIN = [Depends(<the admin role check>)] guards all of them.
+ADMIN: list[Any] = []
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -61,7 +70,7 @@ def create_app(hub_: Hub) -> FastAPI:
             {"name": "blobs", "description": "content-addressed artifact store (sha256)"},
             {"name": "models", "description": "registered models and their versions"},
             {"name": "services", "description": "deployments of models to devices and their state"},
-            {"name": "devices", "description": "the fleet as the devices report it"},
+            {"name": "devices", "description": "the fleet: registered devices, their identities and reports"},
         ],
     )
 
@@ -92,6 +101,7 @@ def create_app(hub_: Hub) -> FastAPI:
             version=hub.__version__,
             public_key=key.public_key_b64,
             key_id=key.key_id,
+            key_fingerprint=key.fingerprint,
             broker_url=hub_.settings.broker_url,
             broker_connected=controller.connected.is_set(),
         )
@@ -192,6 +202,47 @@ def create_app(hub_: Hub) -> FastAPI:
         return registry.get_device(device_id)
 
     @api.post(
+        "/devices",
+        tags=["devices"],
+        status_code=201,
+        response_model=DeviceRegistration,
+        dependencies=ADMIN,
+        summary="Register a device (admin): it joins the fleet and gets an identity and a bootstrap bundle",
+    )
+    def register_device(req: DeviceCreate) -> DeviceRegistration:
+        return registry.register_device(req)
+
+    @api.patch(
+        "/devices/{device_id}/labels",
+        tags=["devices"],
+        response_model=DeviceView,
+        dependencies=ADMIN,
+        summary="Set or remove a device's labels (admin); devices never set their own",
+    )
+    def update_labels(device_id: str, update: LabelsUpdate) -> DeviceView:
+        return registry.update_labels(device_id, update)
+
+    @api.post(
+        "/devices/{device_id}/revoke",
+        tags=["devices"],
+        response_model=DeviceRevoked,
+        dependencies=ADMIN,
+        summary="Revoke a device's identity (admin): the broker refuses it, the hub ignores it",
+    )
+    def revoke_device(device_id: str) -> DeviceRevoked:
+        return registry.revoke_device(device_id)
+
+    @api.delete(
+        "/devices/{device_id}",
+        tags=["devices"],
+        response_model=DeviceDeleted,
+        dependencies=ADMIN,
+        summary="Delete a device (admin): its record, desired state and retained topics; its identity stays revoked",
+    )
+    def delete_device(device_id: str) -> DeviceDeleted:
+        return registry.delete_device(device_id)
+
+    @api.post(
         "/devices/{device_id}/methods/{method}",
         tags=["devices"],
         response_model=DirectMethodResponse,
@@ -201,7 +252,7 @@ def create_app(hub_: Hub) -> FastAPI:
     def call_method(
         device_id: str, method: str, call: Annotated[MethodCall | None, Body()] = None
     ) -> DirectMethodResponse:
-        registry.get_device(device_id)
+        registry.live_device(device_id)
         call = call or MethodCall()
         return controller.call_method(device_id, method, call.params, call.timeout_s or hub_.settings.method_timeout_s)
 

@@ -1,11 +1,13 @@
-"""The hub's parts wired together: settings -> store, blob store, key, controller, registry."""
+"""The hub's parts wired together: settings -> store, blob store, keys and CA, identities, controller, registry."""
 
 from __future__ import annotations
 
 import logging
 
 from edgefleet.hub.server.artifacts import BlobStore
+from edgefleet.hub.server.ca import CertificateAuthority
 from edgefleet.hub.server.controller import Controller
+from edgefleet.hub.server.identities import Identities
 from edgefleet.hub.server.registry import Registry
 from edgefleet.hub.server.settings import HubSettings
 from edgefleet.hub.server.store import Store, open_store
@@ -19,10 +21,12 @@ class Hub:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.key = HubKey.load_or_create(settings.key_path)
+        self.ca = CertificateAuthority.load_or_create(settings.ca_dir)
         self.store: Store = open_store(settings.db_url)
         self.blobs = BlobStore(settings.blob_dir)
-        self.controller = Controller(self.store, self.key, settings.broker_url, settings.base_url)
-        self.registry = Registry(self.store, self.blobs, self.controller)
+        self.identities = Identities(settings, self.store, self.ca, self.key)
+        self.controller = Controller(self.store, self.key, self.identities.connection(), settings.base_url)
+        self.registry = Registry(self.store, self.blobs, self.controller, self.identities)
 
     def start(self) -> None:
         log.info(
@@ -32,6 +36,11 @@ class Hub:
             self.settings.broker_url,
             self.settings.base_url,
         )
+        if self.identities.broker is not None:
+            try:  # a fresh CRL each start (each is valid for a year), read by the broker when it (re)loads
+                self.identities.write_broker_files()
+            except OSError as exc:
+                log.warning("could not refresh the broker's files in %s: %s", self.identities.broker.directory, exc)
         self.controller.start()
 
     def stop(self) -> None:
