@@ -17,9 +17,14 @@ from pydantic import TypeAdapter, ValidationError
 from edgefleet.hub.errors import ClientError, Conflict, HubError, InvalidRequest, MethodTimeout, NotFound
 from edgefleet.hub.schemas import (
     BlobStored,
+    DeviceCreate,
+    DeviceDeleted,
+    DeviceRegistration,
+    DeviceRevoked,
     DeviceView,
     FileEntry,
     HubInfo,
+    LabelsUpdate,
     MethodCall,
     ModelCreate,
     ModelView,
@@ -51,6 +56,9 @@ _SERVICES = TypeAdapter(list[ServiceView])
 _DEVICE = TypeAdapter(DeviceView)
 _DEVICES = TypeAdapter(list[DeviceView])
 _METHOD = TypeAdapter(DirectMethodResponse)
+_REGISTRATION = TypeAdapter(DeviceRegistration)
+_REVOKED = TypeAdapter(DeviceRevoked)
+_DELETED = TypeAdapter(DeviceDeleted)
 
 
 class HubClient:
@@ -151,6 +159,23 @@ class HubClient:
     def get_device(self, device_id: str) -> DeviceView:
         return self._call(_DEVICE, "GET", f"/devices/{device_id}")
 
+    def register_device(
+        self, device_id: str, labels: dict[str, str], auth: str = "certificate", csr: str | None = None
+    ) -> DeviceRegistration:
+        """The answer holds the bundle (a password, for auth "password"): write it to a 0600 file, never log it."""
+        body = _unchecked(DeviceCreate, device_id=device_id, labels=labels, auth=auth, csr=csr)
+        return self._call(_REGISTRATION, "POST", "/devices", json=body)
+
+    def update_labels(self, device_id: str, set_: dict[str, str], remove: Sequence[str] = ()) -> DeviceView:
+        body = _unchecked(LabelsUpdate, set=set_, remove=list(remove))
+        return self._call(_DEVICE, "PATCH", f"/devices/{device_id}/labels", json=body)
+
+    def revoke_device(self, device_id: str) -> DeviceRevoked:
+        return self._call(_REVOKED, "POST", f"/devices/{device_id}/revoke")
+
+    def delete_device(self, device_id: str) -> DeviceDeleted:
+        return self._call(_DELETED, "DELETE", f"/devices/{device_id}")
+
     def call_method(self, device_id: str, method: str, params: dict[str, Any], timeout: float) -> DirectMethodResponse:
         """The device's answer, whatever its status: a device's failure is not the hub's."""
         body = _unchecked(MethodCall, params=params, timeout_s=timeout)
@@ -186,7 +211,9 @@ class HubClient:
             ) from None
 
 
-def _unchecked(schema: type[ModelCreate | ServiceCreate | MethodCall], **fields: Any) -> dict[str, Any]:
+def _unchecked(
+    schema: type[ModelCreate | ServiceCreate | MethodCall | DeviceCreate | LabelsUpdate], **fields: Any
+) -> dict[str, Any]:
     """The request body in the API's JSON names. Not validated here: the hub judges requests and
     words the errors, so a bad name gets the same message from the CLI as from any other client."""
     return schema.model_construct(**fields).model_dump(mode="json", by_alias=True)

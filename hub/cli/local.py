@@ -1,7 +1,8 @@
-"""``edgefleet hub serve`` and ``edgefleet demo``: commands that run the system here, not call a hub.
+"""``edgefleet hub serve|broker-config`` and ``edgefleet demo``: commands that run here, not call a hub.
 
-Each imports what it runs inside its handler: ``hub serve`` is the CLI's one import of the server
-(allowed by exactly one ignore in the import-linter contract), the demo its numpy and process
+Each imports what it runs inside its handler: ``hub serve`` and ``hub broker-config`` are the CLI's
+only imports of the server (each allowed by one ignore in the import-linter contract; broker-config
+opens the hub's CA and store, so it runs on the hub's machine), the demo its numpy and process
 supervisor. So the REST commands start fast and never load FastAPI, uvicorn or the store.
 """
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgefleet.hub.cli.command import Context, add_command
+from edgefleet.hub.cli.output import Result
 
 
 def hub_serve(ctx: Context) -> int:
@@ -25,6 +27,8 @@ def hub_serve(ctx: Context) -> int:
         "broker_url": a.broker,
         "public_url": a.public_url,
         "database_url": a.database_url,
+        "device_broker_url": a.device_broker,
+        "broker_config_dir": a.broker_config_dir,
     }
     logging.basicConfig(
         level=getattr(logging, a.log_level.upper()),
@@ -32,6 +36,36 @@ def hub_serve(ctx: Context) -> int:
     )
     serve_with({k: v for k, v in overrides.items() if v is not None})
     return 0
+
+
+def broker_config(ctx: Context) -> Result[dict[str, Any]]:
+    from edgefleet.hub.server.broker_config import BrokerOptions, write_for_hub  # the CA and store: hub side
+
+    a = ctx.args
+    options = BrokerOptions(port=a.port, listen=a.listen, hosts=tuple(a.server_name or ("localhost", "127.0.0.1")),
+                            auth=a.auth, **({"user": a.user} if a.user else {}))  # fmt: skip
+    directory, files = write_for_hub(Path(a.data_dir), a.database_url, Path(a.out) if a.out else None, options)
+    host = options.hosts[0]
+    data = {
+        "dir": str(directory),
+        "auth": options.auth,
+        "files": [str(f) for f in files],
+        "brokerUrl": f"mqtts://{host}:{options.port}",
+        "user": options.user,
+    }
+
+    def readable(d: dict[str, Any]) -> str:
+        names = ", ".join(Path(f).name + (" (0600)" if f.endswith(".key") else "") for f in d["files"])
+        return "\n".join(
+            [
+                f"wrote the broker configuration to {d['dir']} (auth {d['auth']}, broker runs as {d['user']}): {names}",
+                f"start the broker: mosquitto -c {d['dir']}/mosquitto.conf",
+                f"start the hub:    edgefleet hub serve --data-dir {a.data_dir} --broker {d['brokerUrl']}",
+                "devices:          edgefleet device register DEVICE --out DEVICE.bootstrap.json",
+            ]
+        )
+
+    return Result(data, readable)
 
 
 def demo(ctx: Context) -> int:
@@ -59,4 +93,24 @@ def add_commands(groups: Any) -> None:
     s.add_argument("--broker", help="MQTT broker URL (default mqtt://127.0.0.1:1883)")
     s.add_argument("--public-url", help="base URL devices use for artifacts (default http://HOST:PORT)")
     s.add_argument("--database-url", help="default sqlite:///DATA_DIR/hub.db")
+    s.add_argument("--device-broker", help="broker URL written into bootstrap bundles (default --broker)")
+    s.add_argument("--broker-config-dir", help="where `hub broker-config` wrote the broker's files (default: recorded)")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    s = add_command(
+        hub_p, "broker-config", broker_config, "write a locked-down Mosquitto configuration (TLS, identities, ACL)"
+    )
+    s.add_argument("--data-dir", default=".edgefleet/hub", help="the hub's data dir: its CA and store")
+    s.add_argument("--database-url", help="the hub's database, if not in the data dir")
+    s.add_argument("--out", help="folder for the broker's files (default DATA_DIR/broker)")
+    s.add_argument("--port", type=int, default=8883, help="TLS listener port (default 8883)")
+    s.add_argument("--listen", default="127.0.0.1", help="listen address (default 127.0.0.1; 0.0.0.0 for all)")
+    s.add_argument(
+        "--server-name", action="append", metavar="NAME", help="DNS name or IP devices use (repeatable; default "
+        "localhost and 127.0.0.1)"
+    )  # fmt: skip
+    s.add_argument(
+        "--auth", choices=["certificate", "password"], default="certificate",
+        help="client certificates (default) or usernames and passwords",
+    )  # fmt: skip
+    s.add_argument("--user", help="the user Mosquitto runs as (default: you); files are given to it when run as root")
