@@ -3,9 +3,9 @@
 A message is accepted only when it verifies against the hub key, is addressed to this device and
 has a newer generation than the last accepted one; anything else is rejected with the reason (and
 reported), never disturbing what runs. The retained copy of what already runs, re-delivered on
-every (re)subscribe, is ignored silently. Until a hub key is known (configured, pinned, or fetched
-once and pinned) only the newest message is kept, and the key is asked for again with capped
-exponential back-off.
+every (re)subscribe, is ignored silently. Until a hub key is known (from the bootstrap bundle or
+configured, pinned, or fetched once and pinned against a fingerprint: hubkey.py) only the newest
+message is kept, and the key is asked for again with capped exponential back-off.
 """
 
 from __future__ import annotations
@@ -51,12 +51,19 @@ class ManifestIntake:
     """Holds the manifests the agent believes: the desired one and (parsed once) last-known-good."""
 
     def __init__(
-        self, device_id: str, data_dir: Path, configured_key: str | None, hub_url: str, state: AgentState
+        self,
+        device_id: str,
+        data_dir: Path,
+        configured_key: str | None,
+        hub_url: str,
+        state: AgentState,
+        key_fingerprint: str | None = None,
     ) -> None:
         self.device_id = device_id
         self._data_dir = data_dir
         self._configured_key = configured_key
         self._hub_url = hub_url
+        self._key_fingerprint = key_fingerprint
         self.hub_key: str | None = None
         self.rejected: str | None = None  # why the last manifest was refused (reported), if it was
         signed = state.signed_manifest  # as accepted before a restart: converge without the broker
@@ -101,7 +108,9 @@ class ManifestIntake:
         if self.hub_key is not None or (now is not None and now < self.key_retry_at):
             return
         try:
-            self.hub_key = resolve_hub_key(self._configured_key, self._data_dir, self._hub_url, timeout_s=5.0)
+            self.hub_key = resolve_hub_key(
+                self._configured_key, self._data_dir, self._hub_url, timeout_s=5.0, fingerprint=self._key_fingerprint
+            )
         except HubKeyUnavailable as exc:
             self._key_failures += 1
             delay = min(2.0**self._key_failures, KEY_RETRY_MAX_S)
