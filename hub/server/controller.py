@@ -183,6 +183,11 @@ class Controller:
             self._client.publish(topic(device_id, kind), b"", qos=1, retain=True)
         self.telemetry.pop(device_id, None)
 
+    @property
+    def ignored(self) -> frozenset[str]:
+        """Ids whose messages arrived but were not listened to (unregistered or revoked)."""
+        return frozenset(self._ignored)
+
     def _not_listened(self, device_id: str, kind: TopicKind, why: str) -> None:
         if device_id not in self._ignored:
             self._ignored.add(device_id)

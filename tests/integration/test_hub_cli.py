@@ -93,6 +93,9 @@ def start(hub: str, *args: str) -> subprocess.Popen[str]:
 def test_register_deploy_score_delete(
     tmp_path: Path, hub_url: str, mosquitto: Mosquitto, scoring_endpoint: str
 ) -> None:
+    bundle = tmp_path / "dev-1.bootstrap.json"
+    r = edgefleet(hub_url, "device", "register", "dev-1", "--label", "site=lab", "--out", str(bundle))
+    assert r.returncode == 0, r.stderr
     device = FakeDevice(mosquitto, "dev-1", {"site": "lab"})
     try:
         device.report(0)
@@ -179,3 +182,46 @@ def test_unreachable_hub_and_bad_arguments_are_one_line_errors(tmp_path: Path) -
     assert r.returncode == 1 and "no such file or folder" in r.stderr
     r = edgefleet("http://127.0.0.1:1", "model", "show", "digits")
     assert r.returncode == 1 and "expected NAME:VERSION" in r.stderr
+
+
+def test_device_register_label_revoke_delete(tmp_path: Path, hub_url: str) -> None:
+    bundle = tmp_path / "dev-1.bootstrap.json"
+    r = edgefleet(hub_url, "device", "register", "dev-1", "--label", "site=lab", "--out", str(bundle))
+    assert r.returncode == 0, r.stderr
+    secret = json.loads(bundle.read_text())
+    assert bundle.stat().st_mode & 0o777 == 0o600
+    assert secret["deviceId"] == "dev-1" and "PRIVATE KEY" in secret["clientKey"] and secret["hubPublicKey"]
+    assert f"bootstrap bundle written to {bundle} (mode 0600" in r.stdout
+    assert f"edgefleet-agent --bootstrap {bundle}" in r.stdout
+    assert "PRIVATE KEY" not in r.stdout + r.stderr and secret["clientKey"] not in r.stdout
+
+    again = edgefleet(hub_url, "device", "register", "dev-1", "--out", str(bundle))  # exists: refused before asking
+    assert again.returncode == 1 and "exists; choose another --out, or give --force" in again.stderr
+    again = edgefleet(hub_url, "device", "register", "dev-1", "--out", str(tmp_path / "other.json"))
+    assert again.returncode == 1 and "dev-1 is already registered (certificate serial" in again.stderr
+    assert not (tmp_path / "other.json").exists()
+    bad = edgefleet(hub_url, "device", "register", "edgefleet-hub", "--out", str(tmp_path / "hub.json"))
+    assert bad.returncode == 1 and "reserved for the hub" in bad.stderr
+
+    out = json.loads(
+        edgefleet(hub_url, "-o", "json", "device", "register", "dev-2", "--auth", "password", "--out",
+                  str(tmp_path / "dev-2.json")).stdout
+    )  # fmt: skip
+    assert out["device"]["credential"]["kind"] == "password" and out["bundleFile"] == str(tmp_path / "dev-2.json")
+    assert json.loads((tmp_path / "dev-2.json").read_text())["password"] not in json.dumps(out)
+
+    r = edgefleet(hub_url, "device", "label", "dev-1", "rack=2", "site-")
+    assert r.returncode == 0, r.stderr
+    assert "labels:      rack=2" in r.stdout and "identity:    certificate serial" in r.stdout
+    listed = edgefleet(hub_url, "device", "list").stdout.splitlines()
+    assert listed[0].split()[:3] == ["DEVICE", "STATUS", "PRESENCE"]
+    assert listed[1].split()[:3] == ["dev-1", "registered", "unknown"]
+
+    r = edgefleet(hub_url, "device", "revoke", "dev-1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("revoked dev-1: it can no longer connect\nbroker: ")
+    assert "revoked" in edgefleet(hub_url, "device", "show", "dev-1").stdout
+    r = edgefleet(hub_url, "device", "delete", "dev-1")
+    assert r.returncode == 0 and r.stdout.startswith("deleted dev-1: record, desired state and retained topics")
+    r = edgefleet(hub_url, "device", "show", "dev-1")
+    assert r.returncode == 1 and r.stderr.startswith("error: device dev-1 is not registered")

@@ -22,6 +22,7 @@ from edgefleet.hub.server.settings import HubSettings
 from edgefleet.protocol.digests import sha256_bytes
 from edgefleet.protocol.models import DirectMethodResponse, ModuleState, ModuleStatus
 from tests.integration.test_hub_controller import FakeDevice
+from tests.support.identities import register
 from tests.support.processes import Mosquitto, wait_for
 
 MODEL = b"onnx" * 500
@@ -49,11 +50,12 @@ def _same_json(answer: object, api_json: object) -> None:
 def test_every_answer_is_its_schema_and_dumps_to_the_api_json(
     tmp_path: Path, client: HubClient, hub_url: str, mosquitto: Mosquitto
 ) -> None:
+    register(hub_url, "dev-1", tmp_path, {"site": "lab"})
     device = FakeDevice(mosquitto, "dev-1", {"site": "lab"})
     raw = httpx.Client(base_url=hub_url + "/api/v1", timeout=20)
     try:
         device.report(0)
-        wait_for(lambda: client.list_devices() != [], 15, what="device registered by its report")
+        wait_for(lambda: client.get_device("dev-1").last_seen, 15, what="the device's first report")
         blob = tmp_path / "m.onnx"
         blob.write_bytes(MODEL)
         digest = sha256_bytes(MODEL)
