@@ -56,7 +56,8 @@ def label(ctx: Context) -> Result[DeviceView]:
 
 def revoke(ctx: Context) -> Result[Any]:
     revoked = ctx.client.revoke_device(ctx.args.device_id)
-    return Result(revoked, lambda r: removal_text(f"revoked {r.device.device_id}: it can no longer connect", r.broker))
+    effect = "it can no longer connect" if revoked.broker.reloaded else "the hub no longer listens to it"
+    return Result(revoked, lambda r: removal_text(f"revoked {r.device.device_id}: {effect}", r.broker))
 
 
 def delete(ctx: Context) -> Result[Any]:

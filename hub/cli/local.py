@@ -14,6 +14,7 @@ from typing import Any
 
 from edgefleet.hub.cli.command import Context, add_command
 from edgefleet.hub.cli.output import Result
+from edgefleet.hub.schemas import HubInfo
 
 
 def hub_serve(ctx: Context) -> int:
@@ -68,6 +69,22 @@ def broker_config(ctx: Context) -> Result[dict[str, Any]]:
     return Result(data, readable)
 
 
+def hub_info(ctx: Context) -> Result[HubInfo]:
+    """The hub's identity: what devices pin (the key's fingerprint for `--hub-key-fingerprint`)."""
+
+    def readable(i: HubInfo) -> str:
+        state = "connected" if i.broker_connected else "not connected"
+        return "\n".join(
+            [
+                f"hub:         edgefleet {i.version} at {ctx.client.base_url}",
+                f"key:         {i.key_id}  (fingerprint {i.key_fingerprint})",
+                f"broker:      {i.broker_url} ({state})",
+            ]
+        )
+
+    return Result(ctx.client.hub_info(), readable)
+
+
 def demo(ctx: Context) -> int:
     from edgefleet.hub.cli.demo import main_demo  # numpy and the process supervisor only for the demo
 
@@ -97,6 +114,7 @@ def add_commands(groups: Any) -> None:
     s.add_argument("--broker-config-dir", help="where `hub broker-config` wrote the broker's files (default: recorded)")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
+    add_command(hub_p, "info", hub_info, "the hub's key (and its fingerprint) and broker, as devices see them")
     s = add_command(
         hub_p, "broker-config", broker_config, "write a locked-down Mosquitto configuration (TLS, identities, ACL)"
     )

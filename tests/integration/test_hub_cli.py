@@ -184,6 +184,13 @@ def test_unreachable_hub_and_bad_arguments_are_one_line_errors(tmp_path: Path) -
     assert r.returncode == 1 and "expected NAME:VERSION" in r.stderr
 
 
+def test_hub_info_shows_the_key_fingerprint_devices_pin(hub_url: str) -> None:
+    info = httpx.get(hub_url + "/api/v1/hub").json()
+    r = edgefleet(hub_url, "hub", "info")
+    assert r.returncode == 0, r.stderr
+    assert f"(fingerprint {info['keyFingerprint']})" in r.stdout
+
+
 def test_device_register_label_revoke_delete(tmp_path: Path, hub_url: str) -> None:
     bundle = tmp_path / "dev-1.bootstrap.json"
     r = edgefleet(hub_url, "device", "register", "dev-1", "--label", "site=lab", "--out", str(bundle))
@@ -219,7 +226,9 @@ def test_device_register_label_revoke_delete(tmp_path: Path, hub_url: str) -> No
 
     r = edgefleet(hub_url, "device", "revoke", "dev-1")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("revoked dev-1: it can no longer connect\nbroker: ")
+    # no broker configuration known to this hub (an open test broker): it says so, and what that means
+    assert r.stdout.startswith("revoked dev-1: the hub no longer listens to it\nbroker: ")
+    assert "knows no broker configuration" in r.stdout
     assert "revoked" in edgefleet(hub_url, "device", "show", "dev-1").stdout
     r = edgefleet(hub_url, "device", "delete", "dev-1")
     assert r.returncode == 0 and r.stdout.startswith("deleted dev-1: record, desired state and retained topics")
