@@ -1,10 +1,10 @@
 """``edgefleet``: the operator's command line (talks to the hub's REST API only).
 
     edgefleet demo
-    edgefleet hub serve
+    edgefleet hub serve|broker-config|info
     edgefleet model register|list|show|delete|deploy
     edgefleet service list|show|score|delete
-    edgefleet device list|show|ping|restart-module|logs
+    edgefleet device register|label|revoke|delete|list|show|ping|restart-module|logs
 
 Progress goes to stderr, results to stdout (``--output json`` for scripts). User errors are one
 line on stderr and exit status 1, never a traceback.

@@ -1,12 +1,16 @@
 """The hub server: everything that runs inside ``edgefleet hub serve`` (the CLI never imports it).
 
 settings.py        HubSettings (environment EDGEFLEET_HUB_*)
-store/             Store interface + SQLite implementation (models, services, devices, desired state)
+store/             Store interface + SQLite implementation (models, services, devices and credentials, desired state)
 artifacts.py       content-addressed blob store on disk (sha256), HTTP Range parsing
 render.py          pure: services x device -> the device's ModuleSpecs
 service_state.py   pure: published generations x reports -> service and per-device states
 generations.py     pure: must a device get a new manifest, and with which generation
-controller.py      MQTT: ingest reports, publish signed retained manifests, direct methods
+controller.py      MQTT: ingest registered devices' reports, publish signed retained manifests, direct methods
+pki.py             pure: X.509 for the hub's CA (client and server certificates, CRL, signing requests)
+ca.py              the CA on disk (<data-dir>/ca, key 0600) and the hub's own MQTT client identity
+identities.py      device credentials at registration, bootstrap bundles, revocation at the broker
+broker_config.py   the locked-down Mosquitto configuration: TLS listener, ACL from topics.py, CRL, passwords
 registry.py        the operations behind the API: rules across records, records -> API schemas
 api.py             FastAPI app under /api/v1; bodies are edgefleet.hub.schemas
 core.py            Hub: all parts wired together

@@ -145,6 +145,9 @@ class Controller:
         client.subscribe([(subscription(kind), 1) for kind in _INGESTED])
         for record in self.store.list_desired():
             client.publish(topic(record.device_id, TopicKind.DESIRED), record.payload, qos=1, retain=True)
+        for device in self.store.list_devices():  # in case the clearing at revocation never reached the broker
+            if device.status == "revoked":
+                client.publish(topic(device.device_id, TopicKind.DESIRED), b"", qos=1, retain=True)
         self.connected.set()
         log.info("hub connected to broker %s (%s)", self.broker_url, self.identity)
 

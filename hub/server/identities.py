@@ -98,6 +98,11 @@ class Identities:
         self, device_id: str, auth: AuthKind, csr: str | None, now: datetime
     ) -> tuple[CredentialRecord, BootstrapBundle]:
         """A new credential for ``device_id`` and the bundle that carries it (no private key: see above)."""
+        if self.broker is not None and self.broker.auth != auth:
+            raise InvalidRequest(
+                f"device {device_id}: this hub's broker takes {self.broker.auth} identities (`hub broker-config "
+                f"--auth {self.broker.auth}` in {self.broker.directory}); register it with --auth {self.broker.auth}"
+            )
         bundle = BootstrapBundle(
             device_id=device_id,
             hub_url=self.settings.base_url,

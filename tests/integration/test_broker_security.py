@@ -116,6 +116,8 @@ def test_anonymous_unknown_ca_and_revoked_clients_are_refused(
 ) -> None:
     a = register(secure_hub.url, "dev-a", tmp_path)
     assert connects(secure_mosquitto, a)
+    r = api.post("/devices", json={"deviceId": "dev-p", "auth": "password"})  # this broker takes certificates
+    assert r.status_code == 400 and "register it with --auth certificate" in r.json()["error"]
     assert not connects(secure_mosquitto, None)  # TLS, but no client certificate
 
     # the same subject from a CA the broker does not know
