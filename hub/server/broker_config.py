@@ -39,7 +39,8 @@ from typing import Literal
 from edgefleet.hub.errors import SettingsError
 from edgefleet.hub.server import pki
 from edgefleet.hub.server.ca import CertificateAuthority
-from edgefleet.hub.server.store import CredentialRecord, Store
+from edgefleet.hub.server.settings import HubSettings
+from edgefleet.hub.server.store import CredentialRecord, Store, open_store
 from edgefleet.protocol.files import write_atomic
 from edgefleet.protocol.models import utcnow
 from edgefleet.protocol.topics import DEVICE_READS, DEVICE_WRITES, HUB_IDENTITY, all_topics, topic_pattern
@@ -272,9 +273,6 @@ def write_for_hub(
 ) -> tuple[Path, list[Path]]:
     """``edgefleet hub broker-config``: the broker's files for the hub whose data dir is ``data_dir``
     (its CA is created here if the hub never ran). Returns the directory and the files written."""
-    from edgefleet.hub.server.settings import HubSettings
-    from edgefleet.hub.server.store import open_store
-
     settings = HubSettings(data_dir=data_dir, database_url=database_url)
     ca = CertificateAuthority.load_or_create(settings.ca_dir)
     directory = out or data_dir / "broker"
