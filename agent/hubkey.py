@@ -12,6 +12,11 @@ In order:
 
 Without any of these the agent refuses to start: a key fetched from whoever answers the URL would
 let that party sign manifests.
+
+Key rotation: a manifest signed with the current key may announce the hub's next key
+(``nextHubKey``). The agent then accepts manifests signed with either, and once one signed with the
+next key is accepted, only that one: the pinned file records the switch (``rotatedFrom``), so the
+key in the bootstrap bundle, now rotated away from, gives way to the pinned one on later starts.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import logging
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from edgefleet.agent.errors import HubKeyUnavailable, SettingsError
 from edgefleet.protocol.files import write_atomic
@@ -64,16 +70,13 @@ def resolve_hub_key(
     Raises SettingsError when no source is allowed or the fetched key does not match (permanent),
     HubKeyUnavailable when the hub cannot be asked yet (tried again)."""
     pinned_path = data_dir / PINNED_FILE
+    record = _pinned(pinned_path) if pinned_path.exists() else None
     if configured:
+        if record is not None and configured in record.get("rotatedFrom", []):
+            return _checked(record["publicKey"], f"{pinned_path} (rotated from the configured key)")
         return _checked(configured, "the agent settings (hub_public_key or the bootstrap bundle)")
-    if pinned_path.exists():
-        try:
-            pinned = json.loads(pinned_path.read_text())["publicKey"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise SettingsError(
-                f"pinned hub key {pinned_path} is unreadable ({exc}); delete it to pin again, or set hub_public_key"
-            ) from exc
-        return _checked(pinned, str(pinned_path))
+    if record is not None:
+        return _checked(record["publicKey"], str(pinned_path))
     if fingerprint is None:
         raise SettingsError(
             "no hub key: start the agent with --bootstrap FILE (from `edgefleet device register`), --hub-key KEY, "
@@ -94,9 +97,67 @@ def resolve_hub_key(
             f"{url} offers a hub key with fingerprint {offered}, not the {expected} given "
             "(--hub-key-fingerprint): not pinned; check which hub answers there"
         )
-    write_atomic(
-        pinned_path,
-        json.dumps({"publicKey": public, "keyId": key_id(base64.b64decode(public)), "source": url}).encode(),
-    )
+    _write(pinned_path, {"publicKey": public, "keyId": key_id(base64.b64decode(public)), "source": url})
     log.warning("pinned hub key %s fetched from %s: its fingerprint matches the one given", key_id(raw), url)
     return public
+
+
+def _pinned(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text())
+        str(record["publicKey"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SettingsError(
+            f"pinned hub key {path} is unreadable ({exc}); delete it to pin again, or set hub_public_key"
+        ) from exc
+    if not isinstance(record, dict):
+        raise SettingsError(f"pinned hub key {path} is unreadable; delete it to pin again, or set hub_public_key")
+    return record
+
+
+def _write(path: Path, record: dict[str, Any]) -> None:
+    write_atomic(path, json.dumps(record).encode())
+
+
+def announced_key(data_dir: Path, current: str) -> str | None:
+    """The next hub key a manifest signed with ``current`` announced, if any."""
+    path = data_dir / PINNED_FILE
+    if not path.exists():
+        return None
+    record = _pinned(path)
+    nxt = record.get("next")
+    return str(nxt) if record.get("publicKey") == current and nxt else None
+
+
+def pin_announced(data_dir: Path, current: str, announced: str, generation: int) -> None:
+    """A manifest signed with ``current`` announced the hub's next key: trust both until it is used."""
+    public_key_raw(announced)  # ValueError: not a key
+    path = data_dir / PINNED_FILE
+    record = _pinned(path) if path.exists() else {}
+    if record.get("publicKey") != current:
+        record = {"publicKey": current, "keyId": key_id(public_key_raw(current)), "rotatedFrom": []}
+    record["next"] = announced
+    record["source"] = f"announced in generation {generation}"
+    _write(path, record)
+    log.warning(
+        "hub key rotation: generation %d announces the next hub key %s", generation, key_id(public_key_raw(announced))
+    )
+
+
+def pin_rotated(data_dir: Path, old: str, new: str, generation: int) -> None:
+    """A manifest signed with the announced key was accepted: it is the hub key now, ``old`` never again."""
+    path = data_dir / PINNED_FILE
+    record = _pinned(path) if path.exists() else {}
+    rotated_from = [k for k in record.get("rotatedFrom", []) if k != new] + [old]
+    _write(
+        path,
+        {
+            "publicKey": new,
+            "keyId": key_id(public_key_raw(new)),
+            "rotatedFrom": rotated_from,
+            "source": f"rotated in generation {generation}",
+        },
+    )
+    log.warning(
+        "hub key rotation: now trusting only hub key %s (from generation %d)", key_id(public_key_raw(new)), generation
+    )

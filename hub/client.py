@@ -24,6 +24,7 @@ from edgefleet.hub.schemas import (
     DeviceView,
     FileEntry,
     HubInfo,
+    KeyRotationView,
     LabelsUpdate,
     MethodCall,
     ModelCreate,
@@ -59,6 +60,7 @@ _METHOD = TypeAdapter(DirectMethodResponse)
 _REGISTRATION = TypeAdapter(DeviceRegistration)
 _REVOKED = TypeAdapter(DeviceRevoked)
 _DELETED = TypeAdapter(DeviceDeleted)
+_ROTATION = TypeAdapter(KeyRotationView)
 
 
 class HubClient:
@@ -78,6 +80,15 @@ class HubClient:
     # hub / blobs -------------------------------------------------------------------------------
     def hub_info(self) -> HubInfo:
         return self._call(_HUB_INFO, "GET", "/hub")
+
+    def key_rotation(self) -> KeyRotationView:
+        return self._call(_ROTATION, "GET", "/hub/key/rotation")
+
+    def start_key_rotation(self) -> KeyRotationView:
+        return self._call(_ROTATION, "POST", "/hub/key/rotation")
+
+    def finish_key_rotation(self, force: bool = False) -> KeyRotationView:
+        return self._call(_ROTATION, "POST", "/hub/key/rotation/finish", params={"force": "true"} if force else None)
 
     def blob_exists(self, digest: str) -> bool:
         try:

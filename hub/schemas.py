@@ -39,6 +39,23 @@ class HubInfo(ApiModel):
     )
     broker_url: str
     broker_connected: bool
+    next_key_id: str | None = Field(default=None, description="key rotation: the key being announced")
+    next_key_fingerprint: str | None = None
+
+
+class DeviceKeyAck(ApiModel):
+    device: str
+    acknowledged: bool = Field(description="accepted a manifest that announces the next key")
+    reason: str
+
+
+class KeyRotationView(ApiModel):
+    key_id: str = Field(description="the key manifests are signed with now")
+    key_fingerprint: str
+    next_key_id: str | None = Field(default=None, description="the key announced; none: no rotation runs")
+    next_key_fingerprint: str | None = None
+    devices: list[DeviceKeyAck] = Field(default_factory=list)
+    complete: bool = Field(description="every registered device acknowledged: the rotation may finish")
 
 
 class BlobStored(ApiModel):

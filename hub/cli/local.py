@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from edgefleet.hub.cli.command import Context, add_command
-from edgefleet.hub.cli.output import Result
-from edgefleet.hub.schemas import HubInfo
+from edgefleet.hub.cli.output import Result, table
+from edgefleet.hub.schemas import HubInfo, KeyRotationView
 
 
 def hub_serve(ctx: Context) -> int:
@@ -78,11 +78,38 @@ def hub_info(ctx: Context) -> Result[HubInfo]:
             [
                 f"hub:         edgefleet {i.version} at {ctx.client.base_url}",
                 f"key:         {i.key_id}  (fingerprint {i.key_fingerprint})",
+                *([f"next key:    {i.next_key_id}  (rotation running)"] if i.next_key_id else []),
                 f"broker:      {i.broker_url} ({state})",
             ]
         )
 
     return Result(ctx.client.hub_info(), readable)
+
+
+def rotation_text(r: KeyRotationView) -> str:
+    lines = [f"key:         {r.key_id}  (fingerprint {r.key_fingerprint})"]
+    if r.next_key_id is None:
+        lines.append("rotation:    none runs (`edgefleet hub rotate-key` starts one)")
+        return "\n".join(lines)
+    lines.append(f"next key:    {r.next_key_id}  (fingerprint {r.next_key_fingerprint}), announced to every device")
+    if r.devices:
+        lines.append(table(["DEVICE", "ACKNOWLEDGED", "WHY"], [[d.device, "yes" if d.acknowledged else "no", d.reason]
+                                                                for d in r.devices]))  # fmt: skip
+    lines.append(
+        "rotation:    complete: `edgefleet hub rotate-key --finish` signs with the next key"
+        if r.complete
+        else "rotation:    waiting for devices to acknowledge (--finish --force leaves them to be provisioned again)"
+    )
+    return "\n".join(lines)
+
+
+def rotate_key(ctx: Context) -> Result[KeyRotationView]:
+    a = ctx.args
+    if a.finish:
+        return Result(ctx.client.finish_key_rotation(a.force), rotation_text)
+    if a.status:
+        return Result(ctx.client.key_rotation(), rotation_text)
+    return Result(ctx.client.start_key_rotation(), rotation_text)
 
 
 def demo(ctx: Context) -> int:
@@ -115,6 +142,10 @@ def add_commands(groups: Any) -> None:
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     add_command(hub_p, "info", hub_info, "the hub's key (and its fingerprint) and broker, as devices see them")
+    s = add_command(hub_p, "rotate-key", rotate_key, "rotate the manifest key: announce a next key, then switch to it")
+    s.add_argument("--status", action="store_true", help="show the rotation and which devices acknowledged it")
+    s.add_argument("--finish", action="store_true", help="sign with the next key (every device acknowledged it)")
+    s.add_argument("--force", action="store_true", help="with --finish: also when devices did not acknowledge it")
     s = add_command(
         hub_p, "broker-config", broker_config, "write a locked-down Mosquitto configuration (TLS, identities, ACL)"
     )

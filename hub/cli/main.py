@@ -1,7 +1,7 @@
 """``edgefleet``: the operator's command line (talks to the hub's REST API only).
 
     edgefleet demo
-    edgefleet hub serve|broker-config|info
+    edgefleet hub serve|broker-config|info|rotate-key
     edgefleet model register|list|show|delete|deploy
     edgefleet service list|show|score|delete
     edgefleet device register|label|revoke|delete|list|show|ping|restart-module|logs

@@ -26,6 +26,7 @@ from edgefleet.hub.schemas import (
     DeviceView,
     ErrorBody,
     HubInfo,
+    KeyRotationView,
     LabelsUpdate,
     MethodCall,
     ModelCreate,
@@ -42,8 +43,9 @@ log = logging.getLogger(__name__)
 
 _ERRORS = {400: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}}
 
-# The role each device-identity route needs: admin (register, label, revoke, delete). Operator tokens
-# come as a route dependency: setting ADMIN = [Depends(<the admin role check>)] guards all of them.
+# The role each device-identity and key route needs: admin (register, label, revoke, delete, key
+# rotation). Operator tokens come as a route dependency: ADMIN = [Depends(<the admin role check>)]
+# guards all of them.
 ADMIN: list[Any] = []
 
 
@@ -60,7 +62,7 @@ def _describe_validation(exc: RequestValidationError) -> str:
 
 
 def create_app(hub_: Hub) -> FastAPI:
-    registry, blobs, key, controller = hub_.registry, hub_.blobs, hub_.key, hub_.controller
+    registry, blobs, keys, controller = hub_.registry, hub_.blobs, hub_.keys, hub_.controller
     app = FastAPI(
         title="edgefleet hub",
         version=hub.__version__,
@@ -97,6 +99,7 @@ def create_app(hub_: Hub) -> FastAPI:
     # hub ---------------------------------------------------------------------------------------
     @api.get("/hub", tags=["hub"], response_model=HubInfo, summary="Hub identity; agents pin the key from here")
     def get_hub() -> HubInfo:
+        key, nxt = keys.current, keys.next
         return HubInfo(
             version=hub.__version__,
             public_key=key.public_key_b64,
@@ -104,7 +107,39 @@ def create_app(hub_: Hub) -> FastAPI:
             key_fingerprint=key.fingerprint,
             broker_url=hub_.settings.broker_url,
             broker_connected=controller.connected.is_set(),
+            next_key_id=nxt.key_id if nxt else None,
+            next_key_fingerprint=nxt.fingerprint if nxt else None,
         )
+
+    @api.get(
+        "/hub/key/rotation",
+        tags=["hub"],
+        response_model=KeyRotationView,
+        dependencies=ADMIN,
+        summary="Key rotation (admin): the key announced and which devices acknowledged it",
+    )
+    def key_rotation() -> KeyRotationView:
+        return registry.key_rotation()
+
+    @api.post(
+        "/hub/key/rotation",
+        tags=["hub"],
+        response_model=KeyRotationView,
+        dependencies=ADMIN,
+        summary="Start a key rotation (admin): announce a next key in manifests signed with the current one",
+    )
+    def start_key_rotation() -> KeyRotationView:
+        return registry.start_key_rotation()
+
+    @api.post(
+        "/hub/key/rotation/finish",
+        tags=["hub"],
+        response_model=KeyRotationView,
+        dependencies=ADMIN,
+        summary="Finish a key rotation (admin): sign with the next key once every device acknowledged it",
+    )
+    def finish_key_rotation(force: bool = False) -> KeyRotationView:
+        return registry.finish_key_rotation(force)
 
     # blobs -------------------------------------------------------------------------------------
     @api.put(

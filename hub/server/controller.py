@@ -6,7 +6,8 @@
 - connects as the hub's own identity (client certificate or username/password, over TLS for
   ``mqtts://``), so a locked-down broker gives it every edgefleet topic and devices only their own;
 - reconciles: renders every device's modules and, when they differ from the manifest last
-  published to it, signs a new manifest with the next generation and publishes it retained, QoS 1;
+  published to it (or the key it is signed with, or announces, changed: rotation.py), signs a new
+  manifest with the next generation and publishes it retained, QoS 1;
 - republishes every stored manifest after (re)connecting, so a broker that lost its retained
   messages gets them back;
 - calls direct methods (request on ``commands``, correlated response on ``responses``).
@@ -31,6 +32,7 @@ from edgefleet.hub.errors import HubError, InvalidRequest, MethodTimeout
 from edgefleet.hub.server.generations import next_generation
 from edgefleet.hub.server.mqtt_url import MqttConnection
 from edgefleet.hub.server.render import DeviceView, index_models, modules_wire, render_device
+from edgefleet.hub.server.rotation import HubKeys, trust_of
 from edgefleet.hub.server.store import DesiredRecord, Store
 from edgefleet.protocol.models import (
     DeviceManifest,
@@ -42,7 +44,7 @@ from edgefleet.protocol.models import (
     Telemetry,
     utcnow,
 )
-from edgefleet.protocol.signing import HubKey, sign_manifest
+from edgefleet.protocol.signing import sign_manifest
 from edgefleet.protocol.topics import TopicKind, parse_topic, subscription, topic
 
 log = logging.getLogger(__name__)
@@ -67,9 +69,9 @@ def parse_presence(device_id: str, payload: bytes) -> Presence | None:
 
 
 class Controller:
-    def __init__(self, store: Store, key: HubKey, connection: MqttConnection, base_url: str) -> None:
+    def __init__(self, store: Store, keys: HubKeys, connection: MqttConnection, base_url: str) -> None:
         self.store = store
-        self.key = key
+        self.keys = keys
         self.base_url = base_url
         self.broker_url = connection.url
         self._host, self._port = connection.address.host, connection.address.port
@@ -279,21 +281,25 @@ class Controller:
                     continue
                 wire = modules_wire(modules)
                 current = self.store.get_desired(device.device_id)
+                trust = (self.keys.current.key_id, self.keys.announced)
+                resign = trust_of(current.payload) != trust if current else self.keys.announced is not None
                 generation = next_generation(
                     current.generation if current else None,
                     current.modules if current else None,
                     wire,
                     device.last_report.generation if device.last_report else 0,
+                    resign=resign,
                 )
                 if generation is None:
                     continue
-                published[device.device_id] = self._publish_manifest(
-                    DeviceManifest(device_id=device.device_id, generation=generation, modules=modules), wire
+                manifest = DeviceManifest(
+                    device_id=device.device_id, generation=generation, modules=modules, next_hub_key=self.keys.announced
                 )
+                published[device.device_id] = self._publish_manifest(manifest, wire)
         return published
 
     def _publish_manifest(self, manifest: DeviceManifest, wire: list[dict[str, Any]]) -> int:
-        signed = sign_manifest(manifest, self.key)
+        signed = sign_manifest(manifest, self.keys.current)
         payload = json.dumps(signed.to_wire(), separators=(",", ":"))
         # Stored before publishing: if the publish is lost, the reconnect republishes it.
         self.store.save_desired(

@@ -9,9 +9,9 @@ from edgefleet.hub.server.ca import CertificateAuthority
 from edgefleet.hub.server.controller import Controller
 from edgefleet.hub.server.identities import Identities
 from edgefleet.hub.server.registry import Registry
+from edgefleet.hub.server.rotation import HubKeys
 from edgefleet.hub.server.settings import HubSettings
 from edgefleet.hub.server.store import Store, open_store
-from edgefleet.protocol.signing import HubKey
 
 log = logging.getLogger(__name__)
 
@@ -20,18 +20,18 @@ class Hub:
     def __init__(self, settings: HubSettings) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.key = HubKey.load_or_create(settings.key_path)
+        self.keys = HubKeys.load_or_create(settings.key_path)
         self.ca = CertificateAuthority.load_or_create(settings.ca_dir)
         self.store: Store = open_store(settings.db_url)
         self.blobs = BlobStore(settings.blob_dir)
-        self.identities = Identities(settings, self.store, self.ca, self.key)
-        self.controller = Controller(self.store, self.key, self.identities.connection(), settings.base_url)
-        self.registry = Registry(self.store, self.blobs, self.controller, self.identities)
+        self.identities = Identities(settings, self.store, self.ca, self.keys)
+        self.controller = Controller(self.store, self.keys, self.identities.connection(), settings.base_url)
+        self.registry = Registry(self.store, self.blobs, self.controller, self.identities, settings.key_path)
 
     def start(self) -> None:
         log.info(
             "hub key %s, data in %s, broker %s, artifacts at %s",
-            self.key.key_id,
+            self.keys.current.key_id,
             self.settings.data_dir,
             self.settings.broker_url,
             self.settings.base_url,

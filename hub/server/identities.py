@@ -30,21 +30,21 @@ from edgefleet.hub.server.broker_config import (
 )
 from edgefleet.hub.server.ca import CertificateAuthority, TlsFiles, hub_client_identity
 from edgefleet.hub.server.mqtt_url import MqttConnection, parse_broker_url
+from edgefleet.hub.server.rotation import HubKeys
 from edgefleet.hub.server.settings import HubSettings
 from edgefleet.hub.server.store import CredentialRecord, Store
 from edgefleet.protocol.bootstrap import AuthKind, BootstrapBundle
-from edgefleet.protocol.signing import HubKey
 from edgefleet.protocol.topics import HUB_IDENTITY
 
 log = logging.getLogger(__name__)
 
 
 class Identities:
-    def __init__(self, settings: HubSettings, store: Store, ca: CertificateAuthority, key: HubKey) -> None:
+    def __init__(self, settings: HubSettings, store: Store, ca: CertificateAuthority, keys: HubKeys) -> None:
         self.settings = settings
         self.store = store
         self.ca = ca
-        self.key = key
+        self.keys = keys
         self.broker = self._broker_files()
 
     def _broker_files(self) -> BrokerFiles | None:
@@ -108,8 +108,8 @@ class Identities:
             hub_url=self.settings.base_url,
             broker_url=self.settings.bundle_broker_url,
             ca_certificate=self.ca.cert_pem,
-            hub_public_key=self.key.public_key_b64,
-            hub_key_id=self.key.key_id,
+            hub_public_key=self.keys.current.public_key_b64,
+            hub_key_id=self.keys.current.key_id,
             auth=auth,
         )
         if auth == "password":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
 from edgefleet.hub import schemas
 from edgefleet.hub.configs import (
@@ -26,15 +27,18 @@ from edgefleet.hub.schemas import (
     CredentialView,
     DeviceCreate,
     DeviceDeleted,
+    DeviceKeyAck,
     DeviceRegistration,
     DeviceRevoked,
     DeviceView,
+    KeyRotationView,
     LabelsUpdate,
     ModelCreate,
     ModelView,
     ServiceCreate,
     ServiceView,
 )
+from edgefleet.hub.server import rotation
 from edgefleet.hub.server.artifacts import BlobStore
 from edgefleet.hub.server.broker_config import BrokerReload
 from edgefleet.hub.server.controller import Controller
@@ -90,11 +94,14 @@ def _check_path(path: str, what: str) -> None:
 
 
 class Registry:
-    def __init__(self, store: Store, blobs: BlobStore, controller: Controller, identities: Identities) -> None:
+    def __init__(
+        self, store: Store, blobs: BlobStore, controller: Controller, identities: Identities, key_path: Path
+    ) -> None:
         self.store = store
         self.blobs = blobs
         self.controller = controller
         self.identities = identities
+        self.key_path = key_path
 
     def _check_files(self, files: list[schemas.FileEntry], what: str) -> None:
         paths = [f.path for f in files]
@@ -329,3 +336,41 @@ class Registry:
         log.warning("deleted device %s", device_id)
         self.controller.request_reconcile()
         return DeviceDeleted(device_id=device_id, broker=_reload_view(outcome))
+
+    # the hub's key ---------------------------------------------------------------------------------
+    def key_rotation(self) -> KeyRotationView:
+        keys = self.controller.keys
+        desired = {d.device_id: d for d in self.store.list_desired()}
+        acks = rotation.rotation_status(self.store.list_devices(), desired, keys.announced)
+        return KeyRotationView(
+            key_id=keys.current.key_id,
+            key_fingerprint=keys.current.fingerprint,
+            next_key_id=keys.next.key_id if keys.next else None,
+            next_key_fingerprint=keys.next.fingerprint if keys.next else None,
+            devices=[DeviceKeyAck(device=a.device_id, acknowledged=a.acknowledged, reason=a.reason) for a in acks],
+            complete=keys.next is not None and all(a.acknowledged for a in acks),
+        )
+
+    def start_key_rotation(self) -> KeyRotationView:
+        """Who may: admin. Announce a next key to every registered device (a new generation each)."""
+        with self.controller.reconcile_lock:
+            rotation.start(self.controller.keys, self.key_path)
+        self.controller.reconcile()
+        return self.key_rotation()
+
+    def finish_key_rotation(self, force: bool = False) -> KeyRotationView:
+        """Who may: admin. Sign with the next key from now on; devices that did not acknowledge it
+        (unless ``force``) would refuse every later manifest, so that is refused."""
+        status = self.key_rotation()
+        if status.next_key_id is None:
+            raise Conflict("no hub key rotation runs; start one first (`edgefleet hub rotate-key`)")
+        waiting = [d.device for d in status.devices if not d.acknowledged]
+        if waiting and not force:
+            raise Conflict(
+                f"device(s) {', '.join(waiting)} have not acknowledged the next hub key yet; wait for them, or "
+                "finish with --force (they must then be provisioned again)"
+            )
+        with self.controller.reconcile_lock:
+            rotation.finish(self.controller.keys, self.key_path)
+        self.controller.reconcile()
+        return self.key_rotation()

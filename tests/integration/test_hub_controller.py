@@ -21,6 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edgefleet.hub.server.runner import HubServer
 from edgefleet.hub.server.settings import HubSettings
+from edgefleet.protocol.bootstrap import BootstrapBundle
 from edgefleet.protocol.digests import sha256_bytes
 from edgefleet.protocol.models import (
     DeviceCapabilities,
@@ -359,3 +360,43 @@ def test_a_revoked_device_is_ignored_and_its_desired_state_cleared(
         assert api.delete("/devices/dev-1").status_code == 404
     finally:
         dev.close()
+
+
+def test_key_rotation_announces_under_the_old_key_then_signs_with_the_new(
+    api: httpx.Client, hub_server: HubServer, device: FakeDevice, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    old_key = api.get("/hub").json()["publicKey"]
+    _register(api)
+    _deploy(api)
+    assert device.next_manifest(old_key, 0).generation == 1
+    r = api.post("/hub/key/rotation/finish")
+    assert r.status_code == 409 and "no hub key rotation runs" in r.json()["error"]
+
+    status = api.post("/hub/key/rotation").json()
+    new_key = json.loads(device.desired.get(timeout=15))["manifest"]["nextHubKey"]
+    assert status["nextKeyId"] and status["complete"] is False
+    assert api.get("/hub").json()["nextKeyId"] == status["nextKeyId"]
+    # ...a new generation, same modules, signed with the old key and announcing the new one
+    announcing = verify_manifest(
+        json.dumps(_last_published(hub_server, "dev-1")), old_key, device_id="dev-1", last_generation=1
+    )
+    assert announcing.generation == 2 and announcing.next_hub_key == new_key
+    r = api.post("/hub/key/rotation/finish")
+    assert r.status_code == 409 and "dev-1 have not acknowledged" in r.json()["error"]
+    device.report(2)
+    wait_for(lambda: api.get("/hub/key/rotation").json()["complete"], 15, what="dev-1 acknowledged the next key")
+
+    done = api.post("/hub/key/rotation/finish").json()
+    assert done["nextKeyId"] is None and api.get("/hub").json()["publicKey"] == new_key
+    switched = device.next_manifest(new_key, 2)
+    assert switched.generation == 3 and switched.next_hub_key is None and [m.name for m in switched.modules] == ["svc"]
+    # bundles issued now carry the new key
+    late = register(hub_server.url, "dev-2", tmp_path)
+    assert BootstrapBundle.model_validate_json(late.bundle_file.read_text()).hub_public_key == new_key
+
+
+def _last_published(server: HubServer, device_id: str) -> dict[str, Any]:
+    assert server.hub is not None
+    record = server.hub.store.get_desired(device_id)
+    assert record is not None
+    return dict(json.loads(record.payload))
