@@ -158,6 +158,9 @@ def test_every_json_answer_is_an_api_schema_not_a_store_record(api: httpx.Client
                     answers[f"{method.upper()} {path}"] = ref.rsplit("/", 1)[-1]
     assert answers == {
         "GET /api/v1/hub": "HubInfo",
+        "GET /api/v1/hub/key/rotation": "KeyRotationView",
+        "POST /api/v1/hub/key/rotation": "KeyRotationView",
+        "POST /api/v1/hub/key/rotation/finish": "KeyRotationView",
         "PUT /api/v1/blobs/{digest}": "BlobStored",
         "POST /api/v1/models": "ModelView",
         "GET /api/v1/models": "ModelView",
