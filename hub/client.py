@@ -2,7 +2,9 @@
 
 Every method answers with the schema the API declares for its route (edgefleet.hub.schemas), so
 callers never see raw JSON, and a failure is raised as the hub's own error class (NotFound,
-Conflict, ...) with the server's message. Imports no server code.
+Conflict, Unauthenticated, Forbidden, ...) with the server's message. The operator token goes in
+every request's ``Authorization: Bearer`` header; the client never shows it (not in its repr, nor
+in an error). Imports no server code.
 """
 
 from __future__ import annotations
@@ -14,17 +16,31 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
-from edgefleet.hub.errors import ClientError, Conflict, HubError, InvalidRequest, MethodTimeout, NotFound
+from edgefleet.hub.errors import (
+    ClientError,
+    Conflict,
+    Forbidden,
+    HubError,
+    InvalidRequest,
+    MethodTimeout,
+    NotFound,
+    Unauthenticated,
+)
 from edgefleet.hub.schemas import (
     BlobStored,
     DeviceView,
     FileEntry,
+    Health,
     HubInfo,
     MethodCall,
     ModelCreate,
     ModelView,
+    Role,
     ServiceCreate,
     ServiceView,
+    TokenCreate,
+    TokenCreated,
+    TokenView,
 )
 from edgefleet.protocol.models import DirectMethodResponse
 
@@ -36,12 +52,15 @@ _CHUNK = 1 << 16
 # validate). Any other failing status is a ClientError carrying the hub's message.
 RAISED_FOR_STATUS: dict[int, type[HubError]] = {
     400: InvalidRequest,
+    401: Unauthenticated,
+    403: Forbidden,
     404: NotFound,
     409: Conflict,
     422: InvalidRequest,
     504: MethodTimeout,
 }
 
+_HEALTH = TypeAdapter(Health)
 _HUB_INFO = TypeAdapter(HubInfo)
 _BLOB = TypeAdapter(BlobStored)
 _MODEL = TypeAdapter(ModelView)
@@ -51,12 +70,30 @@ _SERVICES = TypeAdapter(list[ServiceView])
 _DEVICE = TypeAdapter(DeviceView)
 _DEVICES = TypeAdapter(list[DeviceView])
 _METHOD = TypeAdapter(DirectMethodResponse)
+_TOKEN = TypeAdapter(TokenView)
+_TOKENS = TypeAdapter(list[TokenView])
+_TOKEN_CREATED = TypeAdapter(TokenCreated)
 
 
 class HubClient:
-    def __init__(self, base_url: str, timeout: float = 30.0, transport: httpx.BaseTransport | None = None) -> None:
+    """``token``: an operator token; without one only the open routes (health, hub info, blob downloads) answer."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url + "/api/v1", timeout=timeout, transport=transport)
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        # redirects are not followed (httpx's default), so the token only ever goes to base_url
+        self._http = httpx.Client(
+            base_url=self.base_url + "/api/v1", timeout=timeout, transport=transport, headers=headers
+        )
+
+    def __repr__(self) -> str:
+        return f"HubClient({self.base_url!r})"
 
     def close(self) -> None:
         self._http.close()
@@ -68,6 +105,9 @@ class HubClient:
         self.close()
 
     # hub / blobs -------------------------------------------------------------------------------
+    def health(self) -> Health:
+        return self._call(_HEALTH, "GET", "/health")
+
     def hub_info(self) -> HubInfo:
         return self._call(_HUB_INFO, "GET", "/hub")
 
@@ -156,6 +196,23 @@ class HubClient:
         body = _unchecked(MethodCall, params=params, timeout_s=timeout)
         return self._call(_METHOD, "POST", f"/devices/{device_id}/methods/{method}", json=body, timeout=timeout + 10)
 
+    # tokens ------------------------------------------------------------------------------------
+    def whoami(self) -> TokenView:
+        """The token this client sends, as the hub sees it (any role)."""
+        return self._call(_TOKEN, "GET", "/whoami")
+
+    def list_tokens(self) -> list[TokenView]:
+        return self._call(_TOKENS, "GET", "/tokens")
+
+    def create_token(self, name: str, role: Role | str, expires_in_days: float | None = None) -> TokenCreated:
+        """A new token; the answer holds its only copy."""
+        body = _unchecked(TokenCreate, name=name, role=role, expires_in_days=expires_in_days)
+        return self._call(_TOKEN_CREATED, "POST", "/tokens", json=body)
+
+    def revoke_token(self, ref: str) -> TokenView:
+        """Revoke by id, or by the name of a live token."""
+        return self._call(_TOKEN, "DELETE", f"/tokens/{ref}")
+
     # transport ---------------------------------------------------------------------------------
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
@@ -186,10 +243,11 @@ class HubClient:
             ) from None
 
 
-def _unchecked(schema: type[ModelCreate | ServiceCreate | MethodCall], **fields: Any) -> dict[str, Any]:
+def _unchecked(schema: type[ModelCreate | ServiceCreate | MethodCall | TokenCreate], **fields: Any) -> dict[str, Any]:
     """The request body in the API's JSON names. Not validated here: the hub judges requests and
     words the errors, so a bad name gets the same message from the CLI as from any other client."""
-    return schema.model_construct(**fields).model_dump(mode="json", by_alias=True)
+    # warnings=False: an unvalidated value (a role given as text) is sent as it is, for the hub to judge
+    return schema.model_construct(**fields).model_dump(mode="json", by_alias=True, warnings=False)
 
 
 def _error_text(response: httpx.Response) -> str:

@@ -8,6 +8,7 @@ store. The server maps its store records onto these; a record is never an API bo
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,6 +19,22 @@ from edgefleet.protocol.models import DeviceCapabilities, ModelRef, ModuleState,
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 PresenceValue = Literal["online", "offline", "unknown"]
+TOKEN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+TokenState = Literal["active", "expired", "revoked"]
+
+
+class Role(str, Enum):
+    """What an operator token may do. Each role includes the ones before it: admin ⊇ deploy ⊇ read."""
+
+    READ = "read"  # look: models, services, devices
+    DEPLOY = "deploy"  # change the fleet: models, blobs, services, direct methods
+    ADMIN = "admin"  # manage tokens (and, later, device registration)
+
+    def includes(self, other: Role) -> bool:
+        return _ROLE_RANK[self] >= _ROLE_RANK[other]
+
+
+_ROLE_RANK = {Role.READ: 0, Role.DEPLOY: 1, Role.ADMIN: 2}
 
 
 class ApiModel(BaseModel):
@@ -26,6 +43,11 @@ class ApiModel(BaseModel):
 
 class ErrorBody(ApiModel):
     error: str = Field(description="what was wrong, where, and what to do")
+
+
+class Health(ApiModel):
+    status: Literal["ok"] = "ok"
+    version: str
 
 
 class HubInfo(ApiModel):
@@ -125,3 +147,31 @@ class DeviceView(ApiModel):
 class MethodCall(ApiModel):
     params: dict[str, Any] = Field(default_factory=dict)
     timeout_s: float | None = Field(default=None, gt=0, le=300)
+
+
+# tokens ----------------------------------------------------------------------------------------
+class TokenCreate(ApiModel):
+    name: str = Field(
+        pattern=TOKEN_NAME_PATTERN, description="who or what uses it, e.g. ci-reader; unique among live tokens"
+    )
+    role: Role
+    expires_in_days: float | None = Field(
+        default=None, gt=0, le=36500, description="omit for a token that never expires"
+    )
+
+
+class TokenView(ApiModel):
+    """A token as the hub shows it: never its secret, nor the secret's hash."""
+
+    id: str = Field(description="the public part of the token (eft_<id>_...); revoke by it")
+    name: str
+    role: Role
+    state: TokenState
+    created_at: datetime
+    expires_at: datetime | None = None
+    last_used: datetime | None = Field(default=None, description="to within a minute")
+    revoked_at: datetime | None = None
+
+
+class TokenCreated(TokenView):
+    token: str = Field(description="the whole token; shown only in this answer, the hub keeps only its hash")

@@ -6,7 +6,9 @@ shows progress until every device is Healthy, scores the held-out digits images 
 endpoint, prints per-device accuracy, and stops everything it started — also on Ctrl-C.
 
 The demo drives the hub only through its REST API (HubClient), exactly as the CLI does; the hub,
-the agents and the broker are processes it starts, so it imports none of them.
+the agents and the broker are processes it starts, so it imports none of them. Like an operator
+on the hub machine, it first makes an admin token with ``edgefleet hub token create`` and then
+calls the API with it.
 """
 
 from __future__ import annotations
@@ -116,6 +118,18 @@ def _kill_leftover_modules(workdir: Path) -> None:
                 pass
 
 
+def _admin_token(hub_dir: Path) -> str:
+    """An admin token for the demo's hub, made as an operator makes the first one: in the hub's database."""
+    done = subprocess.run(
+        [_console_script("edgefleet"), "-o", "json", "hub", "token", "create", "--role", "admin", "--name", "demo",
+         "--data-dir", str(hub_dir)],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise ClientError(f"`edgefleet hub token create` failed: {done.stderr.strip()}")
+    return str(json.loads(done.stdout)["token"])
+
+
 def _wait_http(url: str, stack: Stack, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -179,13 +193,15 @@ def run_demo(
 
         hub_port = free_port()
         hub_url = f"http://127.0.0.1:{hub_port}"
+        token = _admin_token(workdir / "hub")
         stack.spawn(
             "hub",
             [_console_script("edgefleet"), "hub", "serve", "--port", str(hub_port),
              "--broker", stack.broker.url, "--data-dir", str(workdir / "hub")],
         )  # fmt: skip
-        _wait_http(hub_url + "/api/v1/hub", stack)
+        _wait_http(hub_url + "/api/v1/health", stack)
         say(f"hub      {hub_url} (SQLite + artifact store in {workdir / 'hub'})")
+        say("token    admin token 'demo', made in the hub's database (edgefleet hub token create)")
 
         ids = [f"dev-{i + 1}" for i in range(devices)]
         fpga_ids = ids[len(ids) - fpga_devices :] if fpga_devices else []
@@ -200,7 +216,7 @@ def run_demo(
         say(f"agents   {', '.join(ids)} (one OS process each)")
         if fpga_ids:
             say(f"         {', '.join(fpga_ids)} with a simulated {FPGA_BOARD} FPGA board (edgefleet-sim fpga boards)")
-        with HubClient(hub_url) as client:
+        with HubClient(hub_url, token) as client:
             _wait_devices(client, ids, stack, say)
 
             model = register_model(client, SAMPLE_DIR / "digits_int8.onnx", MODEL, {"task": "digits"},

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from edgefleet.hub.cli.output import table
-from edgefleet.hub.schemas import DeviceServiceState, DeviceView, ModelView, ServiceView
+from edgefleet.hub.schemas import DeviceServiceState, DeviceView, ModelView, ServiceView, TokenView
 from edgefleet.protocol.models import ModelRef, ModuleState
 
 DEVICE_STATE_HEADERS = ["DEVICE", "STATE", "ONLINE", "GEN", "DESIRED", "ENDPOINT", "BACKEND", "MESSAGE"]
@@ -168,3 +168,26 @@ def device_detail(d: DeviceView) -> str:
             )
         )
     return "\n".join(lines)
+
+
+# tokens ----------------------------------------------------------------------------------------
+def token_table(tokens: list[TokenView]) -> str:
+    """Ids and names only: the hub never hands out a token after creating it."""
+    rows = [
+        [
+            t.id,
+            t.name,
+            t.role.value,
+            t.state,
+            short_time(t.created_at),
+            short_time(t.expires_at) or "never",
+            short_time(t.last_used) or "never",
+        ]
+        for t in tokens
+    ]
+    return table(["ID", "NAME", "ROLE", "STATE", "CREATED", "EXPIRES", "LAST USED"], rows)
+
+
+def token_line(t: TokenView) -> str:
+    expires = f"expires {short_time(t.expires_at)}" if t.expires_at else "never expires"
+    return f"{t.role.value} token {t.name!r} (id {t.id}, {t.state}, {expires})"

@@ -3,6 +3,10 @@
 Every failure is JSON ``{"error": "..."}`` with a 4xx for bad input; HubError subclasses map to
 status codes in one table (errors.HTTP_STATUS), so handlers just raise. Bodies are the schemas of
 edgefleet.hub.schemas, which the client decodes into the same types.
+
+Every route needs an operator token with the role access.ROUTE_ROLES names, but the few in
+access.OPEN_ROUTES; guard.py applies that table to every route of the app, and the app refuses to
+be built with a route in neither table.
 """
 
 from __future__ import annotations
@@ -10,26 +14,32 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Body, FastAPI, Header, Request, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgefleet import hub
-from edgefleet.hub.errors import HubError, RangeNotSatisfiable, http_status
+from edgefleet.hub.errors import Forbidden, HubError, RangeNotSatisfiable, Unauthenticated, http_status
 from edgefleet.hub.schemas import (
     BlobStored,
     DeviceView,
     ErrorBody,
+    Health,
     HubInfo,
     MethodCall,
     ModelCreate,
     ModelView,
     ServiceCreate,
     ServiceView,
+    TokenCreate,
+    TokenCreated,
+    TokenView,
 )
 from edgefleet.hub.server.artifacts import check_digest, parse_range
+from edgefleet.hub.server.auth import token_view
 from edgefleet.hub.server.core import Hub
+from edgefleet.hub.server.guard import challenge, check_routes, document_access, request_token, token_guard
 from edgefleet.hub.server.registry import model_view
 from edgefleet.protocol.models import DirectMethodResponse
 
@@ -53,6 +63,7 @@ def _describe_validation(exc: RequestValidationError) -> str:
 def create_app(hub_: Hub) -> FastAPI:
     registry, blobs, key, controller = hub_.registry, hub_.blobs, hub_.key, hub_.controller
     app = FastAPI(
+        dependencies=[Depends(token_guard(hub_.auth))],  # every API route: see guard.py
         title="edgefleet hub",
         version=hub.__version__,
         description="Model registry, artifact store and fleet deployments for edge devices.",
@@ -62,12 +73,18 @@ def create_app(hub_: Hub) -> FastAPI:
             {"name": "models", "description": "registered models and their versions"},
             {"name": "services", "description": "deployments of models to devices and their state"},
             {"name": "devices", "description": "the fleet as the devices report it"},
+            {"name": "tokens", "description": "operator tokens and their roles (read, deploy, admin)"},
         ],
     )
+    document_access(app)
 
     @app.exception_handler(HubError)
-    async def _hub_error(_r: Request, exc: HubError) -> JSONResponse:
-        headers = {"Content-Range": f"bytes */{exc.size}"} if isinstance(exc, RangeNotSatisfiable) else None
+    async def _hub_error(r: Request, exc: HubError) -> JSONResponse:
+        headers = None
+        if isinstance(exc, RangeNotSatisfiable):
+            headers = {"Content-Range": f"bytes */{exc.size}"}
+        elif isinstance(exc, (Unauthenticated, Forbidden)):
+            headers = {"WWW-Authenticate": challenge(exc, r)}
         return _error(http_status(exc), str(exc), headers)
 
     @app.exception_handler(RequestValidationError)
@@ -86,6 +103,10 @@ def create_app(hub_: Hub) -> FastAPI:
     api = APIRouter(prefix="/api/v1", responses=_ERRORS)  # type: ignore[arg-type]
 
     # hub ---------------------------------------------------------------------------------------
+    @api.get("/health", tags=["hub"], response_model=Health, summary="Liveness; needs no token")
+    def get_health() -> Health:
+        return Health(version=hub.__version__)
+
     @api.get("/hub", tags=["hub"], response_model=HubInfo, summary="Hub identity; agents pin the key from here")
     def get_hub() -> HubInfo:
         return HubInfo(
@@ -205,5 +226,34 @@ def create_app(hub_: Hub) -> FastAPI:
         call = call or MethodCall()
         return controller.call_method(device_id, method, call.params, call.timeout_s or hub_.settings.method_timeout_s)
 
+    # tokens ------------------------------------------------------------------------------------
+    @api.get("/whoami", tags=["tokens"], response_model=TokenView, summary="The token this request was made with")
+    def whoami(request: Request) -> TokenView:
+        return token_view(request_token(request), hub_.auth.clock())
+
+    @api.get("/tokens", tags=["tokens"], response_model=list[TokenView], summary="List tokens (never their secrets)")
+    def list_tokens() -> list[TokenView]:
+        return hub_.auth.list_tokens()
+
+    @api.post(
+        "/tokens",
+        tags=["tokens"],
+        status_code=201,
+        response_model=TokenCreated,
+        summary="Create a token; the answer holds its only copy",
+    )
+    def create_token(req: TokenCreate) -> TokenCreated:
+        return hub_.auth.issue(req)
+
+    @api.delete(
+        "/tokens/{token_id}",
+        tags=["tokens"],
+        response_model=TokenView,
+        summary="Revoke a token (by id, or the name of a live one); it stops working at once",
+    )
+    def revoke_token(token_id: str) -> TokenView:
+        return hub_.auth.revoke(token_id)
+
     app.include_router(api)
+    check_routes(app)
     return app

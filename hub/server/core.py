@@ -1,10 +1,11 @@
-"""The hub's parts wired together: settings -> store, blob store, key, controller, registry."""
+"""The hub's parts wired together: settings -> store, blob store, key, controller, registry, token authority."""
 
 from __future__ import annotations
 
 import logging
 
 from edgefleet.hub.server.artifacts import BlobStore
+from edgefleet.hub.server.auth import Authority
 from edgefleet.hub.server.controller import Controller
 from edgefleet.hub.server.registry import Registry
 from edgefleet.hub.server.settings import HubSettings
@@ -23,6 +24,7 @@ class Hub:
         self.blobs = BlobStore(settings.blob_dir)
         self.controller = Controller(self.store, self.key, settings.broker_url, settings.base_url)
         self.registry = Registry(self.store, self.blobs, self.controller)
+        self.auth = Authority(self.store)
 
     def start(self) -> None:
         log.info(
@@ -32,6 +34,15 @@ class Hub:
             self.settings.broker_url,
             self.settings.base_url,
         )
+        if not self.auth.has_admin():
+            store = self.settings.database_url or self.settings.data_dir
+            option = "--database-url" if self.settings.database_url else "--data-dir"
+            log.warning(
+                "no admin token exists yet, and every API route but health and the hub's key needs a token; create "
+                "one on this machine with `edgefleet hub token create --role admin --name NAME %s %s`",
+                option,
+                store,
+            )
         self.controller.start()
 
     def stop(self) -> None:

@@ -31,6 +31,7 @@ from edgefleet.protocol.models import (
 )
 from edgefleet.protocol.signing import verify_manifest
 from edgefleet.protocol.topics import TopicKind, topic
+from tests.integration.test_hub_api import api_client, token_in
 from tests.support.processes import Mosquitto, free_port, wait_for
 
 MODEL = b"\x08\x07onnx-bytes" * 100
@@ -109,7 +110,7 @@ def hub_server(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[HubServer]:
 
 @pytest.fixture
 def api(hub_server: HubServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=hub_server.url + "/api/v1", timeout=20) as client:
+    with api_client(hub_server) as client:
         yield client
 
 
@@ -195,15 +196,16 @@ def test_generation_survives_hub_restart_and_broker_restart(
     # a fixed port: artifact URLs name it, so a new port would (rightly) be a new manifest
     settings = HubSettings(data_dir=tmp_path / "hub", port=free_port(), broker_url=mosquitto.url)
     device.report(0)
-    with HubServer(settings) as server, httpx.Client(base_url=server.url + "/api/v1", timeout=20) as api:
+    token = token_in(settings.data_dir)
+    with HubServer(settings) as server, api_client(server, token=token) as api:
         key = api.get("/hub").json()["publicKey"]
         wait_for(lambda: api.get("/devices/dev-1").status_code == 200, 15, what="device registered")
         _register(api)
         _deploy(api)
         assert device.next_manifest(key, 0).generation == 1
 
-    with HubServer(settings) as server, httpx.Client(base_url=server.url + "/api/v1", timeout=20) as api:
-        assert api.get("/hub").json()["publicKey"] == key  # same key after restart
+    with HubServer(settings) as server, api_client(server, token=token) as api:
+        assert api.get("/hub").json()["publicKey"] == key  # same key after restart (and the same token works)
         # the broker loses the retained manifest; the hub republishes it when it reconnects
         device.client.publish(topic("dev-1", TopicKind.DESIRED), b"", qos=1, retain=True).wait_for_publish(10)
         mosquitto.restart()

@@ -1,4 +1,4 @@
-"""The hub's registry: models, services, devices and the desired state published to each device.
+"""The hub's registry: models, services, devices, the desired state published to each device, operator tokens.
 
 Callers use the ``Store`` interface and ``open_store(url)``; adding PostgreSQL means one new module
 implementing ``Store`` and one branch in ``open_store``, nothing else.
@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from edgefleet.hub.errors import SettingsError
 from edgefleet.hub.server.store.base import Store
-from edgefleet.hub.server.store.records import DesiredRecord, DeviceRecord, FileEntry, ModelRecord, ServiceRecord
+from edgefleet.hub.server.store.records import (
+    DesiredRecord,
+    DeviceRecord,
+    FileEntry,
+    ModelRecord,
+    ServiceRecord,
+    TokenRecord,
+)
 from edgefleet.hub.server.store.sqlite import SqliteStore
 
 __all__ = [
@@ -19,6 +26,7 @@ __all__ = [
     "ServiceRecord",
     "SqliteStore",
     "Store",
+    "TokenRecord",
     "open_store",
 ]
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from edgefleet.hub.configs import DeploymentConfig, InferenceConfig
+from edgefleet.hub.schemas import Role
 from edgefleet.protocol.models import DeviceCapabilities, ModelRef, ReportedState
 
 PresenceValue = Literal["online", "offline", "unknown"]
@@ -72,3 +73,16 @@ class DesiredRecord(RecordModel):
     modules: list[dict[str, Any]] = Field(description="the manifest's modules as wire JSON (for change detection)")
     payload: str = Field(description="the signed manifest exactly as published")
     published_at: datetime
+
+
+class TokenRecord(RecordModel):
+    """An operator token: everything but its secret, of which only a hash is kept."""
+
+    id: str = Field(description="the token's public id, also inside the token (eft_<id>_<secret>)")
+    name: str
+    role: Role
+    secret_hash: str = Field(description="sha256 hex of the whole token; the token itself is never stored")
+    created_at: datetime
+    expires_at: datetime | None = None
+    last_used: datetime | None = None
+    revoked_at: datetime | None = None
