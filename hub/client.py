@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import TypeAdapter, ValidationError
@@ -20,10 +20,12 @@ from edgefleet.hub.schemas import (
     DeviceView,
     FileEntry,
     HubInfo,
+    KeyRegenerate,
     MethodCall,
     ModelCreate,
     ModelView,
     ServiceCreate,
+    ServiceKeys,
     ServiceView,
 )
 from edgefleet.protocol.models import DirectMethodResponse
@@ -48,6 +50,7 @@ _MODEL = TypeAdapter(ModelView)
 _MODELS = TypeAdapter(list[ModelView])
 _SERVICE = TypeAdapter(ServiceView)
 _SERVICES = TypeAdapter(list[ServiceView])
+_KEYS = TypeAdapter(ServiceKeys)
 _DEVICE = TypeAdapter(DeviceView)
 _DEVICES = TypeAdapter(list[DeviceView])
 _METHOD = TypeAdapter(DirectMethodResponse)
@@ -144,6 +147,13 @@ class HubClient:
     def delete_service(self, name: str) -> None:
         self._request("DELETE", f"/services/{name}")
 
+    def service_keys(self, name: str) -> ServiceKeys:
+        return self._call(_KEYS, "GET", f"/services/{name}/keys")
+
+    def regenerate_key(self, name: str, key: Literal["primary", "secondary"]) -> ServiceKeys:
+        body = _unchecked(KeyRegenerate, key=key)
+        return self._call(_KEYS, "POST", f"/services/{name}/keys/regenerate", json=body)
+
     # devices -----------------------------------------------------------------------------------
     def list_devices(self) -> list[DeviceView]:
         return self._call(_DEVICES, "GET", "/devices")
@@ -186,7 +196,7 @@ class HubClient:
             ) from None
 
 
-def _unchecked(schema: type[ModelCreate | ServiceCreate | MethodCall], **fields: Any) -> dict[str, Any]:
+def _unchecked(schema: type[ModelCreate | ServiceCreate | MethodCall | KeyRegenerate], **fields: Any) -> dict[str, Any]:
     """The request body in the API's JSON names. Not validated here: the hub judges requests and
     words the errors, so a bad name gets the same message from the CLI as from any other client."""
     return schema.model_construct(**fields).model_dump(mode="json", by_alias=True)
