@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgefleet.agent.cache import ArtifactCache
+from edgefleet.agent.copying import fresh_directory
 from edgefleet.agent.errors import ArtifactCorrupt, ArtifactDownloadError, ArtifactPathRefused
 from edgefleet.protocol import sha256_bytes
 from tests.support.artifact_server import ArtifactServer
@@ -114,3 +115,21 @@ def test_missing_artifact_is_a_download_error_naming_the_url(tmp_path: Path) -> 
         url = f"http://127.0.0.1:{srv.port}/nope"
         with pytest.raises(ArtifactDownloadError, match="nope: HTTP 404"):
             ArtifactCache(tmp_path / "cache").fetch(sha256_bytes(b"x"), url, 1)
+
+
+def test_a_module_directory_is_made_fresh_and_never_through_a_link(tmp_path: Path) -> None:
+    modules, outside = tmp_path / "modules", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("not the agent's")
+    modules.mkdir()
+    (modules / "m").mkdir()
+    (modules / "m" / "abc").symlink_to(outside, target_is_directory=True)  # where the instance goes
+    made = fresh_directory(modules, "m", "abc")
+    assert made.is_dir() and not made.is_symlink() and list(made.iterdir()) == []
+    assert (outside / "keep.txt").read_text() == "not the agent's"  # the link went, its target stayed
+    (made / "left-by-a-crash").write_text("x")
+    assert list(fresh_directory(modules, "m", "abc").iterdir()) == []  # emptied
+    (modules / "n").symlink_to(outside, target_is_directory=True)  # a link where the module's directory goes
+    with pytest.raises(ArtifactPathRefused, match="is a symlink or a file, not a directory"):
+        fresh_directory(modules, "n", "abc")
+    assert sorted(p.name for p in outside.iterdir()) == ["keep.txt"]
