@@ -39,7 +39,7 @@ from edgefleet.protocol.models import check_relative_path
 FICLONE = 0x40049409  # _IOW(0x94, 9, int) from linux/fs.h
 _CHUNK = 1 << 20
 # errors meaning "this way of copying is not available here", so the next way is tried
-_UNSUPPORTED = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EBADF, errno.EPERM}
+_UNSUPPORTED = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EPERM}
 
 COPY_REFLINK = "reflink"
 COPY_KERNEL = "copy_file_range"
