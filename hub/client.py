@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import TypeAdapter, ValidationError
@@ -32,11 +32,13 @@ from edgefleet.hub.schemas import (
     FileEntry,
     Health,
     HubInfo,
+    KeyRegenerate,
     MethodCall,
     ModelCreate,
     ModelView,
     Role,
     ServiceCreate,
+    ServiceKeys,
     ServiceView,
     TokenCreate,
     TokenCreated,
@@ -67,6 +69,7 @@ _MODEL = TypeAdapter(ModelView)
 _MODELS = TypeAdapter(list[ModelView])
 _SERVICE = TypeAdapter(ServiceView)
 _SERVICES = TypeAdapter(list[ServiceView])
+_KEYS = TypeAdapter(ServiceKeys)
 _DEVICE = TypeAdapter(DeviceView)
 _DEVICES = TypeAdapter(list[DeviceView])
 _METHOD = TypeAdapter(DirectMethodResponse)
@@ -184,6 +187,13 @@ class HubClient:
     def delete_service(self, name: str) -> None:
         self._request("DELETE", f"/services/{name}")
 
+    def service_keys(self, name: str) -> ServiceKeys:
+        return self._call(_KEYS, "GET", f"/services/{name}/keys")
+
+    def regenerate_key(self, name: str, key: Literal["primary", "secondary"]) -> ServiceKeys:
+        body = _unchecked(KeyRegenerate, key=key)
+        return self._call(_KEYS, "POST", f"/services/{name}/keys/regenerate", json=body)
+
     # devices -----------------------------------------------------------------------------------
     def list_devices(self) -> list[DeviceView]:
         return self._call(_DEVICES, "GET", "/devices")
@@ -243,7 +253,9 @@ class HubClient:
             ) from None
 
 
-def _unchecked(schema: type[ModelCreate | ServiceCreate | MethodCall | TokenCreate], **fields: Any) -> dict[str, Any]:
+def _unchecked(
+    schema: type[ModelCreate | ServiceCreate | MethodCall | TokenCreate | KeyRegenerate], **fields: Any
+) -> dict[str, Any]:
     """The request body in the API's JSON names. Not validated here: the hub judges requests and
     words the errors, so a bad name gets the same message from the CLI as from any other client."""
     # warnings=False: an unvalidated value (a role given as text) is sent as it is, for the hub to judge

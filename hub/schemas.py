@@ -99,6 +99,19 @@ class ServiceCreate(ApiModel):
     overwrite: bool = Field(default=False, description="replace a service of the same name")
 
 
+class ServiceKeys(ApiModel):
+    """A service's scoring keys: a request carries one as ``Authorization: Bearer <key>``."""
+
+    primary_key: str
+    secondary_key: str
+
+
+class KeyRegenerate(ApiModel):
+    key: Literal["primary", "secondary"] = Field(
+        description="the key to replace; the other keeps working while the new one rolls out to devices"
+    )
+
+
 class DeviceServiceState(ApiModel):
     """One targeted device's part in a service."""
 

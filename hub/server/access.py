@@ -57,6 +57,9 @@ ROUTE_ROLES: Mapping[Route, Role] = {
     ("POST", "/api/v1/services"): Role.DEPLOY,
     ("DELETE", "/api/v1/services/{name}"): Role.DEPLOY,
     ("POST", "/api/v1/devices/{device_id}/methods/{method}"): Role.DEPLOY,
+    # scoring endpoint keys: whoever may deploy a service may call it (deploy, not read)
+    ("GET", "/api/v1/services/{name}/keys"): Role.DEPLOY,
+    ("POST", "/api/v1/services/{name}/keys/regenerate"): Role.DEPLOY,
     # admin: who may do any of it
     ("GET", "/api/v1/tokens"): Role.ADMIN,
     ("POST", "/api/v1/tokens"): Role.ADMIN,

@@ -27,10 +27,12 @@ from edgefleet.hub.schemas import (
     ErrorBody,
     Health,
     HubInfo,
+    KeyRegenerate,
     MethodCall,
     ModelCreate,
     ModelView,
     ServiceCreate,
+    ServiceKeys,
     ServiceView,
     TokenCreate,
     TokenCreated,
@@ -197,6 +199,27 @@ def create_app(hub_: Hub) -> FastAPI:
     @api.get("/services/{name}", tags=["services"], response_model=ServiceView, summary="Service with per-device state")
     def get_service(name: str) -> ServiceView:
         return registry.service_view(registry.get_service(name))
+
+    # scoring keys (authEnabled): secrets, so never cached on the way; both routes need the deploy role
+    @api.get(
+        "/services/{name}/keys",
+        tags=["services"],
+        response_model=ServiceKeys,
+        summary="The service's scoring keys (authEnabled)",
+    )
+    def get_service_keys(name: str, response: Response) -> ServiceKeys:
+        response.headers["Cache-Control"] = "no-store"
+        return registry.service_keys(name)
+
+    @api.post(
+        "/services/{name}/keys/regenerate",
+        tags=["services"],
+        response_model=ServiceKeys,
+        summary="Replace one scoring key and roll it out; the other keeps working meanwhile",
+    )
+    def regenerate_service_key(name: str, req: KeyRegenerate, response: Response) -> ServiceKeys:
+        response.headers["Cache-Control"] = "no-store"
+        return registry.regenerate_key(name, req.key)
 
     @api.delete("/services/{name}", tags=["services"], status_code=204, response_class=Response)
     def delete_service(name: str) -> Response:

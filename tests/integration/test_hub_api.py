@@ -203,6 +203,8 @@ def test_every_json_answer_is_an_api_schema_not_a_store_record(api: httpx.Client
         "POST /api/v1/services": "ServiceView",
         "GET /api/v1/services": "ServiceView",
         "GET /api/v1/services/{name}": "ServiceView",
+        "GET /api/v1/services/{name}/keys": "ServiceKeys",
+        "POST /api/v1/services/{name}/keys/regenerate": "ServiceKeys",
         "GET /api/v1/devices": "DeviceView",
         "GET /api/v1/devices/{device_id}": "DeviceView",
         "POST /api/v1/devices/{device_id}/methods/{method}": "DirectMethodResponse",
@@ -212,3 +214,43 @@ def test_every_json_answer_is_an_api_schema_not_a_store_record(api: httpx.Client
         "DELETE /api/v1/tokens/{token_id}": "TokenView",
     }
     assert not [name for name in spec["components"]["schemas"] if name.endswith("Record")]
+
+
+def test_scoring_keys_are_issued_kept_shown_only_on_their_route_and_rotated_one_at_a_time(
+    api: httpx.Client, tmp_path: Path
+) -> None:
+    register(api)
+    r = api.post("/services", json={"name": "open", "models": ["digits:1"]})
+    assert r.status_code == 201
+    r = api.get("/services/open/keys")
+    assert r.status_code == 409 and '"authEnabled": true' in r.json()["error"]
+    assert api.get("/services/nope/keys").status_code == 404
+
+    keyed = {"name": "svc", "models": ["digits:1"], "deploymentConfig": {"authEnabled": True}}
+    assert api.post("/services", json=keyed).status_code == 201
+    r = api.get("/services/svc/keys")
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+    keys = r.json()
+    primary, secondary = keys["primaryKey"], keys["secondaryKey"]
+    assert len(primary) >= 43 and len(secondary) >= 43 and primary != secondary
+    # shown only through the keys route: not in the service, nor in the list
+    assert primary not in api.get("/services/svc").text and primary not in api.get("/services").text
+    # deploying again keeps the keys clients already use
+    assert api.post("/services", json={**keyed, "overwrite": True}).status_code == 201
+    assert api.get("/services/svc/keys").json() == keys
+
+    r = api.post("/services/svc/keys/regenerate", json={"key": "primary"})
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+    rotated = r.json()
+    assert rotated["primaryKey"] not in (primary, secondary) and rotated["secondaryKey"] == secondary
+    assert api.get("/services/svc/keys").json() == rotated
+    r = api.post("/services/svc/keys/regenerate", json={"key": "tertiary"})
+    assert r.status_code == 422
+    assert api.post("/services/open/keys/regenerate", json={"key": "primary"}).status_code == 409
+
+    # switching auth off drops the keys; the hub log never shows one
+    off = {**keyed, "deploymentConfig": {"authEnabled": False}, "overwrite": True}
+    assert api.post("/services", json=off).status_code == 201
+    assert api.get("/services/svc/keys").status_code == 409
+    for log in (tmp_path / "hub").rglob("*.log"):
+        assert rotated["primaryKey"] not in log.read_text()

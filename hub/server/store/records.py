@@ -44,6 +44,14 @@ class ModelRecord(RecordModel):
         return ModelRef(name=self.name, version=self.version)
 
 
+class ScoringKeys(RecordModel):
+    """A service's two scoring keys (authEnabled). Kept as they are, not hashed: the hub must put them
+    into the signed manifest and show them to operators (``edgefleet service keys``)."""
+
+    primary_key: str
+    secondary_key: str
+
+
 class ServiceRecord(RecordModel):
     name: str
     models: list[ModelRef]
@@ -52,6 +60,7 @@ class ServiceRecord(RecordModel):
     source_files: list[FileEntry] = Field(default_factory=list)
     created: datetime
     updated: datetime
+    keys: ScoringKeys | None = Field(default=None, description="present exactly when authEnabled")
 
 
 class DeviceRecord(RecordModel):
