@@ -39,7 +39,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	PYTHONPATH=$(DEVSRC) $(BIN)/lint-imports
+	PYTHONPATH=$(DEVSRC):$(CURDIR) $(BIN)/lint-imports
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q

@@ -3,15 +3,19 @@
 A download goes to ``partial/<hex>.part`` (resumed with HTTP Range after an interruption), is
 hashed in full, and enters ``blobs/`` by an atomic rename only when digest and size match the
 signed manifest. So a crash at any point leaves either no blob or a correct one. Module
-directories are materialized by hard-linking blobs (copying across file systems); blobs are
-read-only so a module cannot alter the cached bytes through its link.
+directories get *copies* of blobs (a reflink where the file system has them; ``copying``), never
+the cache's own inode: what a module does to its files cannot reach the cache or another
+deployment. ``restore`` checks a module directory's files against their digests and copies again
+what differs (a module that changed its files, a copy cut short by a power loss) before an
+instance is started again.
 
 Size: the cache stays under ``max_bytes`` (blobs plus partial downloads). Before a download it
 makes room by deleting unreferenced blobs least recently used first (``eviction.plan_eviction``);
-referenced are the digests the caller names (desired and last-known-good manifests) and any blob
-hard-linked into a module directory (a running instance uses it). A blob's mtime is its last use.
-When the artifact cannot fit, under the cap or on the disk (ENOSPC), the fetch fails with
-``CacheFull`` naming the artifact, its size and the cache directory; nothing running is touched.
+referenced are the digests the caller names (desired and last-known-good manifests). Running
+instances hold their own copies, so evicting a blob never touches them. A blob's mtime is its
+last use. When the artifact cannot fit, under the cap or on the disk (ENOSPC), the fetch fails
+with ``CacheFull`` naming the artifact, its size and the cache directory; nothing running is
+touched.
 
 ``BackgroundFetcher`` runs downloads on a worker thread so the reconcile loop keeps probing and
 reporting during a long download. A failed download is retried after a cool-off when its error is
@@ -29,6 +33,7 @@ import logging
 import os
 import queue
 import shutil
+import stat
 import threading
 import time
 import urllib.error
@@ -36,6 +41,7 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from edgefleet.agent.copying import copy_fd, open_inside
 from edgefleet.agent.errors import ArtifactCorrupt, ArtifactDownloadError, ArtifactError, CacheFull
 from edgefleet.agent.eviction import Blob, plan_eviction
 from edgefleet.agent.observed import FetchFailure
@@ -115,31 +121,28 @@ class ArtifactCache:
 
     # --- size ------------------------------------------------------------------------------------
 
-    def usage(self) -> tuple[list[Blob], set[str], int]:
-        """(blobs, digests hard-linked into a module directory, bytes of partial downloads)."""
-        blobs, linked = [], set()
+    def usage(self) -> tuple[list[Blob], int]:
+        """(blobs, bytes of partial downloads)."""
+        blobs = []
         for path in self.blobs.iterdir():
             try:
                 st = path.stat()
             except FileNotFoundError:
                 continue
-            digest = format_digest(path.name)
-            blobs.append(Blob(digest, st.st_size, st.st_mtime))
-            if st.st_nlink > 1:
-                linked.add(digest)
+            blobs.append(Blob(format_digest(path.name), st.st_size, st.st_mtime))
         partial = 0
         for path in self.partial.iterdir():
             try:
                 partial += path.stat().st_size
             except FileNotFoundError:
                 pass
-        return blobs, linked, partial
+        return blobs, partial
 
     def _make_room(self, digest: str, url: str, size: int, part: Path, keep: frozenset[str]) -> None:
         have = part.stat().st_size if part.is_file() else 0
         with self._lock:
-            blobs, linked, partial = self.usage()
-            referenced = keep | linked
+            blobs, partial = self.usage()
+            referenced = keep
             where = f"artifact {digest} ({size} bytes) from {url} in the artifact cache {self.root}"
             # the cap counts blobs and every partial download, this one at its full size
             cap = plan_eviction(blobs, referenced, need=size, budget=self.max_bytes - (partial - have))
@@ -147,7 +150,7 @@ class ArtifactCache:
                 held = sum(b.size for b in blobs if b.digest in referenced)
                 raise CacheFull(
                     f"no room for {where}: cache.max_bytes is {self.max_bytes} and {held} bytes are held by "
-                    f"artifacts in use (desired, last-known-good or running); {cap.shortfall} bytes short — "
+                    f"artifacts in use (desired or last-known-good); {cap.shortfall} bytes short — "
                     "raise the agent setting cache.max_bytes (EDGEFLEET_AGENT_CACHE__MAX_BYTES)"
                 )
             self._evict(cap.remove, "cache.max_bytes")
@@ -216,23 +219,64 @@ class ArtifactCache:
             raise ArtifactDownloadError(f"downloading {url}: {exc}") from exc
 
     def materialize(self, artifacts: Iterable[ArtifactRef], dest: Path) -> None:
-        """Place every artifact at ``dest/<artifact.path>`` (hard link, or copy across file systems)."""
+        """Copy every artifact to ``dest/<artifact.path>`` (reflink where possible), read-only.
+
+        ``ArtifactPathRefused`` when a path would leave ``dest`` (a symlink or a file where a
+        directory belongs): nothing is written through it. ``CacheFull`` when the disk is full.
+        """
         dest.mkdir(parents=True, exist_ok=True)
-        for art in artifacts:
-            target = dest / art.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            blob = self.blob_path(art.digest)
-            with self._lock:
-                if not blob.is_file():
-                    raise ArtifactDownloadError(
-                        f"artifact {art.digest} for {art.path} is not in the cache {self.blobs}"
-                    )
-                target.unlink(missing_ok=True)
-                _touch(blob)
-                try:
-                    os.link(blob, target)
-                except OSError:
-                    shutil.copyfile(blob, target)
+        root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            for art in artifacts:
+                self._copy_out(art, root, dest)
+        finally:
+            os.close(root)
+
+    def restore(self, artifacts: Iterable[ArtifactRef], dest: Path) -> list[str]:
+        """Make ``dest``'s artifact files equal to their digests again, copying from the cache what
+        differs or is missing; return the paths that were copied again.
+
+        Run before an instance is started again: its files are the module's own (it may have
+        changed them), and copies are not fsynced, so a power loss may have cut one short.
+        """
+        repaired = [a for a in artifacts if not _holds(dest / a.path, a)]
+        if repaired:
+            self.materialize(repaired, dest)
+            log.warning(
+                "module directory %s: %s did not match the signed digests; copied again from the cache",
+                dest,
+                ", ".join(a.path for a in repaired),
+            )
+        return [a.path for a in repaired]
+
+    def _copy_out(self, art: ArtifactRef, root: int, dest: Path) -> None:
+        blob = self.blob_path(art.digest)
+        where = f"artifact {art.path} ({art.digest}) in module directory {dest}"
+        with self._lock:  # eviction cannot take the blob between the check and the open
+            try:
+                src = os.open(blob, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                raise ArtifactDownloadError(
+                    f"artifact {art.digest} for {art.path} is not in the cache {self.blobs}"
+                ) from None
+            _touch(blob)
+        try:
+            dst = open_inside(root, art.path, where)
+            try:
+                how = copy_fd(src, dst, os.fstat(src).st_size)
+            except OSError as exc:
+                (dest / art.path).unlink(missing_ok=True)  # no half copy stays behind
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise CacheFull(
+                        f"disk full while copying {where} ({art.size} bytes): {exc.strerror}; free disk space on the "
+                        "file system of the agent's data directory"
+                    ) from exc
+                raise ArtifactError(f"copying {where}: {exc}") from exc
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
+        log.debug("copied %s by %s", where, how)
 
 
 class BackgroundFetcher:
@@ -332,6 +376,15 @@ def _touch(path: Path) -> None:
         os.utime(path)
     except OSError:
         pass
+
+
+def _holds(path: Path, art: ArtifactRef) -> bool:
+    """Whether ``path`` is a regular file (not a link) with the artifact's size and digest."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == art.size and _sha256_of(path) == art.digest
 
 
 def _sha256_of(path: Path) -> str:

@@ -33,3 +33,8 @@ class AgentContext:
     settings: ModulesSettings = field(default_factory=ModulesSettings)  # ports, stop grace
     health: dict[str, Health] = field(default_factory=dict)  # probe records by instance id
     gaps: ServingGaps = field(default_factory=ServingGaps)
+
+    @property
+    def tls_dir(self) -> Path:
+        """``<data dir>/tls``: certificates and keys the device's owner provides for HTTPS modules."""
+        return self.modules_dir.parent / "tls"

@@ -14,6 +14,8 @@ exponential back-off. Ask ``is_permanent``, never an isinstance list.
     ├── ArtifactError                an artifact cannot be put into the cache
     │   ├── ArtifactDownloadError T  the download failed (network, HTTP status)
     │   ├── ArtifactCorrupt       P  the bytes do not match the signed digest or size; never run
+    │   ├── ArtifactPathRefused   P  a file would land outside its module directory (a symlink on the way)
+    │   ├── TlsFilesMissing       P  the TLS certificate or key a deployment names is not on the device
     │   └── CacheFull             P  no room for the artifact: the cache cap or the disk (ENOSPC)
     └── RuntimeFailure            T  the module runtime could not create/start/stop/remove an instance
         ├── UnknownModule         T  a direct method or step names a module the runtime does not have
@@ -64,6 +66,15 @@ class ArtifactDownloadError(ArtifactError):
 
 class ArtifactCorrupt(ArtifactError, PermanentError):
     """The downloaded bytes do not match the digest (or size) in the signed manifest."""
+
+
+class ArtifactPathRefused(ArtifactError, PermanentError):
+    """A file of the module would be written outside its directory, or through a symlink or a file
+    standing where a directory belongs; nothing is written there."""
+
+
+class TlsFilesMissing(ArtifactError, PermanentError):
+    """The certificate or key named by the deployment's ``tls`` is not in the agent's TLS directory."""
 
 
 class CacheFull(ArtifactError, PermanentError):

@@ -47,6 +47,6 @@ def plan_eviction(blobs: Iterable[Blob], referenced: frozenset[str], need: int, 
 
 
 def referenced(manifests: Iterable[DeviceManifest | None]) -> frozenset[str]:
-    """Digests eviction must keep for these manifests (desired and last-known-good; the blobs of
-    running instances are kept by the cache itself: they are hard-linked into module directories)."""
+    """Digests eviction must keep for these manifests (desired and last-known-good). Running
+    instances need no blob: their module directories hold copies."""
     return frozenset(a.digest for m in manifests if m is not None for s in m.modules for a in s.artifacts)

@@ -13,21 +13,26 @@ retries from the error's recovery class.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import shutil
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn, TypeAlias, TypeVar
 
 from edgefleet.agent.context import AgentContext
-from edgefleet.agent.errors import RuntimeFailure
+from edgefleet.agent.copying import copy_fd, fresh_directory, open_inside
+from edgefleet.agent.errors import RuntimeFailure, TlsFilesMissing
 from edgefleet.agent.health import probe_http
 from edgefleet.agent.health_memory import after_probe, restarted
 from edgefleet.agent.observed import Health
 from edgefleet.agent.plan import CreateModule, FetchArtifact, ProbeHealth, RemoveModule, StartModule, Step, StopModule
 from edgefleet.agent.runtime import instance_id_for
+from edgefleet.agent.runtime.base import TLS_CERT_FILE, TLS_DIR, TLS_KEY_FILE
+from edgefleet.protocol.models import ModuleTls
 
 log = logging.getLogger(__name__)
 
@@ -74,19 +79,31 @@ def fetch_artifact(step: FetchArtifact, ctx: AgentContext) -> None:
 def create_module(step: CreateModule, ctx: AgentContext) -> None:
     state = ctx.saved.current
     port = step.spec.port or choose_port(step.module, state.ports, ctx.settings.port_range, ctx.device_id)
-    workdir = ctx.modules_dir / step.module / step.spec_hash
-    if workdir.exists():  # left by a crash between materializing and recording: start clean
-        shutil.rmtree(workdir)
-    ctx.cache.materialize(step.spec.artifacts, workdir)
-    for sub in ("model", "src"):  # the module is always given both, even when one is empty
-        (workdir / sub).mkdir(exist_ok=True)
-    ctx.runtime.create(step.spec, step.spec_hash, port, workdir)
+    # anything already there was left by a crash between materializing and recording: start clean
+    workdir = fresh_directory(ctx.modules_dir, step.module, step.spec_hash)
+    try:
+        ctx.cache.materialize(step.spec.artifacts, workdir)  # copies: the module's own files
+        for sub in ("model", "src"):  # the module is always given both, even when one is empty
+            (workdir / sub).mkdir(exist_ok=True)
+        if step.spec.tls is not None:
+            copy_tls_files(step.spec.tls, ctx.tls_dir, workdir / TLS_DIR)
+        ctx.runtime.create(step.spec, step.spec_hash, port, workdir)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)  # a half-made directory only takes disk space
+        raise
     restarts = {k: v for k, v in ctx.saved.current.restarts.items() if k != step.module}  # new spec, fresh count
     ctx.saved.update(ports={**ctx.saved.current.ports, step.module: port}, restarts=restarts)
 
 
 def start_module(step: StartModule, ctx: AgentContext) -> None:
     iid = instance_id_for(step.module, step.spec_hash)
+    if step.restart:
+        # the files are the module's own copies: it may have changed them, and a power loss may
+        # have cut a copy short; what runs again is what the manifest signed
+        target = ctx.target()
+        spec = target.module(step.module) if target else None
+        if spec is not None and spec.spec_hash() == step.spec_hash:
+            ctx.cache.restore(spec.artifacts, ctx.modules_dir / step.module / step.spec_hash)
     ctx.runtime.start(iid)
     now = time.time()
     ctx.health[iid] = Health(started_at=now)
@@ -114,7 +131,7 @@ def remove_module(step: RemoveModule, ctx: AgentContext) -> None:
 
 
 def probe_health(step: ProbeHealth, ctx: AgentContext) -> None:
-    ok, error = probe_http(step.port, step.path, step.timeout_s)
+    ok, error = probe_http(step.port, step.path, step.timeout_s, host=step.host, tls=step.tls)
     now = time.time()
     old = ctx.health.get(step.instance_id)
     new = after_probe(old, ok, error, now)
@@ -132,6 +149,34 @@ EXECUTORS = Executors(
     remove_module=remove_module,
     probe_health=probe_health,
 )
+
+
+def copy_tls_files(tls: ModuleTls, source_dir: Path, dest: Path) -> None:
+    """Copy the certificate and key the deployment names from the agent's TLS directory (kept by
+    the device's owner; a symlink there is the owner's choice) into ``dest``, readable by the
+    agent's user only. ``TlsFilesMissing`` names the directory and the file when one is absent."""
+    dest.mkdir(mode=0o700, exist_ok=True)
+    root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for what, name, target in (("certificate", tls.certificate, TLS_CERT_FILE), ("key", tls.key, TLS_KEY_FILE)):
+            source = source_dir / name
+            try:
+                src = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                raise TlsFilesMissing(
+                    f"TLS {what} {name!r} cannot be read from the agent's TLS directory {source_dir}: "
+                    f"{exc.strerror or exc}; put the PEM file there (deploymentconfig.json tls.{what})"
+                ) from None
+            try:
+                dst = open_inside(root, target, f"TLS {what} in {dest}", mode=0o400)
+                try:
+                    copy_fd(src, dst, os.fstat(src).st_size)
+                finally:
+                    os.close(dst)
+            finally:
+                os.close(src)
+    finally:
+        os.close(root)
 
 
 def choose_port(module: str, ports: dict[str, int], port_range: tuple[int, int], device_id: str) -> int:

@@ -31,7 +31,7 @@ from edgefleet.agent.admission import DeviceOffer, admit
 from edgefleet.agent.observed import Health, Instance, Observed
 from edgefleet.agent.state import RestartRecord
 from edgefleet.protocol.models import DeviceManifest, ModuleSpec, ModuleState, RestartPolicy
-from edgefleet.protocol.module import EXIT_UNSCHEDULABLE, ModuleRunState
+from edgefleet.protocol.module import EXIT_UNSCHEDULABLE, ModuleRunState, probe_address
 
 # --- steps ---------------------------------------------------------------------------------------
 
@@ -78,6 +78,8 @@ class ProbeHealth:
     port: int
     path: str
     timeout_s: float
+    host: str = "127.0.0.1"  # where the module listens (loopback for a wildcard listen address)
+    tls: bool = False  # the module serves HTTPS
 
 
 Step = FetchArtifact | StopModule | RemoveModule | CreateModule | StartModule | ProbeHealth
@@ -338,7 +340,15 @@ def _plan_lifecycle(
         return
 
     health = observed.health.get(inst.instance_id) or Health(started_at=now)
-    probe = ProbeHealth(spec.name, inst.instance_id, inst.port or 0, spec.health.path, spec.health.timeout_s)
+    probe = ProbeHealth(
+        spec.name,
+        inst.instance_id,
+        inst.port or 0,
+        spec.health.path,
+        spec.health.timeout_s,
+        host=probe_address(spec.listen_address),
+        tls=spec.tls is not None,
+    )
     if not health.ready:
         deadline = health.started_at + spec.health.startup_timeout_s
         if now >= deadline:

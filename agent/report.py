@@ -9,6 +9,7 @@ overrides the plan's verdict: Unschedulable when the device lacks the runtime, e
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -24,11 +25,13 @@ from edgefleet.agent.state import AgentState, RestartRecord, RollbackRecord
 from edgefleet.protocol.models import (
     DeviceCapabilities,
     DeviceManifest,
+    ModuleSpec,
     ModuleState,
     ModuleStatus,
     ReportedState,
     utcnow,
 )
+from edgefleet.protocol.module import url_host
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,14 @@ def failed_steps(failures: Mapping[Step, Attempt]) -> dict[str, Verdict]:
             state = ModuleState.UNSCHEDULABLE if unschedulable else ModuleState.FAILED
             out[step.module] = Verdict(state, attempt.error)
     return out
+
+
+def endpoint_of(spec: ModuleSpec, port: int, host: str) -> str:
+    """The module's base URL: https when it serves TLS; ``host`` (the device as the report names
+    it) unless the module listens on one specific address, which is then the only one that answers."""
+    address = ipaddress.ip_address(spec.listen_address)
+    where = host if address.is_unspecified or address.is_loopback else url_host(spec.listen_address)
+    return f"{'https' if spec.tls else 'http'}://{where}:{port}"
 
 
 def module_statuses(
@@ -74,7 +85,7 @@ def module_statuses(
                 state=verdict.state,
                 message=verdict.message,
                 spec_hash=inst.spec_hash if inst else None,
-                endpoint=f"http://{host}:{inst.port}" if inst and inst.port and inst.running else None,
+                endpoint=endpoint_of(spec, inst.port, host) if inst and inst.port and inst.running else None,
                 backend=status.backend if status else None,
                 backend_reason=status.backend_reason if status else None,
                 backend_timings_ms=dict(status.backend_timings_ms) if status else {},

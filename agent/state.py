@@ -86,7 +86,8 @@ class StateStore:
 
     def save(self, state: AgentState) -> None:
         try:
-            write_atomic(self.path, json.dumps(state.model_dump(mode="json"), indent=1).encode())
+            # holds signed manifests, and so the scoring keys of modules: the agent's user only
+            write_atomic(self.path, json.dumps(state.model_dump(mode="json"), indent=1).encode(), mode=0o600)
         except OSError as exc:
             raise StateError(f"cannot write agent state {self.path}: {exc} (disk full or read-only?)") from exc
 

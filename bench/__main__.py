@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-BENCHES = ["accel_gemm", "accel_digits", "agent_figures"]
+BENCHES = ["accel_gemm", "accel_digits", "agent_figures", "agent_materialize"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ import numpy as np
 
 from bench.accel_common import median_ms, write_results
 from edgefleet.accelerators.selection import available_backends, compare_outputs, select_backend
-from tests.unit.accelerators.quant_models import DIGITS_INT8, DIGITS_TEST_SET
+from tests.support.quant_models import DIGITS_INT8, DIGITS_TEST_SET
 
 BATCHES = (1, 64)
 PREFER = ["fpga", "opencl", "cpu"]

@@ -34,7 +34,7 @@ from bench.accel_common import (
 )
 from edgefleet.accelerators.opencl import OpenCLBackend, OpenCLLoadedModel, OpenCLRuntime
 from edgefleet.accelerators.quant import ConvLayer, infer_shapes, lower_model
-from tests.unit.accelerators.quant_models import DIGITS_INT8
+from tests.support.quant_models import DIGITS_INT8
 
 GEMM_SHAPES = [(256, 1024, 1024), (64, 512, 512)]
 CONV_BATCH = 64

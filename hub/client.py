@@ -2,19 +2,30 @@
 
 Every method answers with the schema the API declares for its route (edgefleet.hub.schemas), so
 callers never see raw JSON, and a failure is raised as the hub's own error class (NotFound,
-Conflict, ...) with the server's message. Imports no server code.
+Conflict, Unauthenticated, Forbidden, ...) with the server's message. The operator token goes in
+every request's ``Authorization: Bearer`` header; the client never shows it (not in its repr, nor
+in an error). Imports no server code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
-from edgefleet.hub.errors import ClientError, Conflict, HubError, InvalidRequest, MethodTimeout, NotFound
+from edgefleet.hub.errors import (
+    ClientError,
+    Conflict,
+    Forbidden,
+    HubError,
+    InvalidRequest,
+    MethodTimeout,
+    NotFound,
+    Unauthenticated,
+)
 from edgefleet.hub.schemas import (
     BlobStored,
     DeviceCreate,
@@ -23,14 +34,21 @@ from edgefleet.hub.schemas import (
     DeviceRevoked,
     DeviceView,
     FileEntry,
+    Health,
     HubInfo,
+    KeyRegenerate,
     KeyRotationView,
     LabelsUpdate,
     MethodCall,
     ModelCreate,
     ModelView,
+    Role,
     ServiceCreate,
+    ServiceKeys,
     ServiceView,
+    TokenCreate,
+    TokenCreated,
+    TokenView,
 )
 from edgefleet.protocol.models import DirectMethodResponse
 
@@ -42,18 +60,22 @@ _CHUNK = 1 << 16
 # validate). Any other failing status is a ClientError carrying the hub's message.
 RAISED_FOR_STATUS: dict[int, type[HubError]] = {
     400: InvalidRequest,
+    401: Unauthenticated,
+    403: Forbidden,
     404: NotFound,
     409: Conflict,
     422: InvalidRequest,
     504: MethodTimeout,
 }
 
+_HEALTH = TypeAdapter(Health)
 _HUB_INFO = TypeAdapter(HubInfo)
 _BLOB = TypeAdapter(BlobStored)
 _MODEL = TypeAdapter(ModelView)
 _MODELS = TypeAdapter(list[ModelView])
 _SERVICE = TypeAdapter(ServiceView)
 _SERVICES = TypeAdapter(list[ServiceView])
+_KEYS = TypeAdapter(ServiceKeys)
 _DEVICE = TypeAdapter(DeviceView)
 _DEVICES = TypeAdapter(list[DeviceView])
 _METHOD = TypeAdapter(DirectMethodResponse)
@@ -61,12 +83,30 @@ _REGISTRATION = TypeAdapter(DeviceRegistration)
 _REVOKED = TypeAdapter(DeviceRevoked)
 _DELETED = TypeAdapter(DeviceDeleted)
 _ROTATION = TypeAdapter(KeyRotationView)
+_TOKEN = TypeAdapter(TokenView)
+_TOKENS = TypeAdapter(list[TokenView])
+_TOKEN_CREATED = TypeAdapter(TokenCreated)
 
 
 class HubClient:
-    def __init__(self, base_url: str, timeout: float = 30.0, transport: httpx.BaseTransport | None = None) -> None:
+    """``token``: an operator token; without one only the open routes (health, hub info, blob downloads) answer."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url + "/api/v1", timeout=timeout, transport=transport)
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        # redirects are not followed (httpx's default), so the token only ever goes to base_url
+        self._http = httpx.Client(
+            base_url=self.base_url + "/api/v1", timeout=timeout, transport=transport, headers=headers
+        )
+
+    def __repr__(self) -> str:
+        return f"HubClient({self.base_url!r})"
 
     def close(self) -> None:
         self._http.close()
@@ -78,6 +118,9 @@ class HubClient:
         self.close()
 
     # hub / blobs -------------------------------------------------------------------------------
+    def health(self) -> Health:
+        return self._call(_HEALTH, "GET", "/health")
+
     def hub_info(self) -> HubInfo:
         return self._call(_HUB_INFO, "GET", "/hub")
 
@@ -163,6 +206,13 @@ class HubClient:
     def delete_service(self, name: str) -> None:
         self._request("DELETE", f"/services/{name}")
 
+    def service_keys(self, name: str) -> ServiceKeys:
+        return self._call(_KEYS, "GET", f"/services/{name}/keys")
+
+    def regenerate_key(self, name: str, key: Literal["primary", "secondary"]) -> ServiceKeys:
+        body = _unchecked(KeyRegenerate, key=key)
+        return self._call(_KEYS, "POST", f"/services/{name}/keys/regenerate", json=body)
+
     # devices -----------------------------------------------------------------------------------
     def list_devices(self) -> list[DeviceView]:
         return self._call(_DEVICES, "GET", "/devices")
@@ -191,6 +241,23 @@ class HubClient:
         """The device's answer, whatever its status: a device's failure is not the hub's."""
         body = _unchecked(MethodCall, params=params, timeout_s=timeout)
         return self._call(_METHOD, "POST", f"/devices/{device_id}/methods/{method}", json=body, timeout=timeout + 10)
+
+    # tokens ------------------------------------------------------------------------------------
+    def whoami(self) -> TokenView:
+        """The token this client sends, as the hub sees it (any role)."""
+        return self._call(_TOKEN, "GET", "/whoami")
+
+    def list_tokens(self) -> list[TokenView]:
+        return self._call(_TOKENS, "GET", "/tokens")
+
+    def create_token(self, name: str, role: Role | str, expires_in_days: float | None = None) -> TokenCreated:
+        """A new token; the answer holds its only copy."""
+        body = _unchecked(TokenCreate, name=name, role=role, expires_in_days=expires_in_days)
+        return self._call(_TOKEN_CREATED, "POST", "/tokens", json=body)
+
+    def revoke_token(self, ref: str) -> TokenView:
+        """Revoke by id, or by the name of a live token."""
+        return self._call(_TOKEN, "DELETE", f"/tokens/{ref}")
 
     # transport ---------------------------------------------------------------------------------
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -223,11 +290,13 @@ class HubClient:
 
 
 def _unchecked(
-    schema: type[ModelCreate | ServiceCreate | MethodCall | DeviceCreate | LabelsUpdate], **fields: Any
+    schema: type[ModelCreate | ServiceCreate | MethodCall | TokenCreate | KeyRegenerate | DeviceCreate | LabelsUpdate],
+    **fields: Any,
 ) -> dict[str, Any]:
     """The request body in the API's JSON names. Not validated here: the hub judges requests and
     words the errors, so a bad name gets the same message from the CLI as from any other client."""
-    return schema.model_construct(**fields).model_dump(mode="json", by_alias=True)
+    # warnings=False: an unvalidated value (a role given as text) is sent as it is, for the hub to judge
+    return schema.model_construct(**fields).model_dump(mode="json", by_alias=True, warnings=False)
 
 
 def _error_text(response: httpx.Response) -> str:

@@ -1,8 +1,8 @@
 """Azure ML CLI v1 ``inferenceconfig.json`` and ``deploymentconfig.json``, as edgefleet reads them.
 
-The Azure ML fields that make sense on a device are accepted under their Azure names; edgefleet adds
-its own (``target``, ``accelerator``, ``runtime``, ``image``, ``restartPolicy``, ``healthProbe``,
-``startupOrder``). Anything else is an error naming the file and the field, with a suggestion when
+The Azure ML fields that make sense on a device are accepted under their Azure names (``authEnabled``
+among them); edgefleet adds its own (``target``, ``accelerator``, ``runtime``, ``image``,
+``restartPolicy``, ``healthProbe``, ``startupOrder``, ``listenAddress``, ``tls``). Anything else is an error naming the file and the field, with a suggestion when
 the field looks like a typo, because a silently ignored typo would deploy something the user did
 not ask for.
 """
@@ -10,6 +10,7 @@ not ask for.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import types
 import typing
@@ -19,7 +20,8 @@ from typing import Any, Literal, TypeVar, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgefleet.hub.errors import ConfigError
-from edgefleet.protocol.models import AcceleratorKind, RestartPolicy
+from edgefleet.protocol.models import TLS_FILE_PATTERN, AcceleratorKind, RestartPolicy
+from edgefleet.protocol.module import OPEN_ROUTES
 from edgefleet.protocol.topics import check_device_id
 
 INFERENCE_CONFIG = "inferenceconfig.json"
@@ -32,7 +34,6 @@ _AZURE_ONLY = {
     "baseImage": "images are built outside edgefleet; set deploymentconfig.json 'image' instead",
     "baseImageRegistry": "images are built outside edgefleet; set deploymentconfig.json 'image' instead",
     "enableGpu": "use deploymentconfig.json 'accelerator' to ask for an accelerator",
-    "authEnabled": "scoring endpoints on devices are local to the device network",
     "appInsightsEnabled": "devices report telemetry to the hub over MQTT",
     "autoScaler": "one module runs per targeted device",
     "numReplicas": "one module runs per targeted device; select devices with 'target'",
@@ -117,6 +118,14 @@ class HealthProbeConfig(_ConfigModel):
     startup_timeout_seconds: float = Field(default=120.0, gt=0, alias="startupTimeoutSeconds")
 
 
+class TlsConfig(_ConfigModel):
+    """HTTPS for the scoring endpoint: files the device's owner put in the agent's TLS directory
+    (``<agent data dir>/tls/``), named here; never uploaded to the hub (a private key stays on its device)."""
+
+    certificate: str = Field(pattern=TLS_FILE_PATTERN, description="PEM certificate (chain) file name")
+    key: str = Field(pattern=TLS_FILE_PATTERN, description="PEM private key file name")
+
+
 class DeploymentConfig(_ConfigModel):
     compute_type: str = Field(default="edge", alias="computeType")
     container_resource_requirements: ResourceRequirements = Field(
@@ -130,6 +139,20 @@ class DeploymentConfig(_ConfigModel):
     restart_policy: RestartPolicy = Field(default=RestartPolicy.ALWAYS, alias="restartPolicy")
     health_probe: HealthProbeConfig = Field(default_factory=HealthProbeConfig, alias="healthProbe")
     startup_order: int = Field(default=0, ge=0, alias="startupOrder")
+    auth_enabled: bool = Field(default=False, alias="authEnabled", description="scoring needs one of two keys")
+    listen_address: str = Field(
+        default="127.0.0.1", alias="listenAddress", description="IP the module listens on; 0.0.0.0: off-device clients"
+    )
+    tls: TlsConfig | None = None
+
+    @field_validator("listen_address")
+    @classmethod
+    def _ip_literal(cls, v: str) -> str:
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            raise ValueError("must be an IP address, e.g. 127.0.0.1 (this device only) or 0.0.0.0 (all)") from None
+        return v
 
     @field_validator("compute_type")
     @classmethod
@@ -146,6 +169,23 @@ class DeploymentConfig(_ConfigModel):
     def _image_for_docker(self) -> DeploymentConfig:
         if self.runtime == "docker" and not self.image:
             raise ValueError('runtime "docker" needs an "image"')
+        return self
+
+    @model_validator(mode="after")
+    def _open_only_when_asked(self) -> DeploymentConfig:
+        """An endpoint reachable from the network needs keys, unless ``authEnabled: false`` says
+        in so many words that it is meant to be open; with keys, the agent's health probe must hit
+        a route that answers without one."""
+        if not ipaddress.ip_address(self.listen_address).is_loopback and "auth_enabled" not in self.model_fields_set:
+            raise ValueError(
+                f"listenAddress {self.listen_address} opens the scoring endpoint to other hosts: set "
+                '"authEnabled": true (clients then send a key), or "authEnabled": false to serve it without keys'
+            )
+        if self.auth_enabled and self.health_probe.path not in OPEN_ROUTES:
+            raise ValueError(
+                f"healthProbe.path {self.health_probe.path!r} needs a key once authEnabled is true, and the agent "
+                f"probes without one: use one of {', '.join(sorted(OPEN_ROUTES))}"
+            )
         return self
 
 

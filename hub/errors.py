@@ -3,6 +3,8 @@
 HubError                     base; the message says what, where and what to do
 ├── ConfigError              an inferenceconfig.json / deploymentconfig.json is invalid (names file and field)
 ├── SettingsError            the hub's own settings cannot be used (bad database URL, data dir)
+├── Unauthenticated          no operator token, or an unknown, revoked or expired one   -> HTTP 401
+├── Forbidden                a valid token whose role is too small for the route        -> HTTP 403
 ├── NotFound                 a model, service, device or blob does not exist            -> HTTP 404
 ├── Conflict                 the request contradicts stored state (model in use, exists) -> HTTP 409
 ├── InvalidRequest           the request itself is malformed                            -> HTTP 400
@@ -29,6 +31,14 @@ class ConfigError(HubError):
 
 class SettingsError(HubError):
     """The hub's settings cannot be used."""
+
+
+class Unauthenticated(HubError):
+    """The request carries no operator token, or one this hub does not accept (unknown, revoked, expired)."""
+
+
+class Forbidden(HubError):
+    """The token is valid, but its role does not include the one the route needs."""
 
 
 class NotFound(HubError):
@@ -73,6 +83,8 @@ class ClientError(HubError):
 
 # The REST API's status for each error, most specific first (client.py maps statuses back).
 HTTP_STATUS: tuple[tuple[type[HubError], int], ...] = (
+    (Unauthenticated, 401),
+    (Forbidden, 403),
     (NotFound, 404),
     (Conflict, 409),
     (RangeNotSatisfiable, 416),

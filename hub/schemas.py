@@ -8,6 +8,7 @@ store. The server maps its store records onto these; a record is never an API bo
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +21,22 @@ from edgefleet.protocol.models import DeviceCapabilities, ModelRef, ModuleState,
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 PresenceValue = Literal["online", "offline", "unknown"]
 DeviceStatus = Literal["registered", "revoked"]
+TOKEN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+TokenState = Literal["active", "expired", "revoked"]
+
+
+class Role(str, Enum):
+    """What an operator token may do. Each role includes the ones before it: admin ⊇ deploy ⊇ read."""
+
+    READ = "read"  # look: models, services, devices
+    DEPLOY = "deploy"  # change the fleet: models, blobs, services, direct methods
+    ADMIN = "admin"  # manage tokens, device registration and identities, the hub key
+
+    def includes(self, other: Role) -> bool:
+        return _ROLE_RANK[self] >= _ROLE_RANK[other]
+
+
+_ROLE_RANK = {Role.READ: 0, Role.DEPLOY: 1, Role.ADMIN: 2}
 
 
 class ApiModel(BaseModel):
@@ -28,6 +45,11 @@ class ApiModel(BaseModel):
 
 class ErrorBody(ApiModel):
     error: str = Field(description="what was wrong, where, and what to do")
+
+
+class Health(ApiModel):
+    status: Literal["ok"] = "ok"
+    version: str
 
 
 class HubInfo(ApiModel):
@@ -97,6 +119,19 @@ class ServiceCreate(ApiModel):
     deployment_config: dict[str, Any] | None = Field(default=None, description="deploymentconfig.json as is")
     source_files: list[FileEntry] = Field(default_factory=list, description="paths relative to sourceDirectory")
     overwrite: bool = Field(default=False, description="replace a service of the same name")
+
+
+class ServiceKeys(ApiModel):
+    """A service's scoring keys: a request carries one as ``Authorization: Bearer <key>``."""
+
+    primary_key: str
+    secondary_key: str
+
+
+class KeyRegenerate(ApiModel):
+    key: Literal["primary", "secondary"] = Field(
+        description="the key to replace; the other keeps working while the new one rolls out to devices"
+    )
 
 
 class DeviceServiceState(ApiModel):
@@ -202,3 +237,31 @@ class DeviceDeleted(ApiModel):
 class MethodCall(ApiModel):
     params: dict[str, Any] = Field(default_factory=dict)
     timeout_s: float | None = Field(default=None, gt=0, le=300)
+
+
+# tokens ----------------------------------------------------------------------------------------
+class TokenCreate(ApiModel):
+    name: str = Field(
+        pattern=TOKEN_NAME_PATTERN, description="who or what uses it, e.g. ci-reader; unique among live tokens"
+    )
+    role: Role
+    expires_in_days: float | None = Field(
+        default=None, gt=0, le=36500, description="omit for a token that never expires"
+    )
+
+
+class TokenView(ApiModel):
+    """A token as the hub shows it: never its secret, nor the secret's hash."""
+
+    id: str = Field(description="the public part of the token (eft_<id>_...); revoke by it")
+    name: str
+    role: Role
+    state: TokenState
+    created_at: datetime
+    expires_at: datetime | None = None
+    last_used: datetime | None = Field(default=None, description="to within a minute")
+    revoked_at: datetime | None = None
+
+
+class TokenCreated(TokenView):
+    token: str = Field(description="the whole token; shown only in this answer, the hub keeps only its hash")

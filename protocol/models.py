@@ -3,15 +3,24 @@
 JSON on the wire uses camelCase (as Azure IoT Edge and Azure ML do); Python uses snake_case.
 Desired state is validated strictly (unknown fields are an error: a typo must not be silently
 ignored on a device); reports are read tolerantly so an older hub understands a newer agent.
+Validation errors never quote the input (``hide_input_in_errors``): a module spec carries scoring
+keys, and a rejection reason is logged and reported to the hub.
+
+Paths in a spec are checked here, where both sides read them: an artifact lands under ``model/`` or
+``src/`` of the module directory and the entry script is one of the ``src/`` artifacts, each a
+relative path without ``..``, so no manifest names a file outside its module directory (the agent
+checks again against symlinks when it writes the files).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from edgefleet.protocol.canonical import content_hash
@@ -21,6 +30,9 @@ from edgefleet.protocol.topics import DEVICE_ID_PATTERN
 SCHEMA_VERSION: Literal[1] = 1
 MODULE_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 AcceleratorKind = Literal["fpga", "opencl", "cpu"]
+ARTIFACT_ROOTS = ("model", "src")  # the module directory's other entries belong to the agent
+TLS_FILE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+SCORING_KEY_PATTERN = r"^[A-Za-z0-9._~+/=-]{16,256}$"  # fits an Authorization header as is
 
 
 def utcnow() -> datetime:
@@ -30,7 +42,9 @@ def utcnow() -> datetime:
 class WireModel(BaseModel):
     """Strict base for desired state: unknown fields are rejected, values are immutable."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, hide_input_in_errors=True
+    )
 
     def to_wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
@@ -39,7 +53,9 @@ class WireModel(BaseModel):
 class TolerantWireModel(WireModel):
     """Base for reports: fields this version does not know are ignored (tolerant reader)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
 
 class ModuleState(str, Enum):
@@ -57,6 +73,21 @@ class RestartPolicy(str, Enum):
     ON_FAILURE = "on-failure"  # restart when the process/container exits non-zero
     ON_UNHEALTHY = "on-unhealthy"  # ...and when the health probe fails failure_threshold times
     ALWAYS = "always"  # restart on any exit and when unhealthy
+
+
+def check_relative_path(value: str, what: str) -> str:
+    """``value`` if it is a plain relative '/'-path: not absolute, no '.', '..' or empty parts, no
+    backslash or control characters (which file systems and logs read differently)."""
+    parts = value.split("/")
+    if (
+        not value
+        or value.startswith("/")
+        or "\\" in value
+        or any(ord(c) < 32 or ord(c) == 127 for c in value)
+        or any(p in ("", ".", "..") for p in parts)
+    ):
+        raise ValueError(f"{what} must be a relative path inside its directory, without '..': {value!r}")
+    return value
 
 
 class ArtifactRef(WireModel):
@@ -77,9 +108,10 @@ class ArtifactRef(WireModel):
     @field_validator("path")
     @classmethod
     def _relative_path(cls, v: str) -> str:
-        parts = v.split("/")
-        if not v or v.startswith("/") or "\\" in v or any(p in ("", ".", "..") for p in parts):
-            raise ValueError(f"artifact path must be a relative path without '..': {v!r}")
+        check_relative_path(v, "artifact path")
+        root, _, rest = v.partition("/")
+        if root not in ARTIFACT_ROOTS or not rest:
+            raise ValueError(f"artifact path must lie under {' or '.join(f'{r}/' for r in ARTIFACT_ROOTS)}: {v!r}")
         return v
 
 
@@ -119,6 +151,46 @@ class HealthProbe(WireModel):
     startup_timeout_s: float = Field(default=120.0, gt=0, description="Transitioning longer than this is Failed")
 
 
+class ScoringAuth(WireModel):
+    """The keys a scoring request must carry (``Authorization: Bearer <key>``); either one is
+    accepted, so one can be rotated while clients move over to it (Azure ML's ``authEnabled``).
+
+    Secret: shown as ``**********`` by ``repr`` and ``str`` (a logged spec does not leak them), the
+    real value only in ``to_wire`` (the signed manifest, its hash) and ``get_secret_value()``.
+    """
+
+    primary_key: SecretStr
+    secondary_key: SecretStr
+
+    @field_validator("primary_key", "secondary_key")
+    @classmethod
+    def _key_format(cls, v: SecretStr) -> SecretStr:
+        if not re.match(SCORING_KEY_PATTERN, v.get_secret_value()):
+            raise ValueError("a scoring key is 16-256 characters of A-Z a-z 0-9 . _ ~ + / = -")
+        return v
+
+    @field_serializer("primary_key", "secondary_key", when_used="always")
+    def _reveal(self, v: SecretStr) -> str:
+        return v.get_secret_value()
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ScoringAuth:
+        if self.primary_key == self.secondary_key:
+            raise ValueError("the primary and secondary scoring keys must differ")
+        return self
+
+    def keys(self) -> tuple[str, str]:
+        return self.primary_key.get_secret_value(), self.secondary_key.get_secret_value()
+
+
+class ModuleTls(WireModel):
+    """HTTPS for the module: file names in the agent's TLS directory (``<data dir>/tls/``), which
+    the device's owner provisions; the agent copies them into the module directory (``tls/``)."""
+
+    certificate: str = Field(pattern=TLS_FILE_PATTERN, description="PEM certificate (chain)")
+    key: str = Field(pattern=TLS_FILE_PATTERN, description="PEM private key of the certificate")
+
+
 class ModuleSpec(WireModel):
     """The desired state of one scoring module on one device."""
 
@@ -136,6 +208,23 @@ class ModuleSpec(WireModel):
     restart_policy: RestartPolicy = RestartPolicy.ALWAYS
     health: HealthProbe = Field(default_factory=HealthProbe)
     startup_order: int = Field(default=0, ge=0)
+    listen_address: str = Field(default="127.0.0.1", description="IP address the module listens on; 0.0.0.0: all")
+    tls: ModuleTls | None = Field(default=None, description="None: plain HTTP")
+    auth: ScoringAuth | None = Field(default=None, description="None: scoring needs no key")
+
+    @field_validator("entry_script")
+    @classmethod
+    def _entry_relative(cls, v: str | None) -> str | None:
+        return None if v is None else check_relative_path(v, "entryScript")
+
+    @field_validator("listen_address")
+    @classmethod
+    def _ip_literal(cls, v: str) -> str:
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            raise ValueError(f"listenAddress must be an IP address such as 127.0.0.1 or 0.0.0.0: {v!r}") from None
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> ModuleSpec:
@@ -144,6 +233,13 @@ class ModuleSpec(WireModel):
         paths = [a.path for a in self.artifacts]
         if len(set(paths)) != len(paths):
             raise ValueError(f"module {self.name!r}: two artifacts share a path")
+        nested = sorted(p for p in paths if any(q.startswith(p + "/") for q in paths))
+        if nested:
+            raise ValueError(f"module {self.name!r}: artifact {nested[0]!r} is also a directory of another artifact")
+        if self.entry_script is not None and f"src/{self.entry_script}" not in paths:
+            raise ValueError(
+                f"module {self.name!r}: entryScript {self.entry_script!r} is not one of its src/ artifacts"
+            )
         return self
 
     def spec_hash(self) -> str:

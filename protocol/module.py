@@ -15,12 +15,18 @@ between them is written here, once, and both sides (and test stand-ins) use thes
   observation; its JSON is camelCase like the other wire models;
 - exit codes: 0 after a graceful stop, 1 Failed, 78 Unschedulable (``EXIT_*``; the agent never
   restarts a module that exited 78);
+- secrets: ``ModuleSecret``, environment variables only (a command line is visible to every user
+  in /proc and ``ps``), never logged: the scoring keys a request must carry when ``authEnabled``;
+- ``OPEN_ROUTES``: what the module answers without a key (the agent's health probes);
+- ``max_request_bytes_for``: the request-size limit the agent derives from the memory limit;
 - ``AZUREML_MODEL_DIR``: where entry scripts find their model (the Azure ML name), set by the
   agent and by the module itself.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import math
 from enum import Enum
 from pathlib import Path
 
@@ -43,6 +49,43 @@ MARK_SPEC = "--edgefleet-spec"
 
 AZUREML_MODEL_DIR = "AZUREML_MODEL_DIR"
 
+# GET routes answered without a key when scoring keys are set: the agent probes them (and
+# deploymentconfig's healthProbe.path must be one of them); everything else needs a key.
+OPEN_ROUTES = frozenset({"/", "/v2/health/live", "/v2/health/ready"})
+
+DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024  # the module's limit without a memory limit, and the cap
+MIN_MAX_REQUEST_BYTES = 64 * 1024
+REQUEST_MEMORY_FRACTION = 16  # a body may take 1/16 of the memory limit
+
+
+def max_request_bytes_for(memory_gb: float | None) -> int:
+    """The largest request body a module with ``memoryInGB`` accepts: 1/16 of its memory limit,
+    capped by the default (64 MiB) and at least 64 KiB.
+
+    Why a sixteenth: the server holds the raw body, its decoded form and the parsed tensors at once,
+    and JSON numbers parse into Python objects several times their text size, so one request of
+    ``limit`` bytes may cost several ``limit``s of memory; a sixteenth leaves the model and a few
+    concurrent requests room under the limit instead of an out-of-memory kill.
+    """
+    if memory_gb is None:
+        return DEFAULT_MAX_REQUEST_BYTES
+    share = math.floor(memory_gb * 1024**3 / REQUEST_MEMORY_FRACTION)
+    return max(MIN_MAX_REQUEST_BYTES, min(DEFAULT_MAX_REQUEST_BYTES, share))
+
+
+def probe_address(listen_address: str) -> str:
+    """Where the agent reaches a module listening on ``listen_address``: loopback for a wildcard
+    (``0.0.0.0`` / ``::``), else the address itself."""
+    address = ipaddress.ip_address(listen_address)
+    if address.is_unspecified:
+        return "::1" if address.version == 6 else "127.0.0.1"
+    return listen_address
+
+
+def url_host(address: str) -> str:
+    """``address`` as the host part of a URL (IPv6 literals in brackets)."""
+    return f"[{address}]" if ":" in address else address
+
 
 class ModuleOption(Enum):
     """One module setting: its command-line flag and its environment variable."""
@@ -59,6 +102,8 @@ class ModuleOption(Enum):
     STATUS_FILE = ("--status-file", "EDGEFLEET_STATUS_FILE")
     MAX_REQUEST_BYTES = ("--max-request-bytes", "EDGEFLEET_MAX_REQUEST_BYTES")
     LOG_LEVEL = ("--log-level", "EDGEFLEET_LOG_LEVEL")
+    TLS_CERT = ("--tls-cert", "EDGEFLEET_TLS_CERT")  # PEM certificate (chain); with TLS_KEY: serve HTTPS
+    TLS_KEY = ("--tls-key", "EDGEFLEET_TLS_KEY")  # PEM private key of TLS_CERT
 
     @property
     def flag(self) -> str:
@@ -74,6 +119,19 @@ class ModuleOption(Enum):
     def dest(self) -> str:
         """The attribute argparse derives from the flag (``--model-dir`` -> ``model_dir``)."""
         return self.flag[2:].replace("-", "_")
+
+
+class ModuleSecret(str, Enum):
+    """A secret the module reads from its environment only: there is no flag, so it never shows on
+    a command line (``ps``, /proc/PID/cmdline); the module takes it out of its environment at start
+    so an entry script's subprocesses do not inherit it."""
+
+    PRIMARY_KEY = "EDGEFLEET_PRIMARY_KEY"  # scoring keys: Authorization: Bearer <either one>
+    SECONDARY_KEY = "EDGEFLEET_SECONDARY_KEY"
+
+    @property
+    def env(self) -> str:
+        return str(self.value)
 
 
 class ModuleRunState(str, Enum):

@@ -122,6 +122,16 @@ def sign_manifest(manifest: DeviceManifest, hub_key: HubKey) -> SignedManifest:
     return SignedManifest(manifest=body, signature=hub_key.sign(canonical_json(body)), key_id=hub_key.key_id)
 
 
+def describe_validation(exc: ValidationError) -> str:
+    """``where: what`` per problem, never the input: a manifest carries scoring keys, and this text
+    is logged and reported to the hub."""
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
 def verify_manifest(
     payload: bytes | str | dict[str, Any],
     public_key_b64: str,
@@ -137,7 +147,11 @@ def verify_manifest(
     try:
         raw = json.loads(payload) if isinstance(payload, (bytes, str)) else payload
         signed = SignedManifest.model_validate(raw)
-    except (ValueError, ValidationError) as exc:
+    except ValidationError as exc:
+        raise ManifestRejected(
+            f"desired-state message for {device_id} is not a signed manifest: {describe_validation(exc)}"
+        ) from exc
+    except ValueError as exc:
         raise ManifestRejected(f"desired-state message for {device_id} is not a signed manifest: {exc}") from exc
 
     expected_key_id = key_id(public_key_raw(public_key_b64))
@@ -156,7 +170,7 @@ def verify_manifest(
     try:
         manifest = DeviceManifest.model_validate(signed.manifest)
     except ValidationError as exc:
-        raise ManifestRejected(f"manifest for {device_id} is signed but invalid: {exc}") from exc
+        raise ManifestRejected(f"manifest for {device_id} is signed but invalid: {describe_validation(exc)}") from exc
     if manifest.device_id != device_id:
         raise ManifestRejected(
             f"manifest addressed to device {manifest.device_id!r} arrived at device {device_id!r}; ignored"

@@ -7,21 +7,51 @@ the agent restarts and the agent adopts them instead of starting duplicates.
 Instance lifecycle: create (prepared, not running) -> start -> (exits | stop) -> start ... -> remove.
 
 What a module is told and what it answers (flags, environment, status file, exit codes) is the
-contract in ``edgefleet.protocol.module``; every runtime reads module status through it.
+contract in ``edgefleet.protocol.module``; every runtime reads module status through it. Secrets
+(the scoring keys) go by environment in every runtime (``module_environment_secrets``), never on a
+command line, and a secret the agent itself was started with never reaches a module.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from edgefleet.agent.observed import Instance
 from edgefleet.protocol.models import ModuleSpec
-from edgefleet.protocol.module import read_status_file  # re-exported: the runtimes' one way to read it
+from edgefleet.protocol.module import ModuleSecret, read_status_file  # read_status_file: re-exported
 
-__all__ = ["Runtime", "instance_id_for", "read_status_file", "tail_lines"]
+__all__ = [
+    "TLS_CERT_FILE",
+    "TLS_DIR",
+    "TLS_KEY_FILE",
+    "Runtime",
+    "instance_id_for",
+    "module_environment_secrets",
+    "read_status_file",
+    "tail_lines",
+]
+
+TLS_DIR = "tls"  # in the instance directory: the certificate and key the agent copied for the module
+TLS_CERT_FILE = "cert.pem"
+TLS_KEY_FILE = "key.pem"
+
+
+def module_environment_secrets(env: Mapping[str, str], spec: ModuleSpec) -> dict[str, str]:
+    """``env`` without any ``ModuleSecret`` name, plus the secrets of ``spec`` (its scoring keys).
+
+    Stripping first: neither the agent's own environment nor a deployment's environment variables
+    may hand a module a key the hub did not issue for it.
+    """
+    names = {s.env for s in ModuleSecret}
+    out = {k: v for k, v in env.items() if k not in names}
+    if spec.auth is not None:
+        primary, secondary = spec.auth.keys()
+        out[ModuleSecret.PRIMARY_KEY.env] = primary
+        out[ModuleSecret.SECONDARY_KEY.env] = secondary
+    return out
 
 
 def instance_id_for(module: str, spec_hash: str) -> str:

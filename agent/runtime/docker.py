@@ -5,9 +5,10 @@ port, host work directory), so ``list_instances()`` finds it again after the age
 agent adopts it. The container name is derived from device, module and spec hash, so the engine
 itself refuses a second container for the same instance.
 
-A container gets host networking, the instance's ``model/`` and ``src/`` bind-mounted read-only and
-a writable ``run/`` directory for its status file; it is configured by environment, under the
-names of the module contract (``edgefleet.protocol.module``). Its own restart policy is "no": the
+A container gets host networking, the instance's ``model/`` and ``src/`` (and ``tls/`` for HTTPS)
+bind-mounted read-only and a writable ``run/`` directory for its status file; it is configured by
+environment, under the names of the module contract (``edgefleet.protocol.module``), the scoring
+keys included (an engine's ``inspect`` shows them to whoever holds the Docker socket, i.e. root). Its own restart policy is "no": the
 agent applies restart policies, so its counters and back-off stay the single source of truth.
 """
 
@@ -30,10 +31,23 @@ from docker.types import LogConfig
 
 from edgefleet.agent.errors import RuntimeFailure, RuntimeUnavailable, UnknownModule
 from edgefleet.agent.observed import Instance
-from edgefleet.agent.runtime.base import Runtime, instance_id_for
+from edgefleet.agent.runtime.base import (
+    TLS_CERT_FILE,
+    TLS_DIR,
+    TLS_KEY_FILE,
+    Runtime,
+    instance_id_for,
+    module_environment_secrets,
+)
 from edgefleet.agent.runtime.engine import default_docker_url
 from edgefleet.protocol.models import ModuleSpec
-from edgefleet.protocol.module import AZUREML_MODEL_DIR, STATUS_FILE_NAME, ModuleOption, read_status_file
+from edgefleet.protocol.module import (
+    AZUREML_MODEL_DIR,
+    STATUS_FILE_NAME,
+    ModuleOption,
+    max_request_bytes_for,
+    read_status_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +62,7 @@ RUN_DIR = "run"  # under the instance's work directory: the container's only wri
 CONTAINER_MODEL_DIR = "/edgefleet/model"
 CONTAINER_SOURCE_DIR = "/edgefleet/src"
 CONTAINER_RUN_DIR = "/edgefleet/run"
+CONTAINER_TLS_DIR = "/edgefleet/tls"
 LOG_MAX_SIZE = "10m"  # json-file rotation: a chatty module must not fill the device's disk
 LOG_MAX_FILES = "3"
 
@@ -72,10 +87,11 @@ def module_environment(spec: ModuleSpec, port: int) -> dict[str, str]:
             opt.SOURCE_DIR.env: CONTAINER_SOURCE_DIR,
             opt.MODEL_NAME.env: spec.models[0].name if spec.models else spec.name,
             opt.PORT.env: str(port),
-            opt.HOST.env: "127.0.0.1",  # host networking: loopback, as the process runtime
+            opt.HOST.env: spec.listen_address,  # host networking: the same address as the process runtime
             opt.ACCELERATOR.env: ",".join(spec.accelerator.prefer),
             opt.ACCELERATOR_REQUIRED.env: "true" if spec.accelerator.required else "false",
             opt.STATUS_FILE.env: f"{CONTAINER_RUN_DIR}/{STATUS_FILE_NAME}",
+            opt.MAX_REQUEST_BYTES.env: str(max_request_bytes_for(spec.resources.memory_gb)),
             AZUREML_MODEL_DIR: CONTAINER_MODEL_DIR,
             "PYTHONUNBUFFERED": "1",
         }
@@ -84,7 +100,13 @@ def module_environment(spec: ModuleSpec, port: int) -> dict[str, str]:
         env[opt.ENTRY_SCRIPT.env] = spec.entry_script
     else:
         env.pop(opt.ENTRY_SCRIPT.env, None)  # no entry script means no-code, whatever spec.env says
-    return env
+    if spec.tls is not None:
+        env[opt.TLS_CERT.env] = f"{CONTAINER_TLS_DIR}/{TLS_CERT_FILE}"
+        env[opt.TLS_KEY.env] = f"{CONTAINER_TLS_DIR}/{TLS_KEY_FILE}"
+    else:
+        env.pop(opt.TLS_CERT.env, None)
+        env.pop(opt.TLS_KEY.env, None)
+    return module_environment_secrets(env, spec)
 
 
 def container_config(
@@ -125,6 +147,8 @@ def container_config(
         "init": True,  # tini as PID 1: forwards SIGTERM, reaps what an entry script spawns
         "log_config": LogConfig(type="json-file", config={"max-size": LOG_MAX_SIZE, "max-file": LOG_MAX_FILES}),
     }
+    if spec.tls is not None:
+        config["volumes"][str(workdir / TLS_DIR)] = {"bind": CONTAINER_TLS_DIR, "mode": "ro"}
     if command:
         config["command"] = list(command)
     if user:

@@ -27,7 +27,15 @@ import psutil
 
 from edgefleet.agent.errors import ResourceLimitError, RuntimeFailure, UnknownModule
 from edgefleet.agent.observed import Instance
-from edgefleet.agent.runtime.base import Runtime, instance_id_for, tail_lines
+from edgefleet.agent.runtime.base import (
+    TLS_CERT_FILE,
+    TLS_DIR,
+    TLS_KEY_FILE,
+    Runtime,
+    instance_id_for,
+    module_environment_secrets,
+    tail_lines,
+)
 from edgefleet.agent.runtime.limits import ProcessLimits
 from edgefleet.protocol.files import write_atomic
 from edgefleet.protocol.models import ModuleSpec
@@ -39,6 +47,7 @@ from edgefleet.protocol.module import (
     MARK_SPEC,
     STATUS_FILE_NAME,
     ModuleOption,
+    max_request_bytes_for,
     read_status_file,
 )
 
@@ -66,7 +75,10 @@ class _Record:
 def module_command(
     base: list[str], spec: ModuleSpec, *, device_id: str, spec_hash: str, port: int, workdir: Path
 ) -> list[str]:
-    """The module's command line: ``base`` plus the contract's flags and identification marks."""
+    """The module's command line: ``base`` plus the contract's flags and identification marks.
+
+    Never a secret: the command line is readable by every user (``ps``); keys go by environment.
+    """
     opt = ModuleOption
     name = spec.models[0].name if spec.models else spec.name
     cmd = [
@@ -79,11 +91,15 @@ def module_command(
     cmd += [
         opt.MODEL_NAME.flag, name,
         opt.PORT.flag, str(port),
-        opt.HOST.flag, "127.0.0.1",
+        opt.HOST.flag, spec.listen_address,
         opt.ACCELERATOR.flag, ",".join(spec.accelerator.prefer),
+        opt.MAX_REQUEST_BYTES.flag, str(max_request_bytes_for(spec.resources.memory_gb)),
     ]  # fmt: skip
     if spec.accelerator.required:
         cmd.append(opt.ACCELERATOR_REQUIRED.flag)
+    if spec.tls is not None:
+        tls = workdir / TLS_DIR
+        cmd += [opt.TLS_CERT.flag, str(tls / TLS_CERT_FILE), opt.TLS_KEY.flag, str(tls / TLS_KEY_FILE)]
     cmd += [
         opt.STATUS_FILE.flag, str(workdir / STATUS_FILE_NAME),
         MARK_DEVICE, device_id,
@@ -243,12 +259,10 @@ class ProcessRuntime(Runtime):
                 port=rec.port,
                 workdir=rec.workdir,
             )
-            env = {
-                **os.environ,
-                **rec.spec.env,
-                AZUREML_MODEL_DIR: str(rec.workdir / "model"),
-                "PYTHONUNBUFFERED": "1",
-            }
+            env = module_environment_secrets(
+                {**os.environ, **rec.spec.env, AZUREML_MODEL_DIR: str(rec.workdir / "model"), "PYTHONUNBUFFERED": "1"},
+                rec.spec,
+            )
             limits = self.limits.prepare(instance_id, rec.module, rec.spec.resources)
             try:
                 with open(rec.workdir / LOG_FILE_NAME, "ab") as out:
@@ -392,4 +406,5 @@ class ProcessRuntime(Runtime):
             "limits": rec.limits,
             "spec": rec.spec.to_wire(),
         }
-        write_atomic(rec.workdir / RECORD_FILE, json.dumps(body, indent=1).encode())
+        # the spec holds the scoring keys: readable by the agent's user only
+        write_atomic(rec.workdir / RECORD_FILE, json.dumps(body, indent=1).encode(), mode=0o600)

@@ -1,4 +1,4 @@
-"""What every command shares: its context (arguments, the hub client), registration, progress lines.
+"""What every command shares: its context (arguments, the hub and token, the client), registration, progress lines.
 
 A handler takes the Context and returns a Result (printed in the chosen format by main) or, for
 commands that print nothing of their own (``hub serve``, ``demo``), just an exit status.
@@ -7,26 +7,49 @@ commands that print nothing of their own (``hub serve``, ``demo``), just an exit
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
+from edgefleet.hub.cli.config import Connection, config_path, load_config, missing_token, resolve
 from edgefleet.hub.cli.output import FORMATS, Result
 from edgefleet.hub.client import HubClient
+from edgefleet.hub.errors import ClientError
 
 Handler = Callable[["Context"], "Result[Any] | int"]
 
 
 class Context:
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, env: Mapping[str, str] | None = None) -> None:
         self.args = args
+        self.env = os.environ if env is None else env
+        self._connection: Connection | None = None
         self._client: HubClient | None = None
 
     @property
+    def config_path(self) -> Path:
+        return config_path(self.env)
+
+    @property
+    def connection(self) -> Connection:
+        """The hub and token (flags, environment, config file), read on first use."""
+        if self._connection is None:
+            config = load_config(self.config_path)
+            self._connection = resolve(
+                getattr(self.args, "hub", None), getattr(self.args, "token", None), self.env, config
+            )
+        return self._connection
+
+    @property
     def client(self) -> HubClient:
-        """Opened on first use, so commands that never call the hub never need one."""
+        """Opened on first use, so commands that never call the hub need neither a hub nor a token."""
         if self._client is None:
-            self._client = HubClient(self.args.hub)
+            connection = self.connection
+            if not connection.token:
+                raise ClientError(missing_token(connection, self.config_path))
+            self._client = HubClient(connection.hub, connection.token)
         return self._client
 
     def close(self) -> None:

@@ -12,7 +12,9 @@ and at the end one device is revoked. With the embedded amqtt broker it says pla
 no TLS and no identity check.
 
 The demo drives the hub only through its REST API (HubClient), exactly as the CLI does; the hub,
-the agents and the broker are processes it starts, so it imports none of them.
+the agents and the broker are processes it starts, so it imports none of them. Like an operator
+on the hub machine, it first makes an admin token with ``edgefleet hub token create`` and then
+calls the API with it.
 """
 
 from __future__ import annotations
@@ -123,6 +125,18 @@ def _kill_leftover_modules(workdir: Path) -> None:
                 pass
 
 
+def _admin_token(hub_dir: Path) -> str:
+    """An admin token for the demo's hub, made as an operator makes the first one: in the hub's database."""
+    done = subprocess.run(
+        [_console_script("edgefleet"), "-o", "json", "hub", "token", "create", "--role", "admin", "--name", "demo",
+         "--data-dir", str(hub_dir)],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise ClientError(f"`edgefleet hub token create` failed: {done.stderr.strip()}")
+    return str(json.loads(done.stdout)["token"])
+
+
 def _wait_http(url: str, stack: Stack, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -191,19 +205,21 @@ def run_demo(
 
         hub_port = free_port()
         hub_url = f"http://127.0.0.1:{hub_port}"
+        token = _admin_token(workdir / "hub")
         stack.spawn(
             "hub",
             [_console_script("edgefleet"), "hub", "serve", "--port", str(hub_port),
              "--broker", stack.broker.url, "--data-dir", str(workdir / "hub")],
         )  # fmt: skip
-        _wait_http(hub_url + "/api/v1/hub", stack)
+        _wait_http(hub_url + "/api/v1/health", stack)
         say(f"hub      {hub_url} (SQLite + artifact store in {workdir / 'hub'})")
+        say("token    admin token 'demo', made in the hub's database (edgefleet hub token create)")
 
         ids = [f"dev-{i + 1}" for i in range(devices)]
         fpga_ids = ids[len(ids) - fpga_devices :] if fpga_devices else []
         bundles = workdir / "bundles"
         bundles.mkdir()
-        with HubClient(hub_url) as client:
+        with HubClient(hub_url, token) as client:
             for i, dev in enumerate(ids):
                 provision(client, dev, {"site": "demo", "rack": str(i % 2)}, bundles / f"{dev}.json")
             say(f"register {', '.join(ids)}: a client certificate each; bootstrap bundles (0600) in {bundles}")

@@ -1,20 +1,33 @@
-"""``edgefleet hub serve|broker-config`` and ``edgefleet demo``: commands that run here, not call a hub.
+"""``edgefleet hub serve|broker-config|info|rotate-key``, ``edgefleet hub token ...`` and ``edgefleet
+demo``: commands that act on the system here (``hub info`` and ``hub rotate-key`` go through the API).
 
-Each imports what it runs inside its handler: ``hub serve`` and ``hub broker-config`` are the CLI's
-only imports of the server (each allowed by one ignore in the import-linter contract; broker-config
-opens the hub's CA and store, so it runs on the hub's machine), the demo its numpy and process
-supervisor. So the REST commands start fast and never load FastAPI, uvicorn or the store.
+Each imports what it runs inside its handler: ``hub serve``, ``hub token`` and ``hub broker-config``
+are the CLI's only imports of the server (the runner, the token authority, the broker configuration
+that opens the hub's CA and store; one ignore each in the import-linter contract), the demo its
+numpy and process supervisor. So the REST commands start fast and never
+load FastAPI, uvicorn or the store.
+
+``hub token`` works on the hub's database directly, so it needs no token: being able to open the
+hub's files on the hub machine is what makes someone its admin. It is how the first admin token
+is made; later ones can come through the API too (``edgefleet token create``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edgefleet.hub.cli.command import Context, add_command
+from edgefleet.hub.cli.command import Context, add_command, add_group
 from edgefleet.hub.cli.output import Result, table
-from edgefleet.hub.schemas import HubInfo, KeyRotationView
+from edgefleet.hub.cli.tables import token_line, token_table
+from edgefleet.hub.cli.tokens import add_expiry_and_role, created, token_request
+from edgefleet.hub.schemas import HubInfo, KeyRotationView, TokenCreated, TokenView
+
+if TYPE_CHECKING:
+    from edgefleet.hub.server.auth import Authority
 
 
 def hub_serve(ctx: Context) -> int:
@@ -112,6 +125,37 @@ def rotate_key(ctx: Context) -> Result[KeyRotationView]:
     return Result(ctx.client.start_key_rotation(), rotation_text)
 
 
+@contextmanager
+def _local_tokens(ctx: Context, create: bool = False) -> Iterator[tuple[Authority, str]]:
+    from edgefleet.hub.server.auth import local_authority  # the store, only for the hub's own token commands
+
+    a = ctx.args
+    authority, url = local_authority(Path(a.data_dir) if a.data_dir else None, a.database_url, must_exist=not create)
+    try:
+        yield authority, url
+    finally:
+        authority.store.close()
+
+
+def hub_token_create(ctx: Context) -> Result[TokenCreated]:
+    a = ctx.args
+    request = token_request(a.name, a.role, a.expires_in)
+    with _local_tokens(ctx, create=True) as (authority, url):
+        token = authority.issue(request)
+    return created(token, f"in {url}")
+
+
+def hub_token_list(ctx: Context) -> Result[list[TokenView]]:
+    with _local_tokens(ctx) as (authority, _url):
+        return Result(authority.list_tokens(), token_table)
+
+
+def hub_token_revoke(ctx: Context) -> Result[TokenView]:
+    with _local_tokens(ctx) as (authority, _url):
+        token = authority.revoke(ctx.args.token_ref)
+    return Result(token, lambda t: f"revoked {token_line(t)}; it no longer works")
+
+
 def demo(ctx: Context) -> int:
     from edgefleet.hub.cli.demo import main_demo  # numpy and the process supervisor only for the demo
 
@@ -163,3 +207,21 @@ def add_commands(groups: Any) -> None:
         help="client certificates (default) or usernames and passwords",
     )  # fmt: skip
     s.add_argument("--user", help="the user Mosquitto runs as (default: you); files are given to it when run as root")
+    tok = add_group(hub_p, "token", "operator tokens, straight in this machine's hub database (no token needed)")
+    commands: list[tuple[str, Callable[[Context], Any], str]] = [
+        ("create", hub_token_create, "create a token in the hub's database and print it, this once"),
+        ("list", hub_token_list, "list the tokens in the hub's database (never the tokens themselves)"),
+        ("revoke", hub_token_revoke, "revoke a token; the hub refuses it from its next request on"),
+    ]
+    for name, handler, help_ in commands:
+        s = add_command(tok, name, handler, help_)
+        if name == "create":
+            add_expiry_and_role(s)
+        if name == "revoke":
+            s.add_argument("token_ref", metavar="ID|NAME", help="the token's id, or the name of a live token")
+        s.add_argument(
+            "--data-dir", help="the hub's data directory, as given to `hub serve` (default ./.edgefleet/hub)"
+        )
+        s.add_argument(
+            "--database-url", help="the hub's database, as given to `hub serve` (default sqlite:///DATA_DIR/hub.db)"
+        )

@@ -2,9 +2,15 @@
 
     edgefleet demo
     edgefleet hub serve|broker-config|info|rotate-key
+    edgefleet hub token create|list|revoke      (on the hub machine, in its database)
+    edgefleet login
+    edgefleet token create|list|revoke          (through the API, admin role)
     edgefleet model register|list|show|delete|deploy
     edgefleet service list|show|score|delete
     edgefleet device register|label|revoke|delete|list|show|ping|restart-module|logs
+
+Commands that call the hub need an operator token: ``--token``, else ``EDGEFLEET_TOKEN``, else the
+config file ``edgefleet login`` writes (config.py).
 
 Progress goes to stderr, results to stdout (``--output json`` for scripts). User errors are one
 line on stderr and exit status 1, never a traceback.
@@ -13,26 +19,29 @@ line on stderr and exit status 1, never a traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
 from edgefleet.hub import __version__
-from edgefleet.hub.cli import devices, local, models, services
+from edgefleet.hub.cli import devices, local, models, services, tokens
 from edgefleet.hub.cli.command import Context, say
+from edgefleet.hub.cli.config import DEFAULT_HUB
 from edgefleet.hub.cli.output import FORMATS, render
 from edgefleet.hub.errors import HubError
-
-DEFAULT_HUB = "http://127.0.0.1:8080"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgefleet", description="Deploy ML models to fleets of edge devices.")
     p.add_argument("--version", action="version", version=f"edgefleet {__version__}")
-    p.add_argument("--hub", default=os.environ.get("EDGEFLEET_HUB", DEFAULT_HUB), help="hub URL (env EDGEFLEET_HUB)")
+    p.add_argument("--hub", help=f"hub URL (else EDGEFLEET_HUB, else the config file, else {DEFAULT_HUB})")
+    p.add_argument(
+        "--token",
+        help="operator token (else EDGEFLEET_TOKEN, else the config file); others on this machine can see a "
+        "command line, so prefer those",
+    )
     p.add_argument("-o", "--output", choices=FORMATS, default="table", help="output format")
     groups = p.add_subparsers(dest="group", metavar="COMMAND", required=True)
-    for commands in (local, models, services, devices):
+    for commands in (local, tokens, models, services, devices):
         commands.add_commands(groups)
     return p
 

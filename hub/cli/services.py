@@ -1,20 +1,22 @@
-"""``edgefleet service list|show|score|delete``: deployed services and their endpoints on devices."""
+"""``edgefleet service list|show|score|keys|delete``: deployed services and their endpoints on devices."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import ssl
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from edgefleet.hub.cli.command import Context, add_command, add_group, say
-from edgefleet.hub.cli.output import Result, to_json
+from edgefleet.hub.cli.output import Result, table, to_json
 from edgefleet.hub.cli.tables import service_detail, service_table
 from edgefleet.hub.cli.workflow import wait_for_removal
 from edgefleet.hub.errors import ClientError
-from edgefleet.hub.schemas import DeviceServiceState, ServiceView
+from edgefleet.hub.schemas import DeviceServiceState, ServiceKeys, ServiceView
 from edgefleet.protocol.models import ModuleState
 
 
@@ -58,13 +60,38 @@ def _scoring_device(service: ServiceView, device: str | None) -> tuple[DeviceSer
     return target, str(target.endpoint)
 
 
+def _scoring_key(ctx: Context, service: ServiceView) -> str | None:
+    """The key to send: --key, else EDGEFLEET_SCORING_KEY, else the service's primary key from the
+    hub when it has authEnabled (that needs the deploy role), else none."""
+    given = ctx.args.key or os.environ.get("EDGEFLEET_SCORING_KEY")
+    if given:
+        return str(given)
+    if service.deployment_config.auth_enabled:
+        return ctx.client.service_keys(service.name).primary_key
+    return None
+
+
 def score(ctx: Context) -> Result[Any]:
     """The device's answer as it gave it: JSON printed as JSON, anything else as text."""
     raw = _scoring_input(ctx.args.data, ctx.args.file)
-    target, endpoint = _scoring_device(ctx.client.get_service(ctx.args.name), ctx.args.device)
+    service = ctx.client.get_service(ctx.args.name)
+    target, endpoint = _scoring_device(service, ctx.args.device)
     url = endpoint.rstrip("/") + "/score"
+    headers = {"Content-Type": "application/json"}
+    key = _scoring_key(ctx, service)
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    verify: ssl.SSLContext | bool = True
+    if ctx.args.cacert:
+        try:
+            verify = ssl.create_default_context(cafile=ctx.args.cacert)
+        except (OSError, ssl.SSLError) as exc:
+            raise ClientError(f"--cacert {ctx.args.cacert}: not a readable PEM certificate: {exc}") from None
     try:
-        response = httpx.post(url, content=raw, headers={"Content-Type": "application/json"}, timeout=60)
+        response = httpx.post(url, content=raw, headers=headers, timeout=60, verify=verify)
+    except httpx.ConnectError as exc:
+        hint = "; give the device's CA certificate with --cacert" if "CERTIFICATE_VERIFY_FAILED" in str(exc) else ""
+        raise ClientError(f"device {target.device}: cannot reach {url}: {exc}{hint}") from None
     except httpx.HTTPError as exc:
         raise ClientError(f"device {target.device}: cannot reach {url}: {exc}") from None
     try:
@@ -76,6 +103,24 @@ def score(ctx: Context) -> Result[Any]:
         raise ClientError(f"device {target.device} answered {response.status_code}: {message}")
     say(f"scored on {target.device} ({url})")
     return Result(answer, to_json)
+
+
+def keys_table(keys: ServiceKeys) -> str:
+    return table(["KEY", "VALUE"], [["primary", keys.primary_key], ["secondary", keys.secondary_key]])
+
+
+def keys(ctx: Context) -> Result[ServiceKeys]:
+    """Show the service's scoring keys, or replace one (``--regenerate``) and show the new pair."""
+    name, which = ctx.args.name, ctx.args.regenerate
+    if which is None:
+        return Result(ctx.client.service_keys(name), keys_table)
+    fresh = ctx.client.regenerate_key(name, which)
+    other = "secondary" if which == "primary" else "primary"
+    say(
+        f"regenerated the {which} key of {name}; devices switch as the new spec rolls out, and the {other} key "
+        "keeps working meanwhile"
+    )
+    return Result(fresh, keys_table)
 
 
 def delete(ctx: Context) -> Result[dict[str, str]]:
@@ -97,6 +142,14 @@ def add_commands(groups: Any) -> None:
     s.add_argument("--data", help="JSON request body")
     s.add_argument("--file", help="file holding the JSON request body")
     s.add_argument("--device", help="score on this device")
+    s.add_argument(
+        "--key",
+        help="scoring key to send (default: EDGEFLEET_SCORING_KEY, else the service's primary key from the hub)",
+    )
+    s.add_argument("--cacert", help="CA certificate (PEM) to verify an HTTPS endpoint with")
+    s = add_command(svc, "keys", keys, "show a service's scoring keys (authEnabled), or regenerate one")
+    s.add_argument("name")
+    s.add_argument("--regenerate", choices=["primary", "secondary"], help="replace this key and roll it out")
     s = add_command(svc, "delete", delete, "delete a service and wait until devices removed it")
     s.add_argument("name")
     s.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True)

@@ -15,6 +15,7 @@ from edgefleet.hub.schemas import (
     DeviceView,
     ModelView,
     ServiceView,
+    TokenView,
 )
 from edgefleet.protocol.models import ModelRef, ModuleState
 
@@ -205,3 +206,26 @@ def registration_text(r: DeviceRegistration, bundle_file: object) -> str:
 
 def removal_text(what: str, broker: BrokerReloadView) -> str:
     return f"{what}\nbroker: {broker.message}"
+
+
+# tokens ----------------------------------------------------------------------------------------
+def token_table(tokens: list[TokenView]) -> str:
+    """Ids and names only: the hub never hands out a token after creating it."""
+    rows = [
+        [
+            t.id,
+            t.name,
+            t.role.value,
+            t.state,
+            short_time(t.created_at),
+            short_time(t.expires_at) or "never",
+            short_time(t.last_used) or "never",
+        ]
+        for t in tokens
+    ]
+    return table(["ID", "NAME", "ROLE", "STATE", "CREATED", "EXPIRES", "LAST USED"], rows)
+
+
+def token_line(t: TokenView) -> str:
+    expires = f"expires {short_time(t.expires_at)}" if t.expires_at else "never expires"
+    return f"{t.role.value} token {t.name!r} (id {t.id}, {t.state}, {expires})"

@@ -3,20 +3,24 @@
 Every failure is JSON ``{"error": "..."}`` with a 4xx for bad input; HubError subclasses map to
 status codes in one table (errors.HTTP_STATUS), so handlers just raise. Bodies are the schemas of
 edgefleet.hub.schemas, which the client decodes into the same types.
+
+Every route needs an operator token with the role access.ROUTE_ROLES names, but the few in
+access.OPEN_ROUTES; guard.py applies that table to every route of the app, and the app refuses to
+be built with a route in neither table.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Body, FastAPI, Header, Request, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgefleet import hub
-from edgefleet.hub.errors import HubError, RangeNotSatisfiable, http_status
+from edgefleet.hub.errors import Forbidden, HubError, RangeNotSatisfiable, Unauthenticated, http_status
 from edgefleet.hub.schemas import (
     BlobStored,
     DeviceCreate,
@@ -25,28 +29,31 @@ from edgefleet.hub.schemas import (
     DeviceRevoked,
     DeviceView,
     ErrorBody,
+    Health,
     HubInfo,
+    KeyRegenerate,
     KeyRotationView,
     LabelsUpdate,
     MethodCall,
     ModelCreate,
     ModelView,
     ServiceCreate,
+    ServiceKeys,
     ServiceView,
+    TokenCreate,
+    TokenCreated,
+    TokenView,
 )
 from edgefleet.hub.server.artifacts import check_digest, parse_range
+from edgefleet.hub.server.auth import token_view
 from edgefleet.hub.server.core import Hub
+from edgefleet.hub.server.guard import challenge, check_routes, document_access, request_token, token_guard
 from edgefleet.hub.server.registry import model_view
 from edgefleet.protocol.models import DirectMethodResponse
 
 log = logging.getLogger(__name__)
 
 _ERRORS = {400: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}}
-
-# The role each device-identity and key route needs: admin (register, label, revoke, delete, key
-# rotation). Operator tokens come as a route dependency: ADMIN = [Depends(<the admin role check>)]
-# guards all of them.
-ADMIN: list[Any] = []
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -64,6 +71,7 @@ def _describe_validation(exc: RequestValidationError) -> str:
 def create_app(hub_: Hub) -> FastAPI:
     registry, blobs, keys, controller = hub_.registry, hub_.blobs, hub_.keys, hub_.controller
     app = FastAPI(
+        dependencies=[Depends(token_guard(hub_.auth))],  # every API route: see guard.py
         title="edgefleet hub",
         version=hub.__version__,
         description="Model registry, artifact store and fleet deployments for edge devices.",
@@ -73,12 +81,19 @@ def create_app(hub_: Hub) -> FastAPI:
             {"name": "models", "description": "registered models and their versions"},
             {"name": "services", "description": "deployments of models to devices and their state"},
             {"name": "devices", "description": "the fleet: registered devices, their identities and reports"},
+            {"name": "devices", "description": "the fleet as the devices report it"},
+            {"name": "tokens", "description": "operator tokens and their roles (read, deploy, admin)"},
         ],
     )
+    document_access(app)
 
     @app.exception_handler(HubError)
-    async def _hub_error(_r: Request, exc: HubError) -> JSONResponse:
-        headers = {"Content-Range": f"bytes */{exc.size}"} if isinstance(exc, RangeNotSatisfiable) else None
+    async def _hub_error(r: Request, exc: HubError) -> JSONResponse:
+        headers = None
+        if isinstance(exc, RangeNotSatisfiable):
+            headers = {"Content-Range": f"bytes */{exc.size}"}
+        elif isinstance(exc, (Unauthenticated, Forbidden)):
+            headers = {"WWW-Authenticate": challenge(exc, r)}
         return _error(http_status(exc), str(exc), headers)
 
     @app.exception_handler(RequestValidationError)
@@ -97,6 +112,10 @@ def create_app(hub_: Hub) -> FastAPI:
     api = APIRouter(prefix="/api/v1", responses=_ERRORS)  # type: ignore[arg-type]
 
     # hub ---------------------------------------------------------------------------------------
+    @api.get("/health", tags=["hub"], response_model=Health, summary="Liveness; needs no token")
+    def get_health() -> Health:
+        return Health(version=hub.__version__)
+
     @api.get("/hub", tags=["hub"], response_model=HubInfo, summary="Hub identity; agents pin the key from here")
     def get_hub() -> HubInfo:
         key, nxt = keys.current, keys.next
@@ -115,7 +134,6 @@ def create_app(hub_: Hub) -> FastAPI:
         "/hub/key/rotation",
         tags=["hub"],
         response_model=KeyRotationView,
-        dependencies=ADMIN,
         summary="Key rotation (admin): the key announced and which devices acknowledged it",
     )
     def key_rotation() -> KeyRotationView:
@@ -125,7 +143,6 @@ def create_app(hub_: Hub) -> FastAPI:
         "/hub/key/rotation",
         tags=["hub"],
         response_model=KeyRotationView,
-        dependencies=ADMIN,
         summary="Start a key rotation (admin): announce a next key in manifests signed with the current one",
     )
     def start_key_rotation() -> KeyRotationView:
@@ -135,7 +152,6 @@ def create_app(hub_: Hub) -> FastAPI:
         "/hub/key/rotation/finish",
         tags=["hub"],
         response_model=KeyRotationView,
-        dependencies=ADMIN,
         summary="Finish a key rotation (admin): sign with the next key once every device acknowledged it",
     )
     def finish_key_rotation(force: bool = False) -> KeyRotationView:
@@ -222,6 +238,27 @@ def create_app(hub_: Hub) -> FastAPI:
     def get_service(name: str) -> ServiceView:
         return registry.service_view(registry.get_service(name))
 
+    # scoring keys (authEnabled): secrets, so never cached on the way; both routes need the deploy role
+    @api.get(
+        "/services/{name}/keys",
+        tags=["services"],
+        response_model=ServiceKeys,
+        summary="The service's scoring keys (authEnabled)",
+    )
+    def get_service_keys(name: str, response: Response) -> ServiceKeys:
+        response.headers["Cache-Control"] = "no-store"
+        return registry.service_keys(name)
+
+    @api.post(
+        "/services/{name}/keys/regenerate",
+        tags=["services"],
+        response_model=ServiceKeys,
+        summary="Replace one scoring key and roll it out; the other keeps working meanwhile",
+    )
+    def regenerate_service_key(name: str, req: KeyRegenerate, response: Response) -> ServiceKeys:
+        response.headers["Cache-Control"] = "no-store"
+        return registry.regenerate_key(name, req.key)
+
     @api.delete("/services/{name}", tags=["services"], status_code=204, response_class=Response)
     def delete_service(name: str) -> Response:
         registry.delete_service(name)
@@ -241,7 +278,6 @@ def create_app(hub_: Hub) -> FastAPI:
         tags=["devices"],
         status_code=201,
         response_model=DeviceRegistration,
-        dependencies=ADMIN,
         summary="Register a device (admin): it joins the fleet and gets an identity and a bootstrap bundle",
     )
     def register_device(req: DeviceCreate) -> DeviceRegistration:
@@ -251,7 +287,6 @@ def create_app(hub_: Hub) -> FastAPI:
         "/devices/{device_id}/labels",
         tags=["devices"],
         response_model=DeviceView,
-        dependencies=ADMIN,
         summary="Set or remove a device's labels (admin); devices never set their own",
     )
     def update_labels(device_id: str, update: LabelsUpdate) -> DeviceView:
@@ -261,7 +296,6 @@ def create_app(hub_: Hub) -> FastAPI:
         "/devices/{device_id}/revoke",
         tags=["devices"],
         response_model=DeviceRevoked,
-        dependencies=ADMIN,
         summary="Revoke a device's identity (admin): the broker refuses it, the hub ignores it",
     )
     def revoke_device(device_id: str) -> DeviceRevoked:
@@ -271,7 +305,6 @@ def create_app(hub_: Hub) -> FastAPI:
         "/devices/{device_id}",
         tags=["devices"],
         response_model=DeviceDeleted,
-        dependencies=ADMIN,
         summary="Delete a device (admin): its record, desired state and retained topics; its identity stays revoked",
     )
     def delete_device(device_id: str) -> DeviceDeleted:
@@ -291,5 +324,34 @@ def create_app(hub_: Hub) -> FastAPI:
         call = call or MethodCall()
         return controller.call_method(device_id, method, call.params, call.timeout_s or hub_.settings.method_timeout_s)
 
+    # tokens ------------------------------------------------------------------------------------
+    @api.get("/whoami", tags=["tokens"], response_model=TokenView, summary="The token this request was made with")
+    def whoami(request: Request) -> TokenView:
+        return token_view(request_token(request), hub_.auth.clock())
+
+    @api.get("/tokens", tags=["tokens"], response_model=list[TokenView], summary="List tokens (never their secrets)")
+    def list_tokens() -> list[TokenView]:
+        return hub_.auth.list_tokens()
+
+    @api.post(
+        "/tokens",
+        tags=["tokens"],
+        status_code=201,
+        response_model=TokenCreated,
+        summary="Create a token; the answer holds its only copy",
+    )
+    def create_token(req: TokenCreate) -> TokenCreated:
+        return hub_.auth.issue(req)
+
+    @api.delete(
+        "/tokens/{token_id}",
+        tags=["tokens"],
+        response_model=TokenView,
+        summary="Revoke a token (by id, or the name of a live one); it stops working at once",
+    )
+    def revoke_token(token_id: str) -> TokenView:
+        return hub_.auth.revoke(token_id)
+
     app.include_router(api)
+    check_routes(app)
     return app

@@ -1,10 +1,12 @@
-"""The hub's parts wired together: settings -> store, blob store, keys and CA, identities, controller, registry."""
+"""The hub's parts wired together: settings -> store, blob store, keys and CA, identities, controller, registry,
+token authority."""
 
 from __future__ import annotations
 
 import logging
 
 from edgefleet.hub.server.artifacts import BlobStore
+from edgefleet.hub.server.auth import Authority
 from edgefleet.hub.server.ca import CertificateAuthority
 from edgefleet.hub.server.controller import Controller
 from edgefleet.hub.server.identities import Identities
@@ -27,6 +29,7 @@ class Hub:
         self.identities = Identities(settings, self.store, self.ca, self.keys)
         self.controller = Controller(self.store, self.keys, self.identities.connection(), settings.base_url)
         self.registry = Registry(self.store, self.blobs, self.controller, self.identities, settings.key_path)
+        self.auth = Authority(self.store)
 
     def start(self) -> None:
         log.info(
@@ -41,6 +44,15 @@ class Hub:
                 self.identities.write_broker_files()
             except OSError as exc:
                 log.warning("could not refresh the broker's files in %s: %s", self.identities.broker.directory, exc)
+        if not self.auth.has_admin():
+            store = self.settings.database_url or self.settings.data_dir
+            option = "--database-url" if self.settings.database_url else "--data-dir"
+            log.warning(
+                "no admin token exists yet, and every API route but health and the hub's key needs a token; create "
+                "one on this machine with `edgefleet hub token create --role admin --name NAME %s %s`",
+                option,
+                store,
+            )
         self.controller.start()
 
     def stop(self) -> None:

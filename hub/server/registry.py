@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
+from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from edgefleet.hub import schemas
 from edgefleet.hub.configs import (
@@ -36,6 +39,7 @@ from edgefleet.hub.schemas import (
     ModelCreate,
     ModelView,
     ServiceCreate,
+    ServiceKeys,
     ServiceView,
 )
 from edgefleet.hub.server import rotation
@@ -47,6 +51,7 @@ from edgefleet.hub.server.render import DeviceView as RenderDevice
 from edgefleet.hub.server.render import describe_target, targets
 from edgefleet.hub.server.service_state import DeviceObservation, service_status
 from edgefleet.hub.server.store import CredentialRecord, DeviceRecord, FileEntry, ModelRecord, ServiceRecord, Store
+from edgefleet.hub.server.store.records import ScoringKeys
 from edgefleet.protocol.models import MODULE_NAME_PATTERN, utcnow
 from edgefleet.protocol.topics import TopicKind, check_device_id
 
@@ -91,6 +96,33 @@ def _check_path(path: str, what: str) -> None:
     parts = path.split("/")
     if not path or path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts):
         raise InvalidRequest(f"{what} path {path!r} must be relative, '/'-separated, without '.' or '..'")
+
+
+def new_scoring_key() -> str:
+    """256 random bits, URL-safe base64 (43 characters): fits an Authorization header as it is."""
+    return secrets.token_urlsafe(32)
+
+
+def keys_for_deployment(
+    auth_enabled: bool, existing: ScoringKeys | None, new_key: Callable[[], str] = new_scoring_key
+) -> ScoringKeys | None:
+    """The keys a (re)deployed service gets: none without authEnabled; the ones it has when it is
+    deployed again (clients keep working); two new ones when auth is newly enabled."""
+    if not auth_enabled:
+        return None
+    if existing is not None:
+        return existing
+    return ScoringKeys(primary_key=new_key(), secondary_key=new_key())
+
+
+def rotated(keys: ScoringKeys, which: Literal["primary", "secondary"], fresh: str) -> ScoringKeys:
+    """``keys`` with ``which`` replaced by ``fresh``; the other one stays valid through the rollout."""
+    field = "primary_key" if which == "primary" else "secondary_key"
+    return keys.model_copy(update={field: fresh})
+
+
+def keys_view(keys: ScoringKeys) -> ServiceKeys:
+    return ServiceKeys(primary_key=keys.primary_key, secondary_key=keys.secondary_key)
 
 
 class Registry:
@@ -187,6 +219,7 @@ class Registry:
             source_files=_stored_files(req.source_files),
             created=existing.created if existing else now,
             updated=now,
+            keys=keys_for_deployment(dc.auth_enabled, existing.keys if existing else None),
         )
         self.store.put_service(record)
         log.info("deployed service %s (models %s)", record.name, ", ".join(req.models))
@@ -199,6 +232,29 @@ class Registry:
         if record is None:
             raise NotFound(f"service {name} does not exist (see `edgefleet service list`)")
         return record
+
+    def _keys_of(self, name: str) -> tuple[ServiceRecord, ScoringKeys]:
+        record = self.get_service(name)
+        if record.keys is None:
+            raise Conflict(
+                f'service {name} has no scoring keys: its deploymentconfig.json does not set "authEnabled": true '
+                "(deploy it again with authEnabled to get keys)"
+            )
+        return record, record.keys
+
+    def service_keys(self, name: str) -> ServiceKeys:
+        return keys_view(self._keys_of(name)[1])
+
+    def regenerate_key(self, name: str, which: Literal["primary", "secondary"]) -> ServiceKeys:
+        """Replace one key and roll the change out; until a device runs the new spec, its module
+        accepts the old key, and the other key works on every device throughout."""
+        record, keys = self._keys_of(name)
+        record = record.model_copy(update={"keys": rotated(keys, which, new_scoring_key()), "updated": utcnow()})
+        self.store.put_service(record)
+        log.info("regenerated the %s scoring key of service %s; rolling it out", which, name)
+        self.controller.reconcile()
+        assert record.keys is not None
+        return keys_view(record.keys)
 
     def delete_service(self, name: str) -> None:
         self.get_service(name)
@@ -226,7 +282,7 @@ class Registry:
         target = describe_target(service)
         status = service_status(service.name, observations, target)
         return ServiceView(
-            **service.model_dump(by_alias=True),
+            **service.model_dump(by_alias=True, exclude={"keys"}),  # keys only through service_keys
             state=status.state,
             reason=status.reason,
             target=target,

@@ -17,7 +17,9 @@ from edgefleet.protocol.models import (
     ArtifactRef,
     HealthProbe,
     ModuleSpec,
+    ModuleTls,
     Resources,
+    ScoringAuth,
 )
 
 
@@ -118,6 +120,15 @@ def render_module(service: ServiceRecord, models: ModelIndex, base_url: str) -> 
             startup_timeout_s=probe.startup_timeout_seconds,
         ),
         startup_order=dc.startup_order,
+        listen_address=dc.listen_address,
+        tls=ModuleTls(certificate=dc.tls.certificate, key=dc.tls.key) if dc.tls else None,
+        auth=(
+            ScoringAuth.model_validate(
+                {"primaryKey": service.keys.primary_key, "secondaryKey": service.keys.secondary_key}
+            )
+            if service.keys is not None
+            else None
+        ),
     )
 
 

@@ -6,6 +6,10 @@ is configured that way); a command-line option wins over its environment variabl
 appends ``--edgefleet-*`` identification arguments it owns (it finds its processes in /proc by
 them); they are accepted and ignored.
 
+Secrets (the scoring keys, ``ModuleSecret``) come from the environment only: there is no flag for
+them, so they never show in ``ps``. The entry script must be a relative path inside the source
+directory (the agent checks the same; ``service`` checks it again after resolving symlinks).
+
 A dataclass and argparse rather than pydantic-settings: the server must be Ready fast (the agent's
 goal is manifest -> Healthy in under 1.5 s), and this parses in microseconds. The contract module
 costs nothing extra: the server imports ``edgefleet.protocol`` (and pydantic) anyway.
@@ -14,17 +18,25 @@ costs nothing extra: the server imports ``edgefleet.protocol`` (and pydantic) an
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgefleet.modules.scoring.errors import ConfigError
-from edgefleet.protocol.module import AZUREML_MODEL_DIR, MARK_PREFIX, ModuleOption
+from edgefleet.protocol.models import SCORING_KEY_PATTERN, check_relative_path
+from edgefleet.protocol.module import (
+    AZUREML_MODEL_DIR,
+    DEFAULT_MAX_REQUEST_BYTES,
+    MARK_PREFIX,
+    ModuleOption,
+    ModuleSecret,
+)
 
 ACCELERATOR_KINDS = ("fpga", "opencl", "cpu")
 DEFAULT_PORT = 5001  # the Azure ML inference server's default
-DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "DEFAULT_PORT", "ServerConfig", "build_parser", "parse_config"]
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -43,6 +55,9 @@ class ServerConfig:
     status_file: Path | None = None
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     log_level: str = "INFO"
+    tls_cert: Path | None = None  # with tls_key: serve HTTPS
+    tls_key: Path | None = None
+    auth_keys: tuple[str, ...] = field(default=(), repr=False)  # empty: scoring needs no key
 
     @property
     def entry_script_path(self) -> Path | None:
@@ -79,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     add(opt.STATUS_FILE, "where to write the status JSON for the agent")
     add(opt.MAX_REQUEST_BYTES, "largest accepted request body")
     add(opt.LOG_LEVEL, "DEBUG, INFO, WARNING, ... (default INFO)")
+    add(opt.TLS_CERT, f"PEM certificate (chain): serve HTTPS (needs {opt.TLS_KEY.flag})")
+    add(opt.TLS_KEY, f"PEM private key of {opt.TLS_CERT.flag}")
+    p.epilog = (
+        "Scoring keys come from the environment only, never the command line: "
+        f"{ModuleSecret.PRIMARY_KEY.env} and {ModuleSecret.SECONDARY_KEY.env}; when either is set, every route but "
+        "GET /, /v2/health/live and /v2/health/ready needs Authorization: Bearer <key>."
+    )
     return p
 
 
@@ -120,6 +142,18 @@ def _parse_prefer(value: str, source: str) -> tuple[str, ...]:
     return kinds
 
 
+def _parse_keys(env: Mapping[str, str]) -> tuple[str, ...]:
+    keys = []
+    for secret in ModuleSecret:
+        value = env.get(secret.env)
+        if value is None or value == "":
+            continue
+        if not re.match(SCORING_KEY_PATTERN, value):  # never quote the value: it is a secret
+            raise ConfigError(f"{secret.env}: not a scoring key (16-256 characters of A-Z a-z 0-9 . _ ~ + / = -)")
+        keys.append(value)
+    return tuple(keys)
+
+
 def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> ServerConfig:
     """Pure: command line and environment in, validated configuration out (no file system access)."""
     args, unknown = build_parser().parse_known_args(list(argv))
@@ -147,10 +181,20 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> ServerConfig:
     port, prefer = given(opt.PORT), given(opt.ACCELERATOR)
     required, max_bytes = given(opt.ACCELERATOR_REQUIRED), given(opt.MAX_REQUEST_BYTES)
     status_file = raw(opt.STATUS_FILE)
+    entry = given(opt.ENTRY_SCRIPT)
+    entry_script = entry[0] if entry and entry[0] else None
+    if entry and entry_script:
+        try:
+            check_relative_path(entry_script, "the entry script")
+        except ValueError as exc:
+            raise ConfigError(f"{entry[1]}: {exc} (it is relative to {opt.SOURCE_DIR.flag})") from None
+    tls_cert, tls_key = raw(opt.TLS_CERT) or None, raw(opt.TLS_KEY) or None
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigError(f"HTTPS needs both {opt.TLS_CERT.flag} and {opt.TLS_KEY.flag} (or neither, for HTTP)")
     return ServerConfig(
         model_dir=Path(model_dir),
         source_dir=Path(source_dir) if source_dir else None,
-        entry_script=raw(opt.ENTRY_SCRIPT) or None,
+        entry_script=entry_script,
         model_name=raw(opt.MODEL_NAME) or None,
         model_version=raw(opt.MODEL_VERSION) or "1",
         host=raw(opt.HOST) or "127.0.0.1",
@@ -160,4 +204,7 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> ServerConfig:
         status_file=Path(status_file) if status_file else None,
         max_request_bytes=_parse_int(*max_bytes, 1024, 2**40) if max_bytes else DEFAULT_MAX_REQUEST_BYTES,
         log_level=(raw(opt.LOG_LEVEL) or "INFO").upper(),
+        tls_cert=Path(tls_cert) if tls_cert else None,
+        tls_key=Path(tls_key) if tls_key else None,
+        auth_keys=_parse_keys(env),
     )

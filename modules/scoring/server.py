@@ -3,8 +3,11 @@
 The port is bound before initialisation so /v2/health/live answers while a slow init() runs and
 /v2/health/ready says 503 until it is done. The status file and the exit codes are the agent's
 contract (``edgefleet.protocol.module``): "Starting" once the port is bound, the outcome before
-ready is answered; exit 0 after a graceful stop, 1 Failed (bad configuration, init() raised),
-78 Unschedulable (a required accelerator is missing).
+ready is answered; exit 0 after a graceful stop, 1 Failed (bad configuration, init() raised,
+an unreadable TLS certificate or key), 78 Unschedulable (a required accelerator is missing).
+
+The scoring keys are taken out of the process environment once read, so what an entry script
+starts does not inherit them; they are never logged.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import ssl
 import sys
 import threading
 from collections.abc import Sequence
@@ -22,7 +26,15 @@ from edgefleet.modules.scoring.config import ServerConfig, parse_config
 from edgefleet.modules.scoring.errors import ConfigError
 from edgefleet.modules.scoring.http import ScoringHTTPServer
 from edgefleet.modules.scoring.service import ScoringService
-from edgefleet.protocol.module import EXIT_FAILED, ModuleOption, ModuleRunState, ModuleStatusFile, write_status_file
+from edgefleet.protocol.module import (
+    EXIT_FAILED,
+    ModuleOption,
+    ModuleRunState,
+    ModuleSecret,
+    ModuleStatusFile,
+    url_host,
+    write_status_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +63,32 @@ def _status_path_from(argv: Sequence[str]) -> Path | None:
     return Path(value) if value else None
 
 
+def tls_context(config: ServerConfig) -> ssl.SSLContext | None:
+    """The server's TLS context (TLS 1.2 or newer) from --tls-cert/--tls-key; None for plain HTTP."""
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"cannot load the TLS certificate {config.tls_cert} with key {config.tls_key}: {exc}; "
+            "give PEM files of a certificate and its private key"
+        ) from None
+    return context
+
+
 def serve(config: ServerConfig) -> int:
     service = ScoringService(config)
     try:
-        httpd = ScoringHTTPServer((config.host, config.port), service)
+        tls = tls_context(config)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        _report(config, _failed(str(exc), config.port))
+        return EXIT_FAILED
+    try:
+        httpd = ScoringHTTPServer((config.host, config.port), service, tls)
     except OSError as exc:
         message = f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}; pick another --port"
         log.error(message)
@@ -72,7 +106,13 @@ def serve(config: ServerConfig) -> int:
     _report(config, service.status(port))
     serving = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True)
     serving.start()
-    log.info("listening on http://%s:%d", config.host, port)
+    log.info(
+        "listening on %s://%s:%d (%s)",
+        "https" if tls else "http",
+        url_host(config.host),
+        port,
+        "scoring needs a key" if config.auth_keys else "scoring needs no key",
+    )
     try:
         state = service.initialise(announce=lambda status: _report(config, status.model_copy(update={"port": port})))
         if state is not ModuleRunState.READY:
@@ -87,16 +127,23 @@ def serve(config: ServerConfig) -> int:
         service.close()
 
 
+def _forget_secrets() -> None:
+    for secret in ModuleSecret:
+        os.environ.pop(secret.env, None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         config = parse_config(args, os.environ)
     except ConfigError as exc:
+        _forget_secrets()
         print(f"error: {exc}", file=sys.stderr)
         status_path = _status_path_from(args)
         if status_path is not None:
             write_status_file(status_path, _failed(str(exc), 0))
         return EXIT_FAILED
+    _forget_secrets()
     logging.basicConfig(
         level=getattr(logging, config.log_level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

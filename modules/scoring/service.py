@@ -1,7 +1,9 @@
 """The scoring service: initialisation (model / entry script), state, and request handling.
 
 Independent of the HTTP transport: ``handle(method, path, headers, body) -> Response``, so the
-routing and error mapping are tested without sockets and ``http.py`` only moves bytes.
+routing and error mapping are tested without sockets and ``http.py`` only moves bytes. With scoring
+keys configured, ``authorize`` answers 401 for a request without a valid key (``auth``); the
+transport asks it before it reads a body, and ``handle`` asks again.
 
 Entry-script mode and v2: /score calls the script's run(); /v2/models/{name}/infer runs the first
 model the script loaded through ``edgefleet.modules.scoring.load_model`` directly (no pre/post
@@ -18,17 +20,25 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgefleet.accelerators.base import LoadedModel
 from edgefleet.accelerators.errors import NoVerifiedAccelerator
-from edgefleet.modules.scoring import nocode, v2
+from edgefleet.modules.scoring import auth, nocode, v2
 from edgefleet.modules.scoring.config import ServerConfig
 from edgefleet.modules.scoring.context import BadInput, ScoringContext, activate, find_model_file
 from edgefleet.modules.scoring.entry import EntryScript, load_entry_script
-from edgefleet.modules.scoring.errors import BadRequest, NotFound, NotReady, RequestError, ScoringFailed
+from edgefleet.modules.scoring.errors import (
+    BadRequest,
+    EntryScriptError,
+    NotFound,
+    NotReady,
+    RequestError,
+    ScoringFailed,
+)
 from edgefleet.modules.scoring.tensors import check_feeds
 from edgefleet.protocol.module import AZUREML_MODEL_DIR, ModuleRunState, ModuleStatusFile
 
@@ -53,6 +63,12 @@ def json_response(doc: Any, status: int = 200) -> Response:
 
 def error_response(status: int, message: str) -> Response:
     return json_response({"error": message}, status)
+
+
+def unauthorized(message: str) -> Response:
+    response = error_response(401, message)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="edgefleet-scoring"'
+    return response
 
 
 def _json_default(value: Any) -> Any:
@@ -124,7 +140,9 @@ class ScoringService:
         if script_path is None:
             self.context.load(find_model_file(cfg.model_dir))
         else:
-            self.entry = load_entry_script(script_path, cfg.source_dir or script_path.parent)
+            source_dir = cfg.source_dir or script_path.parent
+            _check_inside(script_path, source_dir)
+            self.entry = load_entry_script(script_path, source_dir)
             try:
                 self.entry.init()
             except Exception as exc:
@@ -170,10 +188,18 @@ class ScoringService:
 
     # ---- requests --------------------------------------------------------------------------------------
 
+    def authorize(self, method: str, path: str, headers: Mapping[str, str]) -> Response | None:
+        """401 for a request that needs a key and carries no valid one; None: it may go on."""
+        why = auth.refusal(method, path, headers, self.config.auth_keys)
+        return None if why is None else unauthorized(why)
+
     def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes, port: int = 0) -> Response:
         """Route one request; every failure becomes a JSON error response, never an exception."""
+        refused = self.authorize(method, path, headers)
+        if refused is not None:
+            return refused
         try:
-            return self._route(method, path.split("?", 1)[0].rstrip("/") or "/", headers, body, port)
+            return self._route(method, auth.route_path(path), headers, body, port)
         except RequestError as exc:
             return error_response(exc.status, exc.message)
         except Exception as exc:  # a bug must cost one request, not the server
@@ -302,6 +328,15 @@ class ScoringService:
         except Exception as exc:
             log.exception("model run failed on %s", model.backend)
             raise ScoringFailed(f"the model failed on backend {model.backend}: {type(exc).__name__}: {exc}") from None
+
+
+def _check_inside(script: Path, source_dir: Path) -> None:
+    """The entry script, symlinks resolved, must lie inside the source directory."""
+    resolved, root = script.resolve(), source_dir.resolve()
+    if not resolved.is_relative_to(root):
+        raise EntryScriptError(
+            f"entry script {script} resolves to {resolved}, outside the source directory {root}; refused"
+        )
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

@@ -3,6 +3,8 @@
 The broker is locked down as in production: the configuration `edgefleet hub broker-config` writes
 for the hub's data dir (TLS, client certificates from the hub's CA, the generated ACL and CRL). Each
 agent is registered first with `edgefleet device register` and starts from its bootstrap bundle.
+The fleet's admin token is made as an operator makes the first one (`edgefleet hub token create`
+in the hub's data directory) and every CLI call passes it in EDGEFLEET_TOKEN. Agents need none.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Fleet:
     workdir: Path
     broker: Mosquitto
     hub_url: str = ""
+    token: str = ""  # admin
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -42,6 +45,12 @@ class Fleet:
     def start_hub(self) -> None:
         port = free_port()
         self.hub_url = f"http://127.0.0.1:{port}"
+        made = subprocess.run(
+            [str(BIN / "edgefleet"), "-o", "json", "hub", "token", "create", "--role", "admin", "--name", "e2e",
+             "--data-dir", str(self.workdir / "hub")],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        self.token = json.loads(made.stdout)["token"]
         self.spawn(
             "hub",
             [str(BIN / "edgefleet"), "hub", "serve", "--port", str(port), "--broker", self.broker.url,
@@ -67,12 +76,16 @@ class Fleet:
                "--data-dir", str(self.workdir / "agents" / device_id), "--stop-modules-on-exit"]  # fmt: skip
         return self.spawn(f"agent-{device_id}", cmd, env)
 
-    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, timeout: float = 120, token: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "EDGEFLEET_TOKEN": token or self.token, "EDGEFLEET_CONFIG": str(self.workdir / "cli.toml")}
         result = subprocess.run(
             [str(BIN / "edgefleet"), "--hub", self.hub_url, *args],
             capture_output=True,
             text=True,
             timeout=timeout,
+            env=env,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"edgefleet {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
@@ -110,7 +123,8 @@ class Fleet:
 
 @pytest.fixture
 def fleet(tmp_path: Path, secure_mosquitto: Mosquitto) -> Iterator[Fleet]:
-    os.environ.pop("EDGEFLEET_HUB", None)
+    for name in ("EDGEFLEET_HUB", "EDGEFLEET_TOKEN", "EDGEFLEET_CONFIG"):
+        os.environ.pop(name, None)
     f = Fleet(tmp_path, secure_mosquitto)
     try:
         f.start_hub()

@@ -48,6 +48,13 @@ def test_register_deploy_score_delete(fleet: Fleet) -> None:
     service = fleet.cli_json("service", "show", "digits-svc")
     assert service["state"] == "Healthy", service
     assert sorted(d["device"] for d in service["devices"]) == DEVICES
+
+    # the agents fetched manifests' artifacts with no token; an operator with a read token sees, not changes
+    viewer = fleet.cli("token", "create", "--role", "read", "--name", "viewer").stdout.strip()
+    seen = json.loads(fleet.cli("-o", "json", "service", "show", "digits-svc", token=viewer).stdout)
+    assert seen["state"] == "Healthy"
+    refused = fleet.cli("service", "delete", "digits-svc", token=viewer, check=False)
+    assert refused.returncode == 1 and "needs the deploy role; token 'viewer'" in refused.stderr
     assert all(d["state"] == "Healthy" and d["endpoint"] and d["backend"] for d in service["devices"]), service
     assert len(fleet.module_processes()) == len(DEVICES)
 

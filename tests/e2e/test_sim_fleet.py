@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 
@@ -15,6 +16,7 @@ def test_sim_fleet_devices_report_labels_and_simulated_fpga(fleet: Fleet) -> Non
          "--broker", fleet.broker.url, "--fpga", "kv260", "--fpga-every", "2", "--label", "site=lab",
          "--workdir", str(fleet.workdir / "sim")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "EDGEFLEET_TOKEN": fleet.token},  # it registers its devices, as an admin
     )  # fmt: skip
     try:
 

@@ -54,7 +54,7 @@ def test_resumed_partial_refetched_once_then_refused_when_the_server_is_wrong(tm
         assert cache.digests() == frozenset() and list((tmp_path / "cache" / "partial").iterdir()) == []
 
 
-def test_cap_evicts_lru_unreferenced_and_never_what_modules_use(tmp_path: Path) -> None:
+def test_cap_evicts_lru_unreferenced_and_modules_keep_their_copies(tmp_path: Path) -> None:
     with ArtifactServer(tmp_path / "srv") as srv:
         refs = [srv.add(f"{n}.bin", bytes([n]) * 1000) for n in range(5)]
         cache = ArtifactCache(tmp_path / "cache", max_bytes=3000)
@@ -63,12 +63,13 @@ def test_cap_evicts_lru_unreferenced_and_never_what_modules_use(tmp_path: Path) 
         blob = [cache.blob_path(r.digest) for r in refs]
         for i, path in enumerate(blob[:3]):
             os.utime(path, (1000 + i, 1000 + i))  # last use: 0 oldest, 2 newest
-        cache.materialize([refs[0]], tmp_path / "module")  # a module now uses 0 (hard link): newest and kept
-        os.utime(blob[0], (900, 900))  # even when it looks least recently used
-        cache.fetch(refs[3].digest, refs[3].url, refs[3].size)
-        assert cache.digests() == {refs[0].digest, refs[2].digest, refs[3].digest}  # 1 was the LRU candidate
+        cache.materialize([refs[0]], tmp_path / "module")  # a module now has a copy of 0 (and 0 was just used)
+        os.utime(blob[0], (900, 900))  # now 0 looks least recently used
+        cache.fetch(refs[3].digest, refs[3].url, refs[3].size, keep=frozenset({refs[1].digest}))
+        assert cache.digests() == {refs[1].digest, refs[2].digest, refs[3].digest}  # 0 was the LRU candidate
+        assert (tmp_path / "module" / refs[0].path).read_bytes() == bytes([0]) * 1000  # the module's copy stays
         cache.fetch(refs[4].digest, refs[4].url, refs[4].size, keep=frozenset({refs[3].digest}))
-        assert cache.digests() == {refs[0].digest, refs[3].digest, refs[4].digest}
+        assert cache.digests() == {refs[2].digest, refs[3].digest, refs[4].digest}
 
 
 def test_cap_that_referenced_blobs_fill_is_a_clear_error_and_evicts_nothing(tmp_path: Path) -> None:

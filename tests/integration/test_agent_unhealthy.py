@@ -12,6 +12,7 @@ The pure side (back-off delays, the count reset after a healthy period) is in te
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import uuid
@@ -114,7 +115,9 @@ def test_on_unhealthy_restarts_never_leaves_alone_and_startup_timeout_fails(
                 timeout=WAIT_S,
                 what="healer restarted once, stoic Unhealthy",
             )
-            assert "health probe failed 2 times" in status(report, "stoic").message
+            # Unhealthy from the threshold (2) on; on a loaded machine more probes may fail before the report
+            failed = re.search(r"health probe failed (\d+) times", status(report, "stoic").message)
+            assert failed is not None and int(failed.group(1)) >= 2, status(report, "stoic").message
             assert status(report, "stoic").restarts == 0 and module_pids(hub.device_id, "stoic") == [stoic_pid]
 
             healer_sick.unlink()  # the new healer instance becomes ready

@@ -28,6 +28,7 @@ from edgefleet.hub.server import pki
 from edgefleet.hub.server.runner import HubServer
 from edgefleet.hub.server.settings import HubSettings
 from edgefleet.protocol.topics import TopicKind, topic
+from tests.integration.test_hub_api import api_client
 from tests.integration.test_hub_controller import FakeDevice, _deploy, _register, healthy
 from tests.support.identities import DeviceIdentity, register
 from tests.support.processes import Mosquitto, wait_for
@@ -44,7 +45,7 @@ def secure_hub(tmp_path: Path, secure_mosquitto: Mosquitto) -> Iterator[HubServe
 
 @pytest.fixture
 def api(secure_hub: HubServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=secure_hub.url + "/api/v1", timeout=20) as client:
+    with api_client(secure_hub) as client:  # an admin's
         yield client
 
 
@@ -77,8 +78,8 @@ def connects(
 def test_a_device_reads_and_writes_only_its_own_topics(
     api: httpx.Client, secure_hub: HubServer, secure_mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    a = register(secure_hub.url, "dev-a", tmp_path, {"site": "lab"})
-    b = register(secure_hub.url, "dev-b", tmp_path, {"site": "lab"})
+    a = register(secure_hub, "dev-a", tmp_path, {"site": "lab"})
+    b = register(secure_hub, "dev-b", tmp_path, {"site": "lab"})
     dev_b = FakeDevice(secure_mosquitto, "dev-b", identity=b)
     key = api.get("/hub").json()["publicKey"]
     _register(api)
@@ -114,7 +115,7 @@ def test_a_device_reads_and_writes_only_its_own_topics(
 def test_anonymous_unknown_ca_and_revoked_clients_are_refused(
     api: httpx.Client, secure_hub: HubServer, secure_mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    a = register(secure_hub.url, "dev-a", tmp_path)
+    a = register(secure_hub, "dev-a", tmp_path)
     assert connects(secure_mosquitto, a)
     r = api.post("/devices", json={"deviceId": "dev-p", "auth": "password"})  # this broker takes certificates
     assert r.status_code == 400 and "register it with --auth certificate" in r.json()["error"]
@@ -148,7 +149,7 @@ def test_anonymous_unknown_ca_and_revoked_clients_are_refused(
     wait_for(lambda: not connects(secure_mosquitto, a), 10, what="the revoked certificate refused")
     # deleted and registered again: a new certificate works, the old one stays revoked
     assert api.delete("/devices/dev-a").json()["broker"]["reloaded"] is True
-    fresh = register(secure_hub.url, "dev-a", tmp_path / "again")
+    fresh = register(secure_hub, "dev-a", tmp_path / "again")
     assert connects(secure_mosquitto, fresh) and not connects(secure_mosquitto, a)
 
 
@@ -157,10 +158,10 @@ def test_password_identities_for_brokers_without_client_certificates(tmp_path: P
     broker.start()
     try:
         settings = HubSettings(data_dir=tmp_path / "hub", port=0, broker_url=broker.url)
-        with HubServer(settings) as server, httpx.Client(base_url=server.url + "/api/v1", timeout=20) as api:
+        with HubServer(settings) as server, api_client(server) as api:
             assert server.hub is not None
             wait_for(server.hub.controller.connected.is_set, 15, what="hub connected with its password")
-            a = register(server.url, "dev-a", tmp_path, {"site": "lab"}, auth="password")
+            a = register(server, "dev-a", tmp_path, {"site": "lab"}, auth="password")
             assert a.username == "dev-a" and a.password
             assert "dev-a:$7$" in (broker.workdir / "passwd").read_text()
             assert a.password not in (broker.workdir / "passwd").read_text()

@@ -1,13 +1,19 @@
-"""The hub's REST API over loopback: blobs, models, services, errors. The broker is not needed here."""
+"""The hub's REST API over loopback: blobs, models, services, errors. The broker is not needed here.
+
+``token_for`` and ``api_client`` are how every hub test authenticates against an in-process hub.
+"""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from edgefleet.hub.schemas import Role, TokenCreate
+from edgefleet.hub.server.auth import local_authority
 from edgefleet.hub.server.runner import HubServer
 from edgefleet.hub.server.settings import HubSettings
 from edgefleet.protocol.digests import sha256_bytes
@@ -17,11 +23,32 @@ from tests.support.processes import free_port
 DATA = bytes(range(256)) * 40  # 10 KiB
 
 
+def token_for(server: HubServer, role: Role = Role.ADMIN, name: str | None = None) -> str:
+    """A new token made straight in the running hub's store, as `edgefleet hub token create` does."""
+    assert server.hub is not None
+    name = name or f"test-{role.value}-{secrets.token_hex(3)}"
+    return server.hub.auth.issue(TokenCreate(name=name, role=role)).token
+
+
+def token_in(data_dir: Path, role: Role = Role.ADMIN, name: str = "test-admin") -> str:
+    """A token made in a hub's data directory before the hub runs (the first admin token's way)."""
+    authority, _url = local_authority(data_dir, must_exist=False)
+    try:
+        return authority.issue(TokenCreate(name=name, role=role)).token
+    finally:
+        authority.store.close()
+
+
+def api_client(server: HubServer, role: Role = Role.ADMIN, token: str | None = None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token or token_for(server, role)}"}
+    return httpx.Client(base_url=server.url + "/api/v1", timeout=20, headers=headers)
+
+
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[httpx.Client]:
     # No broker listens on this port: the controller keeps retrying in the background, the API works.
     settings = HubSettings(data_dir=tmp_path / "hub", port=0, broker_url=f"mqtt://127.0.0.1:{free_port()}")
-    with HubServer(settings) as server, httpx.Client(base_url=server.url + "/api/v1", timeout=10) as client:
+    with HubServer(settings) as server, api_client(server) as client:
         yield client
 
 
@@ -141,7 +168,18 @@ def test_unknown_routes_and_devices_answer_json_errors(api: httpx.Client) -> Non
 def test_openapi_documents_the_api(api: httpx.Client) -> None:
     spec = httpx.get(str(api.base_url).removesuffix("/api/v1/") + "/openapi.json").json()
     assert "/api/v1/services/{name}" in spec["paths"]
-    assert {t["name"] for t in spec["tags"]} >= {"blobs", "models", "services", "devices"}
+    assert {t["name"] for t in spec["tags"]} >= {"blobs", "models", "services", "devices", "tokens"}
+    # the API says which role each operation needs, and that the open ones need none
+    assert spec["components"]["securitySchemes"]["operatorToken"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "an operator token (eft_<id>_<secret>) whose role includes the one the operation names",
+    }
+    deploy = spec["paths"]["/api/v1/services"]["post"]
+    assert deploy["security"] == [{"operatorToken": []}] and "**deploy** role" in deploy["description"]
+    assert {"401", "403"} <= set(deploy["responses"])
+    assert "security" not in spec["paths"]["/api/v1/hub"]["get"]
+    assert "security" not in spec["paths"]["/api/v1/blobs/{digest}"]["get"]
 
 
 def test_every_json_answer_is_an_api_schema_not_a_store_record(api: httpx.Client) -> None:
@@ -157,6 +195,7 @@ def test_every_json_answer_is_an_api_schema_not_a_store_record(api: httpx.Client
                     ref = schema.get("$ref") or schema.get("items", {}).get("$ref", "")
                     answers[f"{method.upper()} {path}"] = ref.rsplit("/", 1)[-1]
     assert answers == {
+        "GET /api/v1/health": "Health",
         "GET /api/v1/hub": "HubInfo",
         "GET /api/v1/hub/key/rotation": "KeyRotationView",
         "POST /api/v1/hub/key/rotation": "KeyRotationView",
@@ -168,6 +207,8 @@ def test_every_json_answer_is_an_api_schema_not_a_store_record(api: httpx.Client
         "POST /api/v1/services": "ServiceView",
         "GET /api/v1/services": "ServiceView",
         "GET /api/v1/services/{name}": "ServiceView",
+        "GET /api/v1/services/{name}/keys": "ServiceKeys",
+        "POST /api/v1/services/{name}/keys/regenerate": "ServiceKeys",
         "GET /api/v1/devices": "DeviceView",
         "GET /api/v1/devices/{device_id}": "DeviceView",
         "POST /api/v1/devices": "DeviceRegistration",
@@ -175,6 +216,10 @@ def test_every_json_answer_is_an_api_schema_not_a_store_record(api: httpx.Client
         "POST /api/v1/devices/{device_id}/revoke": "DeviceRevoked",
         "DELETE /api/v1/devices/{device_id}": "DeviceDeleted",
         "POST /api/v1/devices/{device_id}/methods/{method}": "DirectMethodResponse",
+        "GET /api/v1/whoami": "TokenView",
+        "GET /api/v1/tokens": "TokenView",
+        "POST /api/v1/tokens": "TokenCreated",
+        "DELETE /api/v1/tokens/{token_id}": "TokenView",
     }
     assert not [name for name in spec["components"]["schemas"] if name.endswith("Record")]
 
@@ -202,3 +247,43 @@ def test_registration_checks_the_request_and_keeps_no_secret(api: httpx.Client, 
     )
     assert password.encode() not in stored  # only its hash
     assert api.get("/devices/dev-3").json()["credential"]["kind"] == "password"
+
+
+def test_scoring_keys_are_issued_kept_shown_only_on_their_route_and_rotated_one_at_a_time(
+    api: httpx.Client, tmp_path: Path
+) -> None:
+    register(api)
+    r = api.post("/services", json={"name": "open", "models": ["digits:1"]})
+    assert r.status_code == 201
+    r = api.get("/services/open/keys")
+    assert r.status_code == 409 and '"authEnabled": true' in r.json()["error"]
+    assert api.get("/services/nope/keys").status_code == 404
+
+    keyed = {"name": "svc", "models": ["digits:1"], "deploymentConfig": {"authEnabled": True}}
+    assert api.post("/services", json=keyed).status_code == 201
+    r = api.get("/services/svc/keys")
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+    keys = r.json()
+    primary, secondary = keys["primaryKey"], keys["secondaryKey"]
+    assert len(primary) >= 43 and len(secondary) >= 43 and primary != secondary
+    # shown only through the keys route: not in the service, nor in the list
+    assert primary not in api.get("/services/svc").text and primary not in api.get("/services").text
+    # deploying again keeps the keys clients already use
+    assert api.post("/services", json={**keyed, "overwrite": True}).status_code == 201
+    assert api.get("/services/svc/keys").json() == keys
+
+    r = api.post("/services/svc/keys/regenerate", json={"key": "primary"})
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+    rotated = r.json()
+    assert rotated["primaryKey"] not in (primary, secondary) and rotated["secondaryKey"] == secondary
+    assert api.get("/services/svc/keys").json() == rotated
+    r = api.post("/services/svc/keys/regenerate", json={"key": "tertiary"})
+    assert r.status_code == 422
+    assert api.post("/services/open/keys/regenerate", json={"key": "primary"}).status_code == 409
+
+    # switching auth off drops the keys; the hub log never shows one
+    off = {**keyed, "deploymentConfig": {"authEnabled": False}, "overwrite": True}
+    assert api.post("/services", json=off).status_code == 201
+    assert api.get("/services/svc/keys").status_code == 409
+    for log in (tmp_path / "hub").rglob("*.log"):
+        assert rotated["primaryKey"] not in log.read_text()

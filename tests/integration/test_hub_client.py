@@ -13,23 +13,29 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edgefleet.hub.cli.bootstrap import provision
 from edgefleet.hub.cli.output import to_json
 from edgefleet.hub.client import HubClient
-from edgefleet.hub.errors import Conflict, InvalidRequest, MethodTimeout, NotFound
-from edgefleet.hub.schemas import DeviceView, FileEntry, HubInfo, ModelView, ServiceView
+from edgefleet.hub.errors import Conflict, Forbidden, InvalidRequest, MethodTimeout, NotFound, Unauthenticated
+from edgefleet.hub.schemas import DeviceView, FileEntry, Health, HubInfo, ModelView, Role, ServiceView, TokenView
 from edgefleet.hub.server.runner import HubServer
 from edgefleet.hub.server.settings import HubSettings
 from edgefleet.protocol.digests import sha256_bytes
 from edgefleet.protocol.models import DirectMethodResponse, ModuleState, ModuleStatus
+from tests.integration.test_hub_api import token_in
 from tests.integration.test_hub_controller import FakeDevice
-from tests.support.identities import register
 from tests.support.processes import Mosquitto, wait_for
 
 MODEL = b"onnx" * 500
 
 
 @pytest.fixture
-def hub_url(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[str]:
+def admin_token(tmp_path: Path) -> str:
+    return token_in(tmp_path / "hub")
+
+
+@pytest.fixture
+def hub_url(tmp_path: Path, mosquitto: Mosquitto, admin_token: str) -> Iterator[str]:
     settings = HubSettings(data_dir=tmp_path / "hub", port=0, broker_url=mosquitto.url)
     with HubServer(settings) as server:
         assert server.hub is not None
@@ -38,8 +44,8 @@ def hub_url(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[str]:
 
 
 @pytest.fixture
-def client(hub_url: str) -> Iterator[HubClient]:
-    with HubClient(hub_url) as c:
+def client(hub_url: str, admin_token: str) -> Iterator[HubClient]:
+    with HubClient(hub_url, admin_token) as c:
         yield c
 
 
@@ -48,11 +54,11 @@ def _same_json(answer: object, api_json: object) -> None:
 
 
 def test_every_answer_is_its_schema_and_dumps_to_the_api_json(
-    tmp_path: Path, client: HubClient, hub_url: str, mosquitto: Mosquitto
+    tmp_path: Path, client: HubClient, hub_url: str, mosquitto: Mosquitto, admin_token: str
 ) -> None:
-    register(hub_url, "dev-1", tmp_path, {"site": "lab"})
+    provision(client, "dev-1", {"site": "lab"}, tmp_path / "dev-1.bootstrap.json")
     device = FakeDevice(mosquitto, "dev-1", {"site": "lab"})
-    raw = httpx.Client(base_url=hub_url + "/api/v1", timeout=20)
+    raw = httpx.Client(base_url=hub_url + "/api/v1", timeout=20, headers={"Authorization": f"Bearer {admin_token}"})
     try:
         device.report(0)
         wait_for(lambda: client.get_device("dev-1").last_seen, 15, what="the device's first report")
@@ -76,7 +82,10 @@ def test_every_answer_is_its_schema_and_dumps_to_the_api_json(
         wait_for(lambda: client.get_service("svc").state == ModuleState.HEALTHY, 15, what="service Healthy")
 
         answers = {
+            "/health": (client.health(), Health),
             "/hub": (client.hub_info(), HubInfo),
+            "/whoami": (client.whoami(), TokenView),
+            "/tokens": (client.list_tokens(), list),
             "/models": (client.list_models(), list),
             "/models?name=digits": (client.list_models("digits"), list),
             "/models/digits/versions/1": (client.get_model("digits", 1), ModelView),
@@ -114,3 +123,24 @@ def test_requests_are_judged_by_the_hub_in_its_words(tmp_path: Path, client: Hub
         client.create_model("bad name", [FileEntry(path="m", digest=sha256_bytes(b"x"), size=1)])
     with pytest.raises(InvalidRequest, match=r"^invalid request: timeoutS: Input should be less than or equal to 300"):
         client.call_method("dev-9", "ping", {}, timeout=500)
+
+
+def test_tokens_through_the_client_and_refusals_as_the_hubs_errors(hub_url: str, client: HubClient) -> None:
+    created = client.create_token("ci-reader", Role.READ, expires_in_days=30)
+    assert created.role == Role.READ and created.expires_at is not None
+    with HubClient(hub_url, created.token) as reader:
+        assert reader.whoami().name == "ci-reader" and reader.list_models() == []
+        with pytest.raises(Forbidden, match=r"^POST /api/v1/services needs the deploy role; token 'ci-reader'"):
+            reader.deploy("svc", ["digits:1"])
+        with pytest.raises(Forbidden, match="needs the admin role"):
+            reader.create_token("mine", Role.ADMIN)
+        assert client.revoke_token("ci-reader").state == "revoked"
+        with pytest.raises(Unauthenticated, match=r"'ci-reader' .* was revoked"):
+            reader.list_models()
+    with HubClient(hub_url) as anonymous:
+        assert anonymous.health().status == "ok" and anonymous.hub_info().public_key
+        with pytest.raises(Unauthenticated, match="this route needs a token with the read role and none was sent"):
+            anonymous.list_services()
+    with pytest.raises(InvalidRequest, match="role: Input should be 'read', 'deploy' or 'admin'"):
+        client.create_token("x", "superuser")
+    assert [t.name for t in client.list_tokens()] == ["test-admin", "ci-reader"]

@@ -34,6 +34,7 @@ from edgefleet.protocol.models import (
 )
 from edgefleet.protocol.signing import verify_manifest
 from edgefleet.protocol.topics import TopicKind, topic
+from tests.integration.test_hub_api import api_client, token_in
 from tests.support.identities import DeviceIdentity, register
 from tests.support.processes import Mosquitto, free_port, wait_for
 
@@ -141,13 +142,13 @@ def hub_server(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[HubServer]:
 
 @pytest.fixture
 def api(hub_server: HubServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=hub_server.url + "/api/v1", timeout=20) as client:
+    with api_client(hub_server) as client:
         yield client
 
 
 @pytest.fixture
 def device(mosquitto: Mosquitto, hub_server: HubServer, tmp_path: Path) -> Iterator[FakeDevice]:
-    register(hub_server.url, "dev-1", tmp_path, {"site": "lab"})
+    register(hub_server, "dev-1", tmp_path, {"site": "lab"})
     dev = FakeDevice(mosquitto, "dev-1", {"site": "lab"})
     yield dev
     dev.close()
@@ -225,8 +226,9 @@ def test_deploy_publishes_signed_manifest_and_report_makes_it_healthy(
 def test_generation_survives_hub_restart_and_broker_restart(tmp_path: Path, mosquitto: Mosquitto) -> None:
     # a fixed port: artifact URLs name it, so a new port would (rightly) be a new manifest
     settings = HubSettings(data_dir=tmp_path / "hub", port=free_port(), broker_url=mosquitto.url)
-    with HubServer(settings) as server, httpx.Client(base_url=server.url + "/api/v1", timeout=20) as api:
-        register(server.url, "dev-1", tmp_path, {"site": "lab"})
+    token = token_in(settings.data_dir)
+    with HubServer(settings) as server, api_client(server, token=token) as api:
+        register(server, "dev-1", tmp_path, {"site": "lab"})
         device = FakeDevice(mosquitto, "dev-1", {"site": "lab"})
         device.report(0)
         key = api.get("/hub").json()["publicKey"]
@@ -235,8 +237,8 @@ def test_generation_survives_hub_restart_and_broker_restart(tmp_path: Path, mosq
         _deploy(api)
         assert device.next_manifest(key, 0).generation == 1
 
-    with HubServer(settings) as server, httpx.Client(base_url=server.url + "/api/v1", timeout=20) as api:
-        assert api.get("/hub").json()["publicKey"] == key  # same key after restart
+    with HubServer(settings) as server, api_client(server, token=token) as api:
+        assert api.get("/hub").json()["publicKey"] == key  # same key after restart (and the same token works)
         # the broker loses the retained manifest; the hub republishes it when it reconnects
         device.client.publish(topic("dev-1", TopicKind.DESIRED), b"", qos=1, retain=True).wait_for_publish(10)
         mosquitto.restart()
@@ -299,7 +301,7 @@ def test_an_unregistered_device_is_not_listened_to(
         with pytest.raises(queue.Empty):
             stranger.desired.get(timeout=1.0)
         # registered, it becomes part of the fleet, and the hub reads what it left retained at once
-        register(hub_server.url, "dev-x", tmp_path, {"site": "lab"})
+        register(hub_server, "dev-x", tmp_path, {"site": "lab"})
         wait_for(lambda: api.get("/devices/dev-x").json()["presence"] == "online", 15, what="retained presence read")
         assert api.get("/devices/dev-x").json()["lastReport"]["generation"] == 0
         assert stranger.next_manifest(api.get("/hub").json()["publicKey"], 0).generation == 1
@@ -310,7 +312,7 @@ def test_an_unregistered_device_is_not_listened_to(
 def test_labels_come_from_the_operator_never_from_reports(
     api: httpx.Client, hub_server: HubServer, mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    register(hub_server.url, "dev-1", tmp_path, {"site": "lab"})
+    register(hub_server, "dev-1", tmp_path, {"site": "lab"})
     forger = FakeDevice(mosquitto, "dev-1", {"site": "prod", "tier": "gold"})  # reports labels it does not have
     try:
         forger.report(0)
@@ -333,7 +335,7 @@ def test_labels_come_from_the_operator_never_from_reports(
 def test_a_revoked_device_is_ignored_and_its_desired_state_cleared(
     api: httpx.Client, hub_server: HubServer, mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    register(hub_server.url, "dev-1", tmp_path, {"site": "lab"})
+    register(hub_server, "dev-1", tmp_path, {"site": "lab"})
     dev = FakeDevice(mosquitto, "dev-1")
     try:
         _register(api)
@@ -391,7 +393,7 @@ def test_key_rotation_announces_under_the_old_key_then_signs_with_the_new(
     switched = device.next_manifest(new_key, 2)
     assert switched.generation == 3 and switched.next_hub_key is None and [m.name for m in switched.modules] == ["svc"]
     # bundles issued now carry the new key
-    late = register(hub_server.url, "dev-2", tmp_path)
+    late = register(hub_server, "dev-2", tmp_path)
     assert BootstrapBundle.model_validate_json(late.bundle_file.read_text()).hub_public_key == new_key
 
 

@@ -17,7 +17,7 @@ from edgefleet.accelerators.opencl import OpenCLBackend, OpenCLLoadedModel, gemm
 from edgefleet.accelerators.opencl_tuning import GemmConfig, TuningCache
 from edgefleet.accelerators.quant import DequantizeLayer, ReferenceExecutor
 from edgefleet.accelerators.selection import select_backend
-from tests.unit.accelerators.quant_models import (
+from tests.support.quant_models import (
     DIGITS_INT8,
     DIGITS_TEST_SET,
     MLP_INT8,

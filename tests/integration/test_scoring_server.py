@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
 
 from tests.support.processes import free_port, wait_for
 
@@ -313,3 +316,174 @@ def test_user_packages_named_like_ours_do_not_shadow_edgefleet(tmp_path: Path) -
         assert httpx.get(server.url + "/v2/health/ready").status_code == 200
     finally:
         assert server.stop() == 0
+
+
+# --- scoring keys, the request limit before the body, TLS -------------------------------------------
+
+PRIMARY, SECONDARY = "primary-key-0123456789abcdef", "secondary-key-0123456789abcdef"
+KEY_ENV = {"EDGEFLEET_PRIMARY_KEY": PRIMARY, "EDGEFLEET_SECONDARY_KEY": SECONDARY}
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("keyed")
+    server = start_server(
+        tmp, "--model-dir", str(model_dir(tmp)), "--name", "digits", "--max-request-bytes", "1000000", env=KEY_ENV
+    )
+    assert server.status()["state"] == "Ready", server.log.read_text()
+    yield server
+    assert server.stop() == 0
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def raw_exchange(port: int, request: bytes, timeout: float = 10.0, context: ssl.SSLContext | None = None) -> bytes:
+    """Send ``request`` as is and read what the server answers until it closes (or ``timeout``)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as plain:
+        sock = context.wrap_socket(plain, server_hostname="127.0.0.1") if context else plain
+        sock.sendall(request)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+        return answer
+
+
+def test_scoring_needs_one_of_the_keys(keyed: Server, test_set: tuple, reference_logits: np.ndarray) -> None:
+    body = {"data": test_set[0][:4].reshape(4, 64).tolist()}
+    for headers in ({}, bearer("wrong-key-0123456789abcdef"), {"Authorization": f"Basic {PRIMARY}"}):
+        r = httpx.post(keyed.url + "/score", json=body, headers=headers, timeout=30)
+        assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer"), r.text
+        assert "Authorization: Bearer" in r.json()["error"] or "not valid" in r.json()["error"]
+    v2_body = {"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.0] * 64}]}
+    for path, doc in (("/v2/models/digits/infer", v2_body), ("/v2/models/digits", None)):
+        r = httpx.request("POST" if doc else "GET", keyed.url + path, json=doc, timeout=30)
+        assert r.status_code == 401, (path, r.text)
+    for key in (PRIMARY, SECONDARY):
+        r = httpx.post(keyed.url + "/score", json=body, headers=bearer(key), timeout=30)
+        assert r.status_code == 200 and r.json()["predictions"] == np.argmax(reference_logits[:4], axis=1).tolist()
+    # the health routes the agent probes stay open
+    assert httpx.get(keyed.url + "/").text == "Healthy"
+    assert httpx.get(keyed.url + "/v2/health/ready").status_code == 200
+    assert httpx.get(keyed.url + "/v2/health/live").status_code == 200
+    # tritonclient sends the key as a header
+    client = triton.InferenceServerClient(f"127.0.0.1:{keyed.port}")
+    try:
+        tensor = triton.InferInput("input", [4, 1, 8, 8], "FP32")
+        tensor.set_data_from_numpy(test_set[0][:4])
+        result = client.infer("digits", [tensor], headers=bearer(SECONDARY))
+        assert np.array_equal(result.as_numpy("logits"), reference_logits[:4])
+        with pytest.raises(InferenceServerException, match=r"401|key"):
+            client.infer("digits", [tensor])
+    finally:
+        client.close()
+
+
+def test_the_keys_are_never_on_the_command_line_or_in_the_log(keyed: Server) -> None:
+    httpx.post(keyed.url + "/score", content=b"{}", headers=bearer("guessed-key-0123456789abcdef"), timeout=30)
+    ps = subprocess.run(["ps", "-ww", "-o", "args=", "-p", str(keyed.proc.pid)], capture_output=True, text=True)
+    assert "edgefleet.modules.scoring" in ps.stdout
+    assert PRIMARY not in ps.stdout and SECONDARY not in ps.stdout
+    log = keyed.log.read_text()
+    assert "scoring needs a key" in log
+    assert PRIMARY not in log and SECONDARY not in log and "guessed-key" not in log
+
+
+@pytest.mark.parametrize("key", [None, PRIMARY])
+def test_a_huge_content_length_is_refused_before_the_body_is_read(keyed: Server, key: str | None) -> None:
+    """401 (no key) or 413 (too long) from the headers alone: the body is never sent, and an answer
+    comes anyway, which it could not if the server waited to read 10 GB."""
+    auth = f"Authorization: Bearer {key}\r\n" if key else ""
+    request = (
+        f"POST /score HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n"
+    ).encode()
+    answer = raw_exchange(keyed.port, request)
+    status = 401 if key is None else 413
+    assert answer.startswith(f"HTTP/1.1 {status}".encode()), answer[:200]
+    assert b"Connection: close" in answer
+    if key:
+        assert b"exceeds the limit of 1000000 bytes" in answer
+    # Expect: 100-continue gets the refusal instead of a 100
+    answer = raw_exchange(keyed.port, request.replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n", 1))
+    assert answer.startswith(f"HTTP/1.1 {status}".encode()) and b"100 Continue" not in answer, answer[:200]
+    # a negative length would have read until the client hung up: it is a 400 at once
+    answer = raw_exchange(keyed.port, request.replace(b"10000000000", b"-1"))
+    assert answer.startswith(f"HTTP/1.1 {401 if key is None else 400}".encode()), answer[:200]
+    assert httpx.get(keyed.url + "/").text == "Healthy" and keyed.proc.poll() is None
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made with ``cryptography``."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edgefleet test device")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def test_https_with_keys_and_bad_clients_do_not_take_it_down(tmp_path: Path, test_set: tuple) -> None:
+    cert, key = _self_signed(tmp_path)
+    server = start_server(
+        tmp_path / "run", "--model-dir", str(model_dir(tmp_path)), "--name", "digits",
+        "--tls-cert", str(cert), "--tls-key", str(key), env=KEY_ENV,
+    )  # fmt: skip
+    url = f"https://127.0.0.1:{server.port}"
+    trusted = ssl.create_default_context(cafile=str(cert))
+    try:
+        assert server.status()["state"] == "Ready", server.log.read_text()
+        silent = socket.create_connection(("127.0.0.1", server.port))  # connects, never says a word
+        try:
+            assert httpx.get(url + "/v2/health/ready", verify=trusted, timeout=10).status_code == 200
+            body = {"data": test_set[0][:2].reshape(2, 64).tolist()}
+            assert httpx.post(url + "/score", json=body, verify=trusted, timeout=30).status_code == 401
+            r = httpx.post(url + "/score", json=body, headers=bearer(PRIMARY), verify=trusted, timeout=30)
+            assert r.status_code == 200 and len(r.json()["predictions"]) == 2
+            with pytest.raises(httpx.ConnectError):  # an unverified certificate is the client's refusal
+                httpx.get(url + "/", timeout=10)
+            assert raw_exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)[:4] != b"HTTP"
+            assert httpx.get(url + "/", verify=trusted, timeout=10).text == "Healthy"
+        finally:
+            silent.close()
+        assert server.proc.poll() is None
+        assert "listening on https://127.0.0.1" in server.log.read_text()
+    finally:
+        assert server.stop() == 0
+
+
+def test_an_unreadable_certificate_fails_with_the_reason(tmp_path: Path) -> None:
+    (tmp_path / "cert.pem").write_text("not a certificate")
+    server = start_server(
+        tmp_path / "run", "--model-dir", str(model_dir(tmp_path)),
+        "--tls-cert", str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "cert.pem"),
+    )  # fmt: skip
+    assert server.proc.wait(30) == 1
+    status = server.status()
+    assert status["state"] == "Failed" and "cannot load the TLS certificate" in status["message"]

@@ -5,12 +5,15 @@ it parses the same flags and writes its status through the same model, atomicall
         --accelerator cpu [--accelerator-required] --status-file F [--entry-script X] --edgefleet-* ...
 
 Serves GET / ("Healthy"), /v2/health/live, /v2/health/ready and GET /info (JSON: pid, args, the
-model files it sees and AZUREML_MODEL_DIR). Behaviour for failure tests is chosen by environment
-variables the manifest can set through ``spec.env``:
+model files it sees, AZUREML_MODEL_DIR, and which scoring-key variables are set, never their
+values). Every other option of the contract is accepted. Behaviour for failure tests is chosen by
+environment variables the manifest can set through ``spec.env``:
 
     FAKE_MODULE_EXIT=<code>       write a Failed/Unschedulable status and exit with <code> at start
     FAKE_MODULE_READY_AFTER=<s>   answer /v2/health/ready with 503 for the first <s> seconds
     FAKE_MODULE_UNHEALTHY_FILE=<path>  answer /v2/health/ready with 503 while <path> exists
+    FAKE_MODULE_OVERWRITE=<a,b>   at start, overwrite these files of its own directory (relative to
+                                  the instance directory, e.g. src/score.py) with b"tampered"
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from edgefleet.protocol.module import (
     MARK_SPEC,
     ModuleOption,
     ModuleRunState,
+    ModuleSecret,
     ModuleStatusFile,
     write_status_file,
 )
@@ -50,9 +54,17 @@ def main() -> int:
     p.add_argument(opt.ACCELERATOR.flag, default="cpu")
     p.add_argument(opt.ACCELERATOR_REQUIRED.flag, action="store_true")
     p.add_argument(opt.STATUS_FILE.flag, required=True)
+    explicit = {p_.option_strings[0] for p_ in p._actions if p_.option_strings}
+    for option in ModuleOption:  # the rest of the contract (request limit, TLS, ...): accepted
+        if option.flag not in explicit:
+            p.add_argument(option.flag)
     for mark in (MARK_DEVICE, MARK_MODULE, MARK_SPEC):
         p.add_argument(mark)
     args = p.parse_args()
+    for name in filter(None, os.environ.get("FAKE_MODULE_OVERWRITE", "").split(",")):
+        target = Path(args.model_dir).parent / name
+        os.chmod(target, 0o644)  # its own copy: the module may (root may anyway)
+        target.write_bytes(b"tampered")
     path = Path(args.status_file)
 
     def status(state: ModuleRunState, **fields: Any) -> None:
@@ -74,6 +86,7 @@ def main() -> int:
         "args": vars(args),
         "modelFiles": sorted(str(f.relative_to(model_dir)) for f in model_dir.rglob("*") if f.is_file()),
         "azuremlModelDir": os.environ.get(AZUREML_MODEL_DIR),
+        "keysSet": sorted(s.env for s in ModuleSecret if os.environ.get(s.env)),
     }
 
     class Handler(BaseHTTPRequestHandler):

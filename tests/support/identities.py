@@ -3,11 +3,14 @@ signing request made here), and the bootstrap bundle's parts as the files an MQT
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgefleet.hub.cli.bootstrap import provision
 from edgefleet.hub.client import HubClient
+from edgefleet.hub.schemas import Role, TokenCreate
+from edgefleet.hub.server.runner import HubServer
 from edgefleet.protocol.bootstrap import AuthKind, BootstrapBundle
 
 
@@ -39,12 +42,19 @@ def identity_files(bundle_file: Path, directory: Path) -> DeviceIdentity:
 
 
 def register(
-    hub_url: str, device_id: str, workdir: Path, labels: dict[str, str] | None = None, auth: AuthKind = "certificate"
+    hub: HubServer,
+    device_id: str,
+    workdir: Path,
+    labels: dict[str, str] | None = None,
+    auth: AuthKind = "certificate",
 ) -> DeviceIdentity:
-    """Register ``device_id`` at the hub and return its identity (files under ``workdir/<id>``)."""
+    """Register ``device_id`` at the in-process hub, as an admin does, and return its identity (files
+    under ``workdir/identities/<id>``)."""
+    assert hub.hub is not None
+    token = hub.hub.auth.issue(TokenCreate(name=f"registrar-{secrets.token_hex(3)}", role=Role.ADMIN)).token
     directory = workdir / "identities" / device_id
     directory.mkdir(parents=True, exist_ok=True)
     bundle_file = directory / "bootstrap.json"
-    with HubClient(hub_url) as client:
+    with HubClient(hub.url, token) as client:
         provision(client, device_id, labels or {}, bundle_file, auth, overwrite=True)
     return identity_files(bundle_file, directory)

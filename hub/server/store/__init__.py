@@ -1,4 +1,5 @@
-"""The hub's registry: models, services, devices (with their credentials) and the desired state published to each.
+"""The hub's registry: models, services, devices (with their credentials), the desired state published to each
+device, operator tokens.
 
 Callers use the ``Store`` interface and ``open_store(url)``; adding PostgreSQL means one new module
 implementing ``Store`` and one branch in ``open_store``, nothing else.
@@ -15,6 +16,7 @@ from edgefleet.hub.server.store.records import (
     FileEntry,
     ModelRecord,
     ServiceRecord,
+    TokenRecord,
 )
 from edgefleet.hub.server.store.sqlite import SqliteStore
 
@@ -27,6 +29,7 @@ __all__ = [
     "ServiceRecord",
     "SqliteStore",
     "Store",
+    "TokenRecord",
     "open_store",
 ]
 

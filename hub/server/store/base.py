@@ -15,6 +15,7 @@ from edgefleet.hub.server.store.records import (
     FileEntry,
     ModelRecord,
     ServiceRecord,
+    TokenRecord,
 )
 from edgefleet.protocol.models import ReportedState
 
@@ -106,6 +107,26 @@ class Store(ABC):
     @abstractmethod
     def save_desired(self, record: DesiredRecord) -> None:
         """Store the manifest just signed; StoreError unless its generation exceeds the stored one."""
+
+    # operator tokens ---------------------------------------------------------------------------
+    @abstractmethod
+    def create_token(self, record: TokenRecord) -> None:
+        """Store a new token; Conflict when its id exists or a live (unrevoked) token has its name."""
+
+    @abstractmethod
+    def get_token(self, token_id: str) -> TokenRecord | None: ...
+
+    @abstractmethod
+    def list_tokens(self) -> list[TokenRecord]:
+        """Every token, revoked ones too, oldest first."""
+
+    @abstractmethod
+    def revoke_token(self, token_id: str, at: datetime) -> TokenRecord | None:
+        """Mark the token revoked (keeping the first revocation time); None when it does not exist."""
+
+    @abstractmethod
+    def touch_token(self, token_id: str, at: datetime) -> None:
+        """Record that the token was just used."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from edgefleet.hub.configs import DeploymentConfig, InferenceConfig
+from edgefleet.hub.schemas import Role
 from edgefleet.protocol.models import DeviceCapabilities, ModelRef, ReportedState
 
 PresenceValue = Literal["online", "offline", "unknown"]
@@ -45,6 +46,14 @@ class ModelRecord(RecordModel):
         return ModelRef(name=self.name, version=self.version)
 
 
+class ScoringKeys(RecordModel):
+    """A service's two scoring keys (authEnabled). Kept as they are, not hashed: the hub must put them
+    into the signed manifest and show them to operators (``edgefleet service keys``)."""
+
+    primary_key: str
+    secondary_key: str
+
+
 class ServiceRecord(RecordModel):
     name: str
     models: list[ModelRef]
@@ -53,6 +62,7 @@ class ServiceRecord(RecordModel):
     source_files: list[FileEntry] = Field(default_factory=list)
     created: datetime
     updated: datetime
+    keys: ScoringKeys | None = Field(default=None, description="present exactly when authEnabled")
 
 
 class DeviceRecord(RecordModel):
@@ -98,3 +108,16 @@ class DesiredRecord(RecordModel):
     modules: list[dict[str, Any]] = Field(description="the manifest's modules as wire JSON (for change detection)")
     payload: str = Field(description="the signed manifest exactly as published")
     published_at: datetime
+
+
+class TokenRecord(RecordModel):
+    """An operator token: everything but its secret, of which only a hash is kept."""
+
+    id: str = Field(description="the token's public id, also inside the token (eft_<id>_<secret>)")
+    name: str
+    role: Role
+    secret_hash: str = Field(description="sha256 hex of the whole token; the token itself is never stored")
+    created_at: datetime
+    expires_at: datetime | None = None
+    last_used: datetime | None = None
+    revoked_at: datetime | None = None

@@ -21,6 +21,7 @@ from edgefleet.hub.server.store.records import (
     FileEntry,
     ModelRecord,
     ServiceRecord,
+    TokenRecord,
 )
 from edgefleet.protocol.models import DeviceCapabilities, ReportedState, utcnow
 
@@ -41,7 +42,15 @@ MIGRATIONS: list[str] = [
         device_id TEXT PRIMARY KEY, generation INTEGER NOT NULL, modules TEXT NOT NULL, payload TEXT NOT NULL,
         published_at TEXT NOT NULL);
     """,
-    # 2: device identities. Devices exist by registration (status, registered_at, revoked_at), are
+    # 2: operator tokens. Only a hash of each token is stored; a revoked token stays (so it can be named
+    # when it is refused) and frees its name for a new one.
+    """
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, secret_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL, expires_at TEXT, last_used TEXT, revoked_at TEXT);
+    CREATE UNIQUE INDEX tokens_live_name ON tokens (name) WHERE revoked_at IS NULL;
+    """,
+    # 3: device identities. Devices exist by registration (status, registered_at, revoked_at), are
     # never seen until they report (first_seen/last_seen may be NULL), and get credentials. Devices
     # from before (they appeared by reporting) count as registered without a credential, keeping the
     # labels they reported as the operator's: `edgefleet device register` gives them one.
@@ -427,6 +436,68 @@ class SqliteStore(Store):
                     record.published_at.isoformat(),
                 ),
             )
+
+    # operator tokens ---------------------------------------------------------------------------
+    @staticmethod
+    def _token(row: sqlite3.Row) -> TokenRecord:
+        return TokenRecord(
+            id=row["id"],
+            name=row["name"],
+            role=row["role"],
+            secret_hash=row["secret_hash"],
+            created_at=datetime.fromisoformat(row["created_at"]),
+            expires_at=_time(row["expires_at"]),
+            last_used=_time(row["last_used"]),
+            revoked_at=_time(row["revoked_at"]),
+        )
+
+    def create_token(self, record: TokenRecord) -> None:
+        with self._tx() as c:
+            live = c.execute("SELECT id FROM tokens WHERE name = ? AND revoked_at IS NULL", (record.name,)).fetchone()
+            if live:
+                raise Conflict(
+                    f"a token named {record.name!r} already exists (id {live['id']}); choose another name, or "
+                    f"revoke it first (`edgefleet token revoke {live['id']}`, or `edgefleet hub token revoke` "
+                    "on the hub machine)"
+                )
+            if c.execute("SELECT 1 FROM tokens WHERE id = ?", (record.id,)).fetchone():
+                raise Conflict(f"a token with id {record.id} already exists")
+            c.execute(
+                "INSERT INTO tokens (id, name, role, secret_hash, created_at, expires_at, last_used, revoked_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    record.name,
+                    record.role.value,
+                    record.secret_hash,
+                    record.created_at.isoformat(),
+                    _iso(record.expires_at),
+                    _iso(record.last_used),
+                    _iso(record.revoked_at),
+                ),
+            )
+
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        with self._lock:
+            row = self._conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone()
+        return self._token(row) if row else None
+
+    def list_tokens(self) -> list[TokenRecord]:
+        with self._lock:
+            rows = self._conn.execute("SELECT * FROM tokens ORDER BY created_at, id").fetchall()
+        return [self._token(r) for r in rows]
+
+    def revoke_token(self, token_id: str, at: datetime) -> TokenRecord | None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (at.isoformat(), token_id)
+            )
+            row = c.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone()
+        return self._token(row) if row else None
+
+    def touch_token(self, token_id: str, at: datetime) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE tokens SET last_used = ? WHERE id = ?", (at.isoformat(), token_id))
 
     def close(self) -> None:
         with self._lock:

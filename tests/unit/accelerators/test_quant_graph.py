@@ -17,7 +17,7 @@ from edgefleet.accelerators.quant import (
     lower_model,
     unsupported_ops,
 )
-from tests.unit.accelerators.quant_models import MLP_INT8, cnn_int8
+from tests.support.quant_models import MLP_INT8, cnn_int8
 
 
 def test_cnn_lowers_to_expected_layers(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from edgefleet.accelerators.quant import Quant, ReferenceExecutor, lower_model, requantize
 from edgefleet.accelerators.quant.reference import conv_accumulate, quantize
-from tests.unit.accelerators.quant_models import MLP_INT8, MLP_TEST_SET, cnn_int8, with_all_outputs
+from tests.support.quant_models import MLP_INT8, MLP_TEST_SET, cnn_int8, with_all_outputs
 
 
 def _q(dtype: str = "int8", zp: int = 0) -> Quant:

@@ -13,7 +13,7 @@ from edgefleet.accelerators.cpu import CpuBackend, OrtLoadedModel
 from edgefleet.accelerators.errors import NoVerifiedAccelerator
 from edgefleet.accelerators.selection import CandidateReport, choose, compare_outputs, golden_input, select_backend
 from edgefleet.protocol.models import AcceleratorInfo
-from tests.unit.accelerators.quant_models import MLP_INT8
+from tests.support.quant_models import MLP_INT8
 
 
 def test_golden_input_is_deterministic_and_uses_the_batch() -> None:

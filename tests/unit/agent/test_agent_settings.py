@@ -159,6 +159,7 @@ def test_module_command_carries_the_contract_and_the_adoption_marks() -> None:
             "service": "s",
             "models": [{"name": "digits-model", "version": 2}],
             "entryScript": "score.py",
+            "artifacts": [{"path": "src/score.py", "digest": "sha256:" + "0" * 64, "size": 1, "url": "http://h/b"}],
             "accelerator": {"prefer": ["fpga", "opencl", "cpu"], "required": True},
         }
     )
@@ -173,7 +174,8 @@ def test_module_command_carries_the_contract_and_the_adoption_marks() -> None:
     assert cmd == [
         "py", "-m", "edgefleet.modules.scoring", "--model-dir", "/w/model", "--source-dir", "/w/src",
         "--entry-script", "score.py", "--name", "digits-model", "--port", "2000", "--host", "127.0.0.1",
-        "--accelerator", "fpga,opencl,cpu", "--accelerator-required", "--status-file", "/w/status.json",
+        "--accelerator", "fpga,opencl,cpu", "--max-request-bytes", str(64 << 20), "--accelerator-required",
+        "--status-file", "/w/status.json",
         "--edgefleet-device", "dev-1", "--edgefleet-module", "digits", "--edgefleet-spec", "abc",
     ]  # fmt: skip
 

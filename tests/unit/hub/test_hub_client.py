@@ -12,27 +12,31 @@ from edgefleet.hub.errors import (
     HTTP_STATUS,
     ClientError,
     Conflict,
+    Forbidden,
     HubError,
     InvalidRequest,
     MethodTimeout,
     NotFound,
+    Unauthenticated,
 )
 from edgefleet.hub.schemas import FileEntry
 
+TOKEN = "eft_0123456789ab_" + "5" * 48
 
-def _client(status: int, body: object, seen: list[httpx.Request] | None = None) -> HubClient:
+
+def _client(status: int, body: object, seen: list[httpx.Request] | None = None, token: str | None = TOKEN) -> HubClient:
     def answer(request: httpx.Request) -> httpx.Response:
         if seen is not None:
             seen.append(request)
         return httpx.Response(status, json=body)
 
-    return HubClient("http://hub.test", transport=httpx.MockTransport(answer))
+    return HubClient("http://hub.test", token, transport=httpx.MockTransport(answer))
 
 
 @pytest.mark.parametrize(
     ("status", "raised"),
-    [(400, InvalidRequest), (404, NotFound), (409, Conflict), (422, InvalidRequest), (504, MethodTimeout),
-     (416, ClientError), (500, ClientError), (502, ClientError)],
+    [(400, InvalidRequest), (401, Unauthenticated), (403, Forbidden), (404, NotFound), (409, Conflict),
+     (422, InvalidRequest), (504, MethodTimeout), (416, ClientError), (500, ClientError), (502, ClientError)],
 )  # fmt: skip
 def test_a_failing_status_raises_the_hubs_error_with_its_message(status: int, raised: type[HubError]) -> None:
     message = "model digits:9 does not exist (known versions: 1)"
@@ -43,13 +47,15 @@ def test_a_failing_status_raises_the_hubs_error_with_its_message(status: int, ra
 
 def test_statuses_map_back_to_the_classes_the_api_raises_them_for() -> None:
     for cls, status in HTTP_STATUS:
-        if cls in (NotFound, Conflict, MethodTimeout, InvalidRequest):
+        if cls in (Unauthenticated, Forbidden, NotFound, Conflict, MethodTimeout, InvalidRequest):
             assert RAISED_FOR_STATUS[status] is cls
-    assert set(RAISED_FOR_STATUS) == {400, 404, 409, 422, 504}
+    assert set(RAISED_FOR_STATUS) == {400, 401, 403, 404, 409, 422, 504}
 
 
 def test_an_error_without_a_json_body_names_the_status() -> None:
-    client = HubClient("http://hub.test", transport=httpx.MockTransport(lambda _r: httpx.Response(502, text="bad")))
+    client = HubClient(
+        "http://hub.test", TOKEN, transport=httpx.MockTransport(lambda _r: httpx.Response(502, text="bad"))
+    )
     with pytest.raises(ClientError, match=r"^hub answered 502: bad$"):
         client.list_services()
 
@@ -74,7 +80,7 @@ def test_request_bodies_use_the_api_names_and_leave_judging_to_the_hub() -> None
         seen.append(request)
         return httpx.Response(201, json=answers[request.url.path])
 
-    with HubClient("http://hub.test", transport=httpx.MockTransport(answer)) as client:
+    with HubClient("http://hub.test", TOKEN, transport=httpx.MockTransport(answer)) as client:
         client.create_model("bad name", [FileEntry(path="m", digest="sha256:00", size=1)], {"k": "v"})
         client.deploy("svc", ["digits:1"], deployment_config={"target": {}}, overwrite=True)
     assert json.loads(seen[0].content) == {
@@ -97,6 +103,35 @@ def test_an_unreachable_hub_is_one_line_saying_what_to_do() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)
 
-    client = HubClient("http://hub.test/", transport=httpx.MockTransport(refuse))
+    client = HubClient("http://hub.test/", TOKEN, transport=httpx.MockTransport(refuse))
     with pytest.raises(ClientError, match=r"^cannot reach the hub at http://hub.test; is `edgefleet hub serve`"):
         client.list_devices()
+
+
+def test_the_token_goes_in_every_request_and_nowhere_else() -> None:
+    seen: list[httpx.Request] = []
+    at = "2024-01-01T00:00:00Z"
+    view = {"id": "0123456789ab", "name": "ci", "role": "read", "state": "active", "createdAt": at}
+    with _client(200, view, seen) as client:
+        client.whoami()
+        client.blob_exists("sha256:" + "0" * 64)
+        assert TOKEN not in repr(client) and client.base_url == "http://hub.test"
+    assert [r.headers["authorization"] for r in seen] == [f"Bearer {TOKEN}"] * 2
+    assert all(TOKEN not in str(r.url) for r in seen)
+    seen.clear()
+    with _client(200, {"status": "ok", "version": "0.1.0"}, seen, token=None) as client:
+        assert client.health().status == "ok"
+    assert "authorization" not in seen[0].headers
+
+
+def test_token_requests_use_the_api_names() -> None:
+    seen: list[httpx.Request] = []
+    at = "2024-01-01T00:00:00Z"
+    created = {"id": "0123456789ab", "name": "ci", "role": "deploy", "state": "active", "createdAt": at,
+               "token": TOKEN}  # fmt: skip
+    with _client(201, created, seen) as client:
+        answer = client.create_token("ci", "deploy", expires_in_days=7)
+        client.create_token("ci", "superuser")  # judged by the hub, not here
+    assert answer.token == TOKEN and answer.role.value == "deploy"
+    assert json.loads(seen[0].content) == {"name": "ci", "role": "deploy", "expiresInDays": 7}
+    assert json.loads(seen[1].content) == {"name": "ci", "role": "superuser", "expiresInDays": None}

@@ -36,6 +36,19 @@ def test_full_deployment_config_is_read_under_azure_and_edgefleet_names() -> Non
     assert dc.health_probe.period_seconds == 1
 
 
+def test_scoring_endpoint_settings_loopback_by_default_keys_when_opened() -> None:
+    dc = parse_deployment_config({})
+    assert (dc.auth_enabled, dc.listen_address, dc.tls) == (False, "127.0.0.1", None)
+    opened = parse_deployment_config(
+        {"authEnabled": True, "listenAddress": "0.0.0.0", "tls": {"certificate": "scoring.crt", "key": "scoring.key"}}
+    )
+    assert opened.auth_enabled and opened.listen_address == "0.0.0.0" and opened.tls is not None
+    assert opened.tls.certificate == "scoring.crt"
+    # open to the network without keys only when the config says so
+    assert parse_deployment_config({"listenAddress": "0.0.0.0", "authEnabled": False}).auth_enabled is False
+    assert parse_deployment_config({"listenAddress": "::1"}).listen_address == "::1"  # loopback: no keys needed
+
+
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
@@ -52,7 +65,16 @@ def test_full_deployment_config_is_read_under_azure_and_edgefleet_names() -> Non
         ({"target": {"devices": ["bad/id"]}}, "deploymentconfig.json: target.devices: invalid device id 'bad/id'"),
         ({"runtime": "docker"}, 'deploymentconfig.json: (top level): runtime "docker" needs an "image"'),
         ({"restartPolicy": "sometimes"}, "deploymentconfig.json: restartPolicy: Input should be"),
-        ({"authEnabled": True}, "deploymentconfig.json: authEnabled: not supported on edge devices"),
+        ({"authEnabled": "maybe"}, "deploymentconfig.json: authEnabled: Input should be a valid boolean"),
+        ({"listenAddress": "device.lan"}, "deploymentconfig.json: listenAddress: must be an IP address"),
+        ({"listenAddress": "0.0.0.0"}, 'opens the scoring endpoint to other hosts: set "authEnabled": true'),
+        (
+            {"authEnabled": True, "healthProbe": {"path": "/v2/models/digits/ready"}},
+            "healthProbe.path '/v2/models/digits/ready' needs a key once authEnabled is true",
+        ),
+        ({"tls": {"certificate": "../etc/cert.pem", "key": "k.pem"}}, "deploymentconfig.json: tls.certificate: String"),
+        ({"tls": {"certificate": "c.pem"}}, "deploymentconfig.json: tls.key: Field required"),
+        ({"appInsightsEnabled": True}, "deploymentconfig.json: appInsightsEnabled: not supported on edge devices"),
     ],
 )
 def test_deployment_config_errors_name_file_and_field(data: dict[str, object], expected: str) -> None:

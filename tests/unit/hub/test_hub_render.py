@@ -6,8 +6,10 @@ import pytest
 
 from edgefleet.hub.configs import parse_deployment_config, parse_inference_config
 from edgefleet.hub.errors import NotFound
+from edgefleet.hub.server.registry import keys_for_deployment, rotated
 from edgefleet.hub.server.render import DeviceView, index_models, render_device, render_module, targets
 from edgefleet.hub.server.store import DeviceRecord, FileEntry, ModelRecord, ServiceRecord
+from edgefleet.hub.server.store.records import ScoringKeys
 from edgefleet.protocol.models import DeviceCapabilities, ModelRef, RestartPolicy
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -133,3 +135,27 @@ def test_render_device_selects_and_orders_services() -> None:
 def test_missing_model_is_an_error_naming_it() -> None:
     with pytest.raises(NotFound, match="digits:1"):
         render_module(service(), {}, BASE)
+
+
+def test_scoring_endpoint_settings_and_keys_reach_the_module_spec() -> None:
+    fresh = iter(["k" * 43, "j" * 43, "n" * 43])
+    keys = keys_for_deployment(True, None, lambda: next(fresh))
+    assert keys == ScoringKeys(primary_key="k" * 43, secondary_key="j" * 43)
+    assert keys_for_deployment(True, keys) is keys  # deployed again: the clients' keys stay
+    assert keys_for_deployment(False, keys) is None  # auth switched off: no keys kept
+    assert rotated(keys, "primary", "n" * 43) == ScoringKeys(primary_key="n" * 43, secondary_key="j" * 43)
+    assert rotated(keys, "secondary", "n" * 43) == ScoringKeys(primary_key="k" * 43, secondary_key="n" * 43)
+
+    svc = service(
+        dc={"authEnabled": True, "listenAddress": "0.0.0.0", "tls": {"certificate": "s.crt", "key": "s.key"}}
+    ).model_copy(update={"keys": keys})
+    spec = render_module(svc, index_models([model()]), BASE)
+    assert spec.listen_address == "0.0.0.0"
+    assert spec.tls is not None and (spec.tls.certificate, spec.tls.key) == ("s.crt", "s.key")
+    assert spec.auth is not None and spec.auth.keys() == ("k" * 43, "j" * 43)
+    plain = render_module(service(), index_models([model()]), BASE)
+    assert (plain.listen_address, plain.tls, plain.auth) == ("127.0.0.1", None, None)
+    rotated_spec = render_module(
+        svc.model_copy(update={"keys": rotated(keys, "primary", "n" * 43)}), index_models([model()]), BASE
+    )
+    assert rotated_spec.spec_hash() != spec.spec_hash()  # a regenerated key rolls out as a new spec

@@ -3,19 +3,21 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from edgefleet.hub.configs import parse_deployment_config
 from edgefleet.hub.errors import Conflict, SettingsError, StoreError
+from edgefleet.hub.schemas import Role
 from edgefleet.hub.server.store import (
     CredentialRecord,
     DesiredRecord,
     FileEntry,
     ServiceRecord,
     SqliteStore,
+    TokenRecord,
     open_store,
 )
 from edgefleet.hub.server.store.sqlite import MIGRATIONS
@@ -30,6 +32,7 @@ from edgefleet.protocol.models import (
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 F1 = FileEntry(path="m.onnx", digest="sha256:" + "a" * 64, size=3)
+TOKEN = TokenRecord(id="0123456789ab", name="ci", role=Role.DEPLOY, secret_hash="f" * 64, created_at=T0)
 
 
 @pytest.fixture
@@ -191,7 +194,7 @@ def test_devices_from_before_registration_become_registered_without_a_credential
         )
     store = SqliteStore(path)
     try:
-        assert store.schema_version() == len(MIGRATIONS) == 2
+        assert store.schema_version() == len(MIGRATIONS) == 3
         device = store.get_device("old-1")
         assert device is not None and (device.status, device.labels, device.registered_at) == (
             "registered",
@@ -220,6 +223,48 @@ def test_desired_generation_strictly_increases_and_survives_reopen(tmp_path: Pat
     assert got is not None and got.generation == 2 and got.modules == [{"name": "svc"}]
     assert reopened.schema_version() == len(MIGRATIONS)
     reopened.close()
+
+
+def test_a_schema_1_database_is_migrated_keeping_its_data_and_gains_tokens(tmp_path: Path) -> None:
+    path = tmp_path / "hub.db"
+    with sqlite3.connect(path) as conn:  # a hub database as the hub before tokens left it
+        conn.executescript(MIGRATIONS[0])
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+        conn.execute("INSERT INTO model_names VALUES ('digits', 1)")
+        conn.execute(
+            "INSERT INTO models VALUES ('digits', 1, '{}', '', ?, ?)",
+            (T0.isoformat(), '[{"path": "m.onnx", "digest": "sha256:' + "a" * 64 + '", "size": 3}]'),
+        )
+    conn.close()
+    store = SqliteStore(path)
+    try:
+        assert store.schema_version() == len(MIGRATIONS)  # tokens (2), then device identities (3)
+        assert [(m.name, m.version) for m in store.list_models()] == [("digits", 1)]
+        assert store.list_tokens() == []
+        store.create_token(TOKEN)
+        assert store.get_token(TOKEN.id) == TOKEN
+    finally:
+        store.close()
+
+
+def test_tokens_crud_and_live_names_are_unique(store: SqliteStore) -> None:
+    store.create_token(TOKEN)
+    with pytest.raises(Conflict, match="a token named 'ci' already exists \\(id 0123456789ab\\)"):
+        store.create_token(TOKEN.model_copy(update={"id": "ba9876543210"}))
+    with pytest.raises(Conflict, match="a token with id 0123456789ab already exists"):
+        store.create_token(TOKEN.model_copy(update={"name": "other"}))
+    later = T0 + timedelta(minutes=1)
+    store.touch_token(TOKEN.id, later)
+    got = store.get_token(TOKEN.id)
+    assert got is not None and got.last_used == later and got.role == Role.DEPLOY
+    revoked = store.revoke_token(TOKEN.id, later)
+    assert revoked is not None and revoked.revoked_at == later
+    again = store.revoke_token(TOKEN.id, later + timedelta(minutes=1))
+    assert again is not None and again.revoked_at == later  # the first revocation stands
+    assert store.revoke_token("nope", later) is None and store.get_token("nope") is None
+    store.create_token(TOKEN.model_copy(update={"id": "ba9876543210", "created_at": later}))  # the name is free again
+    assert [t.id for t in store.list_tokens()] == [TOKEN.id, "ba9876543210"]
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -16,10 +16,15 @@ from edgefleet.protocol.module import (
     MARK_MODULE,
     MARK_PREFIX,
     MARK_SPEC,
+    OPEN_ROUTES,
     ModuleOption,
     ModuleRunState,
+    ModuleSecret,
     ModuleStatusFile,
+    max_request_bytes_for,
+    probe_address,
     read_status_file,
+    url_host,
     write_status_file,
 )
 
@@ -110,9 +115,42 @@ def test_flag_and_environment_names_are_the_ones_modules_and_images_know() -> No
         "--status-file": "EDGEFLEET_STATUS_FILE",
         "--max-request-bytes": "EDGEFLEET_MAX_REQUEST_BYTES",
         "--log-level": "EDGEFLEET_LOG_LEVEL",
+        "--tls-cert": "EDGEFLEET_TLS_CERT",
+        "--tls-key": "EDGEFLEET_TLS_KEY",
     }
     assert ModuleOption.ACCELERATOR_REQUIRED.dest == "accelerator_required"
     marks = (MARK_DEVICE, MARK_MODULE, MARK_SPEC)
     assert marks == ("--edgefleet-device", "--edgefleet-module", "--edgefleet-spec")
     assert all(m.startswith(MARK_PREFIX) for m in marks)
     assert not any(o.flag.startswith(MARK_PREFIX) for o in ModuleOption)  # a module ignores marks, never options
+
+
+def test_secrets_have_an_environment_name_and_no_flag() -> None:
+    assert [s.env for s in ModuleSecret] == ["EDGEFLEET_PRIMARY_KEY", "EDGEFLEET_SECONDARY_KEY"]
+    assert not {s.env for s in ModuleSecret} & {o.env for o in ModuleOption}
+    assert {"/", "/v2/health/live", "/v2/health/ready"} == OPEN_ROUTES  # what the agent probes without a key
+
+
+@pytest.mark.parametrize(
+    ("memory_gb", "limit"),
+    [
+        (None, 64 << 20),  # no memory limit: the default
+        (4.0, 64 << 20),  # 1/16 would be 256 MiB: capped by the default
+        (1.0, 64 << 20),  # exactly the default
+        (0.5, 32 << 20),
+        (0.25, 16 << 20),
+        (0.0001, 64 << 10),  # at least 64 KiB
+    ],
+)
+def test_the_request_limit_is_a_sixteenth_of_the_memory_limit_capped_by_the_default(
+    memory_gb: float | None, limit: int
+) -> None:
+    assert max_request_bytes_for(memory_gb) == limit
+
+
+def test_probe_address_reaches_a_wildcard_listener_on_loopback() -> None:
+    assert probe_address("127.0.0.1") == "127.0.0.1"
+    assert probe_address("0.0.0.0") == "127.0.0.1"
+    assert probe_address("::") == "::1"
+    assert probe_address("192.168.7.2") == "192.168.7.2"
+    assert url_host("::1") == "[::1]" and url_host("10.0.0.1") == "10.0.0.1"

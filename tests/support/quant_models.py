@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 MLP_INT8 = REPO / "modules" / "samples" / "mlp" / "mlp_int8.onnx"
 MLP_TEST_SET = REPO / "modules" / "samples" / "mlp" / "test_set.npz"
 DIGITS_INT8 = REPO / "modules" / "samples" / "digits" / "digits_int8.onnx"
