@@ -1,7 +1,8 @@
 """``edgefleet-agent``: run the device agent, or show what accelerators it discovers.
 
+    edgefleet-agent --bootstrap dev-1.bootstrap.json [--data-dir D] [--config FILE] [--stop-modules-on-exit]
     edgefleet-agent --device-id dev-1 --hub http://127.0.0.1:8080 --broker mqtt://127.0.0.1:1883 \\
-        [--data-dir D] [--label k=v]... [--hub-key B64] [--config FILE] [--stop-modules-on-exit]
+        [--data-dir D] [--hub-key B64 | --hub-key-fingerprint sha256:HEX] [--config FILE]
     edgefleet-agent accelerators [--output table|json]
 """
 
@@ -23,15 +24,24 @@ from edgefleet.protocol.labels import label_arg
 
 def _run_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgefleet-agent", description="edgefleet device agent")
-    p.add_argument("--device-id", help="this device's id (also the MQTT client id)")
+    p.add_argument(
+        "--bootstrap", type=Path, help="bootstrap bundle from `edgefleet device register` (id, URLs, keys, identity)"
+    )
+    p.add_argument("--device-id", help="this device's id (also its MQTT identity); default: the bundle's")
     p.add_argument("--hub", dest="hub_url", help="hub base URL, e.g. http://127.0.0.1:8080")
-    p.add_argument("--broker", dest="broker_url", help="MQTT broker URL, e.g. mqtt://127.0.0.1:1883")
+    p.add_argument("--broker", dest="broker_url", help="MQTT broker URL, e.g. mqtts://broker.lan:8883 (TLS)")
     p.add_argument(
         "--data-dir", type=Path, help="state, cache and module directories (default ./.edgefleet/agent/<id>)"
     )
-    p.add_argument("--label", action="append", type=label_arg, default=[], help="device label key=value (repeatable)")
     p.add_argument(
-        "--hub-key", dest="hub_public_key", help="the hub's base64 ed25519 public key (else pinned on first use)"
+        "--label", action="append", type=label_arg, default=[], help="label to report, key=value (information only)"
+    )
+    p.add_argument(
+        "--hub-key", dest="hub_public_key", help="the hub's base64 ed25519 public key (default: the bundle's)"
+    )
+    p.add_argument(
+        "--hub-key-fingerprint",
+        help="without a key: pin the hub's key on first use if its fingerprint is this sha256:HEX",
     )
     p.add_argument("--config", type=Path, help="settings file (JSON or TOML)")
     p.add_argument("--fpga-sim", metavar="BOARD", help="give this device a simulated FPGA board (e.g. kv260)")
@@ -102,11 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings: AgentSettings = load_settings(
             args.config,
+            bootstrap=args.bootstrap,
             device_id=args.device_id,
             hub_url=args.hub_url,
             data_dir=args.data_dir,
             labels=dict(args.label) or None,
             hub_public_key=args.hub_public_key,
+            hub_key_fingerprint=args.hub_key_fingerprint,
             mqtt={"broker_url": args.broker_url},
             modules={"stop_on_exit": args.stop_modules_on_exit},
             discovery={"fpga_sim": args.fpga_sim},

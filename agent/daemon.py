@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from edgefleet.agent import __version__
+from edgefleet.agent.bootstrap import mqtt_credentials
 from edgefleet.agent.cache import ArtifactCache, BackgroundFetcher
 from edgefleet.agent.capabilities import Discovery, simulate_fpga
 from edgefleet.agent.context import AgentContext
@@ -75,11 +76,18 @@ class Agent:
             gaps=ServingGaps(on_measured=self.telemetry.due_now),
         )  # fmt: skip
         self.runner = PlanRunner(lambda step: EXECUTORS.run(step, self.ctx), s.retry.base_s, s.retry.max_s)
-        self.intake = ManifestIntake(self.device_id, self.data_dir, s.hub_public_key, s.hub_url, self.state)
+        self.intake = ManifestIntake(
+            self.device_id, self.data_dir, s.hub_public_key, s.hub_url, self.state, s.hub_key_fingerprint
+        )
+        m = s.mqtt
+        credentials = mqtt_credentials(
+            s.bootstrap, self.data_dir, tls=m.tls, ca_file=m.ca_file, cert_file=m.cert_file, key_file=m.key_file,
+            username=m.username, password=m.password,
+        )  # fmt: skip
         self.link = MqttLink(
-            self.device_id, s.mqtt.host, s.mqtt.port, self._on_message, agent_version=__version__,
-            keepalive_s=s.mqtt.keepalive_s, reconnect_min_s=s.mqtt.reconnect_min_s,
-            reconnect_max_s=s.mqtt.reconnect_max_s,
+            self.device_id, m.host, m.port, self._on_message, agent_version=__version__,
+            keepalive_s=m.keepalive_s, reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s,
+            credentials=credentials,
         )  # fmt: skip
         self.reporter = Reporter(self.device_id, s.reporting.heartbeat_s, __version__, self.link.publish_reported)
         self.serving_gaps = self.ctx.gaps.measured  # module -> seconds without a ready instance, last update

@@ -1,6 +1,8 @@
 """The agent's MQTT link to the hub (MQTT 3.1.1 features only).
 
 - client id = device id; last will: presence "offline" (QoS 1, retained)
+- ``mqtts://``: TLS, the broker's certificate checked against the CA (the hub's, from the bootstrap
+  bundle), and the device proves itself with its client certificate or username and password
 - on every (re)connect: publish presence "online" (retained), subscribe desired + commands
   (the broker then re-delivers the retained manifest, so one published while offline is applied),
   and publish the latest reported snapshot
@@ -18,6 +20,7 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edgefleet.agent.bootstrap import MqttCredentials
 from edgefleet.protocol.models import Presence, PresenceState, utcnow
 from edgefleet.protocol.topics import TopicKind, topic
 
@@ -38,6 +41,7 @@ class MqttLink:
         keepalive_s: int = 30,
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 30.0,
+        credentials: MqttCredentials | None = None,
     ) -> None:
         self.device_id = device_id
         self.host = host
@@ -58,6 +62,15 @@ class MqttLink:
         client.will_set(topic(device_id, TopicKind.PRESENCE), self._presence(PresenceState.OFFLINE), qos=1, retain=True)
         # paho's delay doubles from min to max on every failed attempt: capped exponential back-off
         client.reconnect_delay_set(min_delay=reconnect_min_s, max_delay=reconnect_max_s)  # type: ignore[arg-type]
+        creds = credentials or MqttCredentials()
+        if creds.tls:
+            client.tls_set(
+                ca_certs=str(creds.ca_file) if creds.ca_file else None,
+                certfile=str(creds.cert_file) if creds.cert_file else None,
+                keyfile=str(creds.key_file) if creds.key_file else None,
+            )
+        if creds.username:
+            client.username_pw_set(creds.username, creds.password)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

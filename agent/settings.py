@@ -31,6 +31,7 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgefleet.agent.errors import SettingsError
+from edgefleet.protocol.brokers import parse_broker_url
 from edgefleet.protocol.topics import check_device_id
 
 ENV_PREFIX = "EDGEFLEET_AGENT_"
@@ -50,26 +51,46 @@ class _Group(BaseModel):
 
 
 class MqttSettings(_Group):
-    broker_url: str = Field(default="mqtt://127.0.0.1:1883", description="the MQTT broker (`--broker`)")
+    broker_url: str = Field(
+        default="mqtt://127.0.0.1:1883", description="the MQTT broker, mqtts:// for TLS (`--broker`; bundle)"
+    )
     keepalive_s: int = Field(default=30, ge=5, description="MQTT keep-alive")
     reconnect_min_s: float = Field(default=0.5, gt=0, description="first reconnect delay; doubles on each failure")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="longest reconnect delay")
+    ca_file: Path | None = Field(
+        default=None, description="CA of the broker's certificate (mqtts); none: the bundle's, else the system's"
+    )
+    cert_file: Path | None = Field(default=None, description="client certificate (mqtts); none: the bundle's")
+    key_file: Path | None = Field(default=None, description="key of cert_file; none: the bundle's")
+    username: str | None = Field(default=None, description="broker username (password identities); none: the bundle's")
+    password: str | None = Field(default=None, description="broker password; none: the bundle's")
 
     @field_validator("broker_url")
     @classmethod
     def _broker_url(cls, v: str) -> str:
-        parsed = urlparse(v)
-        if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
-            raise ValueError(f"broker URL must look like mqtt://host:1883, got {v!r}")
+        try:
+            parse_broker_url(v)
+        except ValueError:
+            raise ValueError(
+                f"broker URL must look like mqtt://host:1883 or mqtts://host:8883 (TLS), got {v!r}"
+            ) from None
         return v
 
     @property
     def host(self) -> str:
-        return urlparse(self.broker_url).hostname or "127.0.0.1"
+        return parse_broker_url(self.broker_url).host
 
     @property
     def port(self) -> int:
-        return urlparse(self.broker_url).port or 1883
+        return parse_broker_url(self.broker_url).port
+
+    @property
+    def tls(self) -> bool:
+        return parse_broker_url(self.broker_url).tls
+
+    def __repr_args__(self) -> Any:  # the password never reaches a log line or a traceback
+        for name, value in super().__repr_args__():
+            yield name, ("***" if name == "password" and value else value)
 
 
 class ModulesSettings(_Group):
@@ -187,14 +208,28 @@ LEGACY_NAMES: dict[str, tuple[str, str]] = {
 class AgentSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
-    device_id: str = Field(description="this device's id, also the MQTT client id (`--device-id`)")
-    hub_url: str = Field(default="http://127.0.0.1:8080", description="the hub, asked for its key once (`--hub`)")
+    device_id: str = Field(description="this device's id, also its MQTT identity (`--device-id`; bundle)")
+    bootstrap: Path | None = Field(
+        default=None,
+        description="bootstrap bundle from `edgefleet device register` (`--bootstrap`); installed into the data "
+        "dir, so later starts need only the device id",
+    )
+    hub_url: str = Field(default="http://127.0.0.1:8080", description="the hub's base URL (`--hub`; bundle)")
     data_dir: Path | None = Field(
         default=None, description="state, cache and module directories; none: ./.edgefleet/agent/<device id>"
     )
-    labels: dict[str, str] = Field(default_factory=dict, description="device labels deployments select (`--label`)")
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="labels the device reports (`--label`); for information only: the hub selects on the "
+        "operator's labels",
+    )
     hub_public_key: str | None = Field(
-        default=None, description="the hub's base64 ed25519 key (`--hub-key`); none: pinned on first use"
+        default=None, description="the hub's base64 ed25519 manifest key (`--hub-key`; bundle); else the pinned one"
+    )
+    hub_key_fingerprint: str | None = Field(
+        default=None,
+        description="without a key: pin the hub's key on first use, only if its sha256 fingerprint is this "
+        "(`--hub-key-fingerprint`)",
     )
 
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
@@ -296,6 +331,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> AgentSet
         from_file = grouped(from_file, f"settings file {config_file}")
     given = grouped(_without_none(overrides), "command line")
     merged = _merge(_merge(from_file, environment_settings(os.environ)), given)
+    merged = _with_bundle(merged)
     try:
         return AgentSettings(**merged)
     except ValidationError as exc:
@@ -303,6 +339,29 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> AgentSet
         raise SettingsError(
             f"invalid agent settings ({where}environment {ENV_PREFIX}*, or command line): {exc}"
         ) from exc
+
+
+def _with_bundle(merged: dict[str, Any]) -> dict[str, Any]:
+    """The bootstrap bundle's values beneath every other source: ``bootstrap`` names it, or an earlier
+    start installed it in the data dir."""
+    from edgefleet.agent.bootstrap import bundle_settings, installed_bundle, read_bundle
+
+    if merged.get("bootstrap"):
+        path = Path(merged["bootstrap"])
+    else:
+        device_id = merged.get("device_id")
+        data_dir = merged.get("data_dir") or (Path(".edgefleet") / "agent" / device_id if device_id else None)
+        if data_dir is None or not installed_bundle(Path(data_dir)).exists():
+            return merged
+        path = installed_bundle(Path(data_dir))
+        merged = {**merged, "bootstrap": path}
+    bundle = read_bundle(path)
+    if merged.get("device_id") not in (None, bundle.device_id):
+        raise SettingsError(
+            f"bootstrap bundle {path} is for device {bundle.device_id}, not {merged['device_id']}; "
+            "give the device's own bundle, or leave out --device-id"
+        )
+    return _merge(bundle_settings(bundle), merged)
 
 
 def environment_names() -> list[str]:

@@ -1,8 +1,10 @@
 """A private MQTT broker for the demo and local development.
 
-Mosquitto when its binary exists (what users run in production); otherwise the pure-Python amqtt
-broker, so `edgefleet demo` works on a machine with nothing but pip. Either way it listens on a
-loopback port only and is stopped with the demo.
+Mosquitto when its binary exists (what users run in production), with the locked-down configuration
+``edgefleet hub broker-config`` wrote when one is given (TLS, client certificates, ACL, CRL);
+otherwise the pure-Python amqtt broker, so `edgefleet demo` works on a machine with nothing but pip
+— plain MQTT, anonymous, no ACL. Either way it listens on a loopback port only and is stopped with
+the demo.
 """
 
 from __future__ import annotations
@@ -49,10 +51,11 @@ class LocalBroker:
     kind: str  # "mosquitto" | "amqtt"
     port: int
     proc: subprocess.Popen[bytes]
+    tls: bool = False  # the locked-down configuration: TLS and identities
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -64,15 +67,20 @@ class LocalBroker:
                 self.proc.wait()
 
 
-def start_local_broker(workdir: Path, port: int | None = None, prefer: str = "auto") -> LocalBroker:
-    """Start a broker on 127.0.0.1; ``prefer`` is "auto", "mosquitto" or "amqtt"."""
+def start_local_broker(
+    workdir: Path, port: int | None = None, prefer: str = "auto", config: Path | None = None
+) -> LocalBroker:
+    """Start a broker on 127.0.0.1; ``prefer`` is "auto", "mosquitto" or "amqtt". ``config``: a
+    mosquitto.conf from ``edgefleet hub broker-config`` (listening on ``port``), run as it is."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     mosquitto = find_mosquitto() if prefer in ("auto", "mosquitto") else None
     if prefer == "mosquitto" and mosquitto is None:
         raise RuntimeError("mosquitto is not installed (apt-get install mosquitto), or use the embedded broker")
     log_file = workdir / "broker.log"
-    if mosquitto:
+    if mosquitto and config is not None:
+        cmd, kind = [mosquitto, "-c", str(config)], "mosquitto"
+    elif mosquitto:
         conf = workdir / "mosquitto.conf"
         conf.write_text(
             f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest file {log_file}\n"
@@ -93,4 +101,4 @@ def start_local_broker(workdir: Path, port: int | None = None, prefer: str = "au
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     _wait_port(port, proc, log_file)
     log.info("started %s broker on 127.0.0.1:%d", kind, port)
-    return LocalBroker(kind, port, proc)
+    return LocalBroker(kind, port, proc, tls=kind == "mosquitto" and config is not None)

@@ -28,11 +28,17 @@ from edgefleet.hub.errors import (
 )
 from edgefleet.hub.schemas import (
     BlobStored,
+    DeviceCreate,
+    DeviceDeleted,
+    DeviceRegistration,
+    DeviceRevoked,
     DeviceView,
     FileEntry,
     Health,
     HubInfo,
     KeyRegenerate,
+    KeyRotationView,
+    LabelsUpdate,
     MethodCall,
     ModelCreate,
     ModelView,
@@ -73,6 +79,10 @@ _KEYS = TypeAdapter(ServiceKeys)
 _DEVICE = TypeAdapter(DeviceView)
 _DEVICES = TypeAdapter(list[DeviceView])
 _METHOD = TypeAdapter(DirectMethodResponse)
+_REGISTRATION = TypeAdapter(DeviceRegistration)
+_REVOKED = TypeAdapter(DeviceRevoked)
+_DELETED = TypeAdapter(DeviceDeleted)
+_ROTATION = TypeAdapter(KeyRotationView)
 _TOKEN = TypeAdapter(TokenView)
 _TOKENS = TypeAdapter(list[TokenView])
 _TOKEN_CREATED = TypeAdapter(TokenCreated)
@@ -113,6 +123,15 @@ class HubClient:
 
     def hub_info(self) -> HubInfo:
         return self._call(_HUB_INFO, "GET", "/hub")
+
+    def key_rotation(self) -> KeyRotationView:
+        return self._call(_ROTATION, "GET", "/hub/key/rotation")
+
+    def start_key_rotation(self) -> KeyRotationView:
+        return self._call(_ROTATION, "POST", "/hub/key/rotation")
+
+    def finish_key_rotation(self, force: bool = False) -> KeyRotationView:
+        return self._call(_ROTATION, "POST", "/hub/key/rotation/finish", params={"force": "true"} if force else None)
 
     def blob_exists(self, digest: str) -> bool:
         try:
@@ -201,6 +220,23 @@ class HubClient:
     def get_device(self, device_id: str) -> DeviceView:
         return self._call(_DEVICE, "GET", f"/devices/{device_id}")
 
+    def register_device(
+        self, device_id: str, labels: dict[str, str], auth: str = "certificate", csr: str | None = None
+    ) -> DeviceRegistration:
+        """The answer holds the bundle (a password, for auth "password"): write it to a 0600 file, never log it."""
+        body = _unchecked(DeviceCreate, device_id=device_id, labels=labels, auth=auth, csr=csr)
+        return self._call(_REGISTRATION, "POST", "/devices", json=body)
+
+    def update_labels(self, device_id: str, set_: dict[str, str], remove: Sequence[str] = ()) -> DeviceView:
+        body = _unchecked(LabelsUpdate, set=set_, remove=list(remove))
+        return self._call(_DEVICE, "PATCH", f"/devices/{device_id}/labels", json=body)
+
+    def revoke_device(self, device_id: str) -> DeviceRevoked:
+        return self._call(_REVOKED, "POST", f"/devices/{device_id}/revoke")
+
+    def delete_device(self, device_id: str) -> DeviceDeleted:
+        return self._call(_DELETED, "DELETE", f"/devices/{device_id}")
+
     def call_method(self, device_id: str, method: str, params: dict[str, Any], timeout: float) -> DirectMethodResponse:
         """The device's answer, whatever its status: a device's failure is not the hub's."""
         body = _unchecked(MethodCall, params=params, timeout_s=timeout)
@@ -254,7 +290,8 @@ class HubClient:
 
 
 def _unchecked(
-    schema: type[ModelCreate | ServiceCreate | MethodCall | TokenCreate | KeyRegenerate], **fields: Any
+    schema: type[ModelCreate | ServiceCreate | MethodCall | TokenCreate | KeyRegenerate | DeviceCreate | LabelsUpdate],
+    **fields: Any,
 ) -> dict[str, Any]:
     """The request body in the API's JSON names. Not validated here: the hub judges requests and
     words the errors, so a bad name gets the same message from the CLI as from any other client."""

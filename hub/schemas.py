@@ -15,10 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from edgefleet.hub.configs import DeploymentConfig, InferenceConfig
+from edgefleet.protocol.bootstrap import AuthKind, BootstrapBundle
 from edgefleet.protocol.models import DeviceCapabilities, ModelRef, ModuleState, ReportedState, Telemetry
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 PresenceValue = Literal["online", "offline", "unknown"]
+DeviceStatus = Literal["registered", "revoked"]
 TOKEN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
 TokenState = Literal["active", "expired", "revoked"]
 
@@ -28,7 +30,7 @@ class Role(str, Enum):
 
     READ = "read"  # look: models, services, devices
     DEPLOY = "deploy"  # change the fleet: models, blobs, services, direct methods
-    ADMIN = "admin"  # manage tokens (and, later, device registration)
+    ADMIN = "admin"  # manage tokens, device registration and identities, the hub key
 
     def includes(self, other: Role) -> bool:
         return _ROLE_RANK[self] >= _ROLE_RANK[other]
@@ -52,10 +54,30 @@ class Health(ApiModel):
 
 class HubInfo(ApiModel):
     version: str
-    public_key: str = Field(description="base64 raw ed25519 public key; agents pin it on first start")
+    public_key: str = Field(description="base64 raw ed25519 public key manifests are signed with")
     key_id: str
+    key_fingerprint: str = Field(
+        description="sha256:<hex> of the raw key: give it to `edgefleet-agent --hub-key-fingerprint` to pin on first use"
+    )
     broker_url: str
     broker_connected: bool
+    next_key_id: str | None = Field(default=None, description="key rotation: the key being announced")
+    next_key_fingerprint: str | None = None
+
+
+class DeviceKeyAck(ApiModel):
+    device: str
+    acknowledged: bool = Field(description="accepted a manifest that announces the next key")
+    reason: str
+
+
+class KeyRotationView(ApiModel):
+    key_id: str = Field(description="the key manifests are signed with now")
+    key_fingerprint: str
+    next_key_id: str | None = Field(default=None, description="the key announced; none: no rotation runs")
+    next_key_fingerprint: str | None = None
+    devices: list[DeviceKeyAck] = Field(default_factory=list)
+    complete: bool = Field(description="every registered device acknowledged: the rotation may finish")
 
 
 class BlobStored(ApiModel):
@@ -144,17 +166,72 @@ class ServiceView(ApiModel):
 
 
 # devices ---------------------------------------------------------------------------------------
+class CredentialView(ApiModel):
+    """The identity a device connects with (never the secret itself)."""
+
+    kind: AuthKind
+    serial: str | None = Field(default=None, description="client certificate serial, hex")
+    fingerprint: str | None = Field(default=None, description="sha256:<hex> of the certificate")
+    issued_at: datetime
+    not_after: datetime | None = None
+    revoked_at: datetime | None = None
+
+
 class DeviceView(ApiModel):
     device_id: str
-    labels: dict[str, str] = Field(default_factory=dict)
+    status: DeviceStatus = Field(default="registered", description="revoked devices are out of the fleet")
+    labels: dict[str, str] = Field(default_factory=dict, description="set by operators, never by the device")
     capabilities: DeviceCapabilities = Field(default_factory=DeviceCapabilities)
     presence: PresenceValue = "unknown"
     agent_version: str = ""
     last_report: ReportedState | None = None
-    first_seen: datetime
-    last_seen: datetime
+    registered_at: datetime
+    revoked_at: datetime | None = None
+    first_seen: datetime | None = Field(default=None, description="first report or presence; none: never seen")
+    last_seen: datetime | None = None
     desired_generation: int | None = None
     telemetry: Telemetry | None = None
+    credential: CredentialView | None = Field(default=None, description="the live credential (or the last one)")
+
+
+class DeviceCreate(ApiModel):
+    """Register a device: it joins the fleet with these labels and gets an identity."""
+
+    device_id: str = Field(description="1-64 letters, digits, '.', '_' or '-'; also its MQTT identity")
+    labels: dict[str, str] = Field(default_factory=dict)
+    auth: AuthKind = Field(default="certificate", description="client certificate, or broker username and password")
+    csr: str | None = Field(
+        default=None,
+        description="auth certificate: PEM signing request with subject CN = deviceId (the key stays with the caller)",
+    )
+
+
+class BrokerReloadView(ApiModel):
+    reloaded: bool = Field(description="the hub reloaded the broker itself")
+    message: str = Field(description="what happened, or what to run")
+
+
+class DeviceRegistration(ApiModel):
+    device: DeviceView
+    bundle: BootstrapBundle = Field(
+        description="the bootstrap bundle, without clientKey (the caller holds it); a password appears only here"
+    )
+    broker: BrokerReloadView | None = Field(default=None, description="auth password: the broker's password file")
+
+
+class LabelsUpdate(ApiModel):
+    set: dict[str, str] = Field(default_factory=dict, description="labels to add or change")
+    remove: list[str] = Field(default_factory=list, description="label keys to remove")
+
+
+class DeviceRevoked(ApiModel):
+    device: DeviceView
+    broker: BrokerReloadView
+
+
+class DeviceDeleted(ApiModel):
+    device_id: str
+    broker: BrokerReloadView
 
 
 class MethodCall(ApiModel):

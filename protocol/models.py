@@ -255,6 +255,17 @@ class DeviceManifest(WireModel):
     generation: int = Field(ge=1, description="strictly increasing per device")
     issued_at: datetime = Field(default_factory=utcnow)
     modules: list[ModuleSpec] = Field(default_factory=list)
+    next_hub_key: str | None = Field(
+        default=None,
+        description="key rotation: the hub's next base64 ed25519 key, announced under the current one; a device "
+        "that accepts this manifest trusts manifests signed with it from then on (and the old key no more)",
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        # left out when there is none, so agents from before key rotation read every other manifest
+        return self.model_dump(
+            mode="json", by_alias=True, exclude={"next_hub_key"} if self.next_hub_key is None else None
+        )
 
     @model_validator(mode="after")
     def _unique_modules(self) -> DeviceManifest:

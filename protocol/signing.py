@@ -36,6 +36,12 @@ def key_id(public_raw: bytes) -> str:
     return hashlib.sha256(public_raw).hexdigest()[:16]
 
 
+def key_fingerprint(public_raw: bytes) -> str:
+    """``sha256:<64 hex>`` of the raw public key: what an operator compares when a device pins the key
+    on first use (``edgefleet-agent --hub-key-fingerprint``); the key id is too short for that."""
+    return "sha256:" + hashlib.sha256(public_raw).hexdigest()
+
+
 def public_key_raw(public_key_b64: str) -> bytes:
     """The 32 raw bytes of a base64 ed25519 public key; ValueError if it is not one.
 
@@ -102,6 +108,10 @@ class HubKey:
     @property
     def key_id(self) -> str:
         return key_id(self.public_raw)
+
+    @property
+    def fingerprint(self) -> str:
+        return key_fingerprint(self.public_raw)
 
     def sign(self, data: bytes) -> str:
         return base64.b64encode(self._private.sign(data)).decode("ascii")

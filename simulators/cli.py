@@ -2,7 +2,7 @@
 
     edgefleet-sim fpga boards [--output json]
     edgefleet-sim fpga compile MODEL --board B [-o OUT] [--reuse-factor N] [--max-utilization F] [--output json]
-    edgefleet-sim fleet --devices N --hub URL --broker URL [--fpga BOARD [--fpga-faults SPEC]] [--label K=V]
+    edgefleet-sim fleet --devices N --hub URL [--broker URL] [--fpga BOARD [--fpga-faults SPEC]] [--label K=V]
 
 Each top-level area registers its own subcommands (``register(subparsers)``) and sets ``func``;
 add one (e.g. ``fleet``) by registering it in ``build_parser``.

@@ -2,8 +2,11 @@
 
 Each simulated device is a real ``edgefleet-agent`` OS process with its own data directory,
 labels, and optionally a simulated FPGA board (with injected faults) — so the hub sees exactly
-what it would see from a real fleet. Runs until Ctrl-C (or ``--duration``), then stops every
-agent and the modules they started.
+what it would see from a real fleet. Like a real device it is registered first: through the
+``edgefleet device register`` command (a subprocess: the simulators import no hub code), which
+gives it its labels and writes its bootstrap bundle, and its agent starts from that bundle. A
+device whose data directory already holds an installed bundle (an earlier run) is not registered
+again. Runs until Ctrl-C (or ``--duration``), then stops every agent and the modules they started.
 """
 
 from __future__ import annotations
@@ -34,7 +37,11 @@ class SimulatedDevice:
 
     def agent_args(self) -> list[str]:
         """Agent flags that give this device its (simulated) hardware."""
-        args = ["--fpga-sim", self.fpga_board] if self.fpga_board else []
+        return ["--fpga-sim", self.fpga_board] if self.fpga_board else []
+
+    def register_args(self, bundle: Path) -> list[str]:
+        """``edgefleet`` arguments that register it with its labels (the operator's, not the device's)."""
+        args = ["device", "register", self.device_id, "--out", str(bundle), "--force"]
         for key, value in self.labels.items():
             args += ["--label", f"{key}={value}"]
         return args
@@ -62,12 +69,26 @@ def plan_fleet(
     return devices
 
 
-def _agent_binary() -> str:
-    beside = Path(sys.executable).with_name("edgefleet-agent")
-    found = str(beside) if beside.exists() else shutil.which("edgefleet-agent")
+def _binary(name: str) -> str:
+    beside = Path(sys.executable).with_name(name)
+    found = str(beside) if beside.exists() else shutil.which(name)
     if not found:
-        raise SimulatorError("edgefleet-agent is not installed; run `pip install -e .`")
+        raise SimulatorError(f"{name} is not installed; run `pip install -e .`")
     return found
+
+
+def _identity_args(dev: SimulatedDevice, data: Path, hub: str, edgefleet: str) -> list[str]:
+    """The agent's identity: the bundle installed by an earlier run, else a fresh registration."""
+    if (data / "identity" / "bootstrap.json").exists():
+        return ["--device-id", dev.device_id]
+    bundle = data / "bootstrap.json"
+    done = subprocess.run(
+        [edgefleet, "--hub", hub, *dev.register_args(bundle)], capture_output=True, text=True, timeout=60
+    )
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["no message"])[-1].removeprefix("error: ")
+        raise SimulatorError(f"registering {dev.device_id} at {hub} failed: {reason}")
+    return ["--bootstrap", str(bundle)]
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -75,7 +96,7 @@ def _run(args: argparse.Namespace) -> int:
         get_board(args.fpga)  # unknown board: a clear error naming the known ones, before anything starts
     devices = plan_fleet(args.devices, args.prefix, dict(args.label), args.fpga, args.fpga_every, args.fpga_faults)
     workdir = Path(args.workdir)
-    agent = _agent_binary()
+    agent, edgefleet = _binary("edgefleet-agent"), _binary("edgefleet")
     procs: list[subprocess.Popen[bytes]] = []
     stop = False
 
@@ -88,8 +109,9 @@ def _run(args: argparse.Namespace) -> int:
         for dev in devices:
             data = workdir / dev.device_id
             data.mkdir(parents=True, exist_ok=True)
-            cmd = [agent, "--device-id", dev.device_id, "--hub", args.hub, "--broker", args.broker,
-                   "--data-dir", str(data), "--stop-modules-on-exit"]  # fmt: skip
+            cmd = [agent, *_identity_args(dev, data, args.hub, edgefleet), "--data-dir", str(data),
+                   "--stop-modules-on-exit"]  # fmt: skip
+            cmd += ["--broker", args.broker] if args.broker else []  # else the bundle's
             cmd += dev.agent_args()
             with open(data / "agent.log", "ab") as log:
                 procs.append(
@@ -137,9 +159,14 @@ def register(areas: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--devices", type=int, default=3)
     p.add_argument("--prefix", default="sim-", help="device id prefix (default sim-)")
     p.add_argument("--hub", default=os.environ.get("EDGEFLEET_HUB", "http://127.0.0.1:8080"))
-    p.add_argument("--broker", default="mqtt://127.0.0.1:1883")
+    p.add_argument("--broker", help="broker URL for the agents (default: the one in their bootstrap bundles)")
     p.add_argument(
-        "--label", action="append", type=label_arg, default=[], metavar="KEY=VALUE", help="label for every device"
+        "--label",
+        action="append",
+        type=label_arg,
+        default=[],
+        metavar="KEY=VALUE",
+        help="label every device is registered with",
     )
     p.add_argument("--fpga", metavar="BOARD", help="give devices a simulated FPGA board (see `fpga boards`)")
     p.add_argument("--fpga-every", type=int, default=1, help="every Nth device gets the board (default all)")

@@ -5,6 +5,12 @@ with its own data directory), registers the sample int8 digits model, deploys it
 shows progress until every device is Healthy, scores the held-out digits images on every device's
 endpoint, prints per-device accuracy, and stops everything it started — also on Ctrl-C.
 
+Secure as in production when Mosquitto is installed: ``edgefleet hub broker-config`` writes the
+broker's locked-down configuration (TLS, client certificates from the hub's CA, ACL, CRL), each
+device is registered (``device register``) and its agent starts from its bootstrap bundle alone,
+and at the end one device is revoked. With the embedded amqtt broker it says plainly that there is
+no TLS and no identity check.
+
 The demo drives the hub only through its REST API (HubClient), exactly as the CLI does; the hub,
 the agents and the broker are processes it starts, so it imports none of them. Like an operator
 on the hub machine, it first makes an admin token with ``edgefleet hub token create`` and then
@@ -29,7 +35,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from edgefleet.hub.broker import LocalBroker, free_port, start_local_broker
+from edgefleet.hub.broker import LocalBroker, find_mosquitto, free_port, start_local_broker
+from edgefleet.hub.cli.bootstrap import provision
 from edgefleet.hub.cli.output import table
 from edgefleet.hub.cli.tables import model_ref
 from edgefleet.hub.cli.workflow import deploy_service, register_model, wait_for_removal, wait_for_service
@@ -188,8 +195,13 @@ def run_demo(
     stack = Stack(workdir)
     summary: dict[str, Any] = {"devices": []}
     try:
-        stack.broker = start_local_broker(workdir / "broker", prefer=broker)
-        say(f"broker   {stack.broker.kind} on {stack.broker.url}")
+        stack.broker = _start_broker(workdir, broker)
+        if stack.broker.tls:
+            say(f"broker   mosquitto on {stack.broker.url} (TLS, client certificates from the hub CA, ACL, CRL:")
+            say(f"         edgefleet hub broker-config --data-dir {workdir / 'hub'} --out {workdir / 'broker'})")
+        else:
+            say(f"broker   {stack.broker.kind} on {stack.broker.url} — NO TLS and no identities: any local client can")
+            say("         read every manifest and forge reports (install mosquitto for the locked-down broker)")
 
         hub_port = free_port()
         hub_url = f"http://127.0.0.1:{hub_port}"
@@ -205,18 +217,24 @@ def run_demo(
 
         ids = [f"dev-{i + 1}" for i in range(devices)]
         fpga_ids = ids[len(ids) - fpga_devices :] if fpga_devices else []
-        for i, dev in enumerate(ids):
-            board = ["--fpga-sim", FPGA_BOARD] if dev in fpga_ids else []
-            stack.spawn(
-                f"agent-{dev}",
-                [_console_script("edgefleet-agent"), "--device-id", dev, "--hub", hub_url,
-                 "--broker", stack.broker.url, "--data-dir", str(workdir / "agents" / dev),
-                 "--label", "site=demo", "--label", f"rack={i % 2}", "--stop-modules-on-exit", *board],
-            )  # fmt: skip
-        say(f"agents   {', '.join(ids)} (one OS process each)")
-        if fpga_ids:
-            say(f"         {', '.join(fpga_ids)} with a simulated {FPGA_BOARD} FPGA board (edgefleet-sim fpga boards)")
+        bundles = workdir / "bundles"
+        bundles.mkdir()
         with HubClient(hub_url, token) as client:
+            for i, dev in enumerate(ids):
+                provision(client, dev, {"site": "demo", "rack": str(i % 2)}, bundles / f"{dev}.json")
+            say(f"register {', '.join(ids)}: a client certificate each; bootstrap bundles (0600) in {bundles}")
+            for dev in ids:
+                board = ["--fpga-sim", FPGA_BOARD] if dev in fpga_ids else []
+                stack.spawn(
+                    f"agent-{dev}",
+                    [_console_script("edgefleet-agent"), "--bootstrap", str(bundles / f"{dev}.json"),
+                     "--data-dir", str(workdir / "agents" / dev), "--stop-modules-on-exit", *board],
+                )  # fmt: skip
+            say(f"agents   {', '.join(ids)} (one OS process each, started from their bundles)")
+            if fpga_ids:
+                say(
+                    f"         {', '.join(fpga_ids)} with a simulated {FPGA_BOARD} FPGA board (edgefleet-sim fpga boards)"
+                )
             _wait_devices(client, ids, stack, say)
 
             model = register_model(client, SAMPLE_DIR / "digits_int8.onnx", MODEL, {"task": "digits"},
@@ -253,11 +271,30 @@ def run_demo(
             client.delete_service(SERVICE)
             say(f"delete   {SERVICE}")
             wait_for_removal(client, SERVICE, 60, say)
+            revoked = client.revoke_device(ids[0])
+            effect = "it can no longer connect" if revoked.broker.reloaded else "the hub no longer listens to it"
+            say(f"revoke   {ids[0]}: {effect}; {revoked.broker.message}")
     finally:
         say("stopping agents, hub and broker")
         stack.stop()
     say("done: every process the demo started has exited")
     return summary
+
+
+def _start_broker(workdir: Path, prefer: str) -> LocalBroker:
+    """Mosquitto with the configuration `edgefleet hub broker-config` writes; amqtt without either."""
+    if prefer == "amqtt" or find_mosquitto() is None:
+        return start_local_broker(workdir / "broker", prefer=prefer)
+    port = free_port()
+    out = workdir / "broker"
+    done = subprocess.run(
+        [_console_script("edgefleet"), "hub", "broker-config", "--data-dir", str(workdir / "hub"),
+         "--out", str(out), "--port", str(port)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise ClientError(f"edgefleet hub broker-config failed: {done.stderr.strip()}")
+    return start_local_broker(out, port=port, prefer="mosquitto", config=out / "mosquitto.conf")
 
 
 def main_demo(workdir: Path, devices: int, broker: str, timeout: float, fpga_devices: int = 1) -> int:

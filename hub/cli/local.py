@@ -1,9 +1,10 @@
-"""``edgefleet hub serve``, ``edgefleet hub token ...`` and ``edgefleet demo``: commands that act on
-the system here, not through a hub's API.
+"""``edgefleet hub serve|broker-config|info|rotate-key``, ``edgefleet hub token ...`` and ``edgefleet
+demo``: commands that act on the system here (``hub info`` and ``hub rotate-key`` go through the API).
 
-Each imports what it runs inside its handler: ``hub serve`` and ``hub token`` are the CLI's only
-imports of the server (the runner and the token authority; one ignore each in the import-linter
-contract), the demo its numpy and process supervisor. So the REST commands start fast and never
+Each imports what it runs inside its handler: ``hub serve``, ``hub token`` and ``hub broker-config``
+are the CLI's only imports of the server (the runner, the token authority, the broker configuration
+that opens the hub's CA and store; one ignore each in the import-linter contract), the demo its
+numpy and process supervisor. So the REST commands start fast and never
 load FastAPI, uvicorn or the store.
 
 ``hub token`` works on the hub's database directly, so it needs no token: being able to open the
@@ -20,10 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgefleet.hub.cli.command import Context, add_command, add_group
-from edgefleet.hub.cli.output import Result
+from edgefleet.hub.cli.output import Result, table
 from edgefleet.hub.cli.tables import token_line, token_table
 from edgefleet.hub.cli.tokens import add_expiry_and_role, created, token_request
-from edgefleet.hub.schemas import TokenCreated, TokenView
+from edgefleet.hub.schemas import HubInfo, KeyRotationView, TokenCreated, TokenView
 
 if TYPE_CHECKING:
     from edgefleet.hub.server.auth import Authority
@@ -40,6 +41,8 @@ def hub_serve(ctx: Context) -> int:
         "broker_url": a.broker,
         "public_url": a.public_url,
         "database_url": a.database_url,
+        "device_broker_url": a.device_broker,
+        "broker_config_dir": a.broker_config_dir,
     }
     logging.basicConfig(
         level=getattr(logging, a.log_level.upper()),
@@ -47,6 +50,79 @@ def hub_serve(ctx: Context) -> int:
     )
     serve_with({k: v for k, v in overrides.items() if v is not None})
     return 0
+
+
+def broker_config(ctx: Context) -> Result[dict[str, Any]]:
+    from edgefleet.hub.server.broker_config import BrokerOptions, write_for_hub  # the CA and store: hub side
+
+    a = ctx.args
+    options = BrokerOptions(port=a.port, listen=a.listen, hosts=tuple(a.server_name or ("localhost", "127.0.0.1")),
+                            auth=a.auth, **({"user": a.user} if a.user else {}))  # fmt: skip
+    directory, files = write_for_hub(Path(a.data_dir), a.database_url, Path(a.out) if a.out else None, options)
+    host = options.hosts[0]
+    data = {
+        "dir": str(directory),
+        "auth": options.auth,
+        "files": [str(f) for f in files],
+        "brokerUrl": f"mqtts://{host}:{options.port}",
+        "user": options.user,
+    }
+
+    def readable(d: dict[str, Any]) -> str:
+        names = ", ".join(Path(f).name + (" (0600)" if f.endswith(".key") else "") for f in d["files"])
+        return "\n".join(
+            [
+                f"wrote the broker configuration to {d['dir']} (auth {d['auth']}, broker runs as {d['user']}): {names}",
+                f"start the broker: mosquitto -c {d['dir']}/mosquitto.conf",
+                f"start the hub:    edgefleet hub serve --data-dir {a.data_dir} --broker {d['brokerUrl']}",
+                "devices:          edgefleet device register DEVICE --out DEVICE.bootstrap.json",
+            ]
+        )
+
+    return Result(data, readable)
+
+
+def hub_info(ctx: Context) -> Result[HubInfo]:
+    """The hub's identity: what devices pin (the key's fingerprint for `--hub-key-fingerprint`)."""
+
+    def readable(i: HubInfo) -> str:
+        state = "connected" if i.broker_connected else "not connected"
+        return "\n".join(
+            [
+                f"hub:         edgefleet {i.version} at {ctx.client.base_url}",
+                f"key:         {i.key_id}  (fingerprint {i.key_fingerprint})",
+                *([f"next key:    {i.next_key_id}  (rotation running)"] if i.next_key_id else []),
+                f"broker:      {i.broker_url} ({state})",
+            ]
+        )
+
+    return Result(ctx.client.hub_info(), readable)
+
+
+def rotation_text(r: KeyRotationView) -> str:
+    lines = [f"key:         {r.key_id}  (fingerprint {r.key_fingerprint})"]
+    if r.next_key_id is None:
+        lines.append("rotation:    none runs (`edgefleet hub rotate-key` starts one)")
+        return "\n".join(lines)
+    lines.append(f"next key:    {r.next_key_id}  (fingerprint {r.next_key_fingerprint}), announced to every device")
+    if r.devices:
+        lines.append(table(["DEVICE", "ACKNOWLEDGED", "WHY"], [[d.device, "yes" if d.acknowledged else "no", d.reason]
+                                                                for d in r.devices]))  # fmt: skip
+    lines.append(
+        "rotation:    complete: `edgefleet hub rotate-key --finish` signs with the next key"
+        if r.complete
+        else "rotation:    waiting for devices to acknowledge (--finish --force leaves them to be provisioned again)"
+    )
+    return "\n".join(lines)
+
+
+def rotate_key(ctx: Context) -> Result[KeyRotationView]:
+    a = ctx.args
+    if a.finish:
+        return Result(ctx.client.finish_key_rotation(a.force), rotation_text)
+    if a.status:
+        return Result(ctx.client.key_rotation(), rotation_text)
+    return Result(ctx.client.start_key_rotation(), rotation_text)
 
 
 @contextmanager
@@ -105,8 +181,32 @@ def add_commands(groups: Any) -> None:
     s.add_argument("--broker", help="MQTT broker URL (default mqtt://127.0.0.1:1883)")
     s.add_argument("--public-url", help="base URL devices use for artifacts (default http://HOST:PORT)")
     s.add_argument("--database-url", help="default sqlite:///DATA_DIR/hub.db")
+    s.add_argument("--device-broker", help="broker URL written into bootstrap bundles (default --broker)")
+    s.add_argument("--broker-config-dir", help="where `hub broker-config` wrote the broker's files (default: recorded)")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
+    add_command(hub_p, "info", hub_info, "the hub's key (and its fingerprint) and broker, as devices see them")
+    s = add_command(hub_p, "rotate-key", rotate_key, "rotate the manifest key: announce a next key, then switch to it")
+    s.add_argument("--status", action="store_true", help="show the rotation and which devices acknowledged it")
+    s.add_argument("--finish", action="store_true", help="sign with the next key (every device acknowledged it)")
+    s.add_argument("--force", action="store_true", help="with --finish: also when devices did not acknowledge it")
+    s = add_command(
+        hub_p, "broker-config", broker_config, "write a locked-down Mosquitto configuration (TLS, identities, ACL)"
+    )
+    s.add_argument("--data-dir", default=".edgefleet/hub", help="the hub's data dir: its CA and store")
+    s.add_argument("--database-url", help="the hub's database, if not in the data dir")
+    s.add_argument("--out", help="folder for the broker's files (default DATA_DIR/broker)")
+    s.add_argument("--port", type=int, default=8883, help="TLS listener port (default 8883)")
+    s.add_argument("--listen", default="127.0.0.1", help="listen address (default 127.0.0.1; 0.0.0.0 for all)")
+    s.add_argument(
+        "--server-name", action="append", metavar="NAME", help="DNS name or IP devices use (repeatable; default "
+        "localhost and 127.0.0.1)"
+    )  # fmt: skip
+    s.add_argument(
+        "--auth", choices=["certificate", "password"], default="certificate",
+        help="client certificates (default) or usernames and passwords",
+    )  # fmt: skip
+    s.add_argument("--user", help="the user Mosquitto runs as (default: you); files are given to it when run as root")
     tok = add_group(hub_p, "token", "operator tokens, straight in this machine's hub database (no token needed)")
     commands: list[tuple[str, Callable[[Context], Any], str]] = [
         ("create", hub_token_create, "create a token in the hub's database and print it, this once"),

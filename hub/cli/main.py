@@ -1,13 +1,13 @@
 """``edgefleet``: the operator's command line (talks to the hub's REST API only).
 
     edgefleet demo
-    edgefleet hub serve
+    edgefleet hub serve|broker-config|info|rotate-key
     edgefleet hub token create|list|revoke      (on the hub machine, in its database)
     edgefleet login
     edgefleet token create|list|revoke          (through the API, admin role)
     edgefleet model register|list|show|delete|deploy
     edgefleet service list|show|score|delete
-    edgefleet device list|show|ping|restart-module|logs
+    edgefleet device register|label|revoke|delete|list|show|ping|restart-module|logs
 
 Commands that call the hub need an operator token: ``--token``, else ``EDGEFLEET_TOKEN``, else the
 config file ``edgefleet login`` writes (config.py).

@@ -7,7 +7,16 @@ from datetime import datetime
 from typing import Any
 
 from edgefleet.hub.cli.output import table
-from edgefleet.hub.schemas import DeviceServiceState, DeviceView, ModelView, ServiceView, TokenView
+from edgefleet.hub.schemas import (
+    BrokerReloadView,
+    CredentialView,
+    DeviceRegistration,
+    DeviceServiceState,
+    DeviceView,
+    ModelView,
+    ServiceView,
+    TokenView,
+)
 from edgefleet.protocol.models import ModelRef, ModuleState
 
 DEVICE_STATE_HEADERS = ["DEVICE", "STATE", "ONLINE", "GEN", "DESIRED", "ENDPOINT", "BACKEND", "MESSAGE"]
@@ -124,10 +133,20 @@ def service_table(services: list[ServiceView]) -> str:
 
 
 # devices ---------------------------------------------------------------------------------------
+def credential_text(c: CredentialView | None) -> str:
+    if c is None:
+        return "none (`edgefleet device register` gives it one)"
+    what = f"certificate serial {c.serial}" if c.kind == "certificate" else "broker password"
+    until = f", valid until {c.not_after:%Y-%m-%d}" if c.not_after else ""
+    revoked = f", revoked {short_time(c.revoked_at)}" if c.revoked_at else ""
+    return f"{what}{until}{revoked}"
+
+
 def device_table(devices: list[DeviceView]) -> str:
     rows = [
         [
             d.device_id,
+            d.status,
             d.presence,
             d.last_report.generation if d.last_report else "-",
             d.desired_generation or "-",
@@ -138,16 +157,18 @@ def device_table(devices: list[DeviceView]) -> str:
         ]
         for d in devices
     ]
-    return table(["DEVICE", "PRESENCE", "GEN", "DESIRED", "MODULES", "ACCELERATORS", "LABELS", "LAST SEEN"], rows)
+    headers = ["DEVICE", "STATUS", "PRESENCE", "GEN", "DESIRED", "MODULES", "ACCELERATORS", "LABELS", "LAST SEEN"]
+    return table(headers, rows)
 
 
 def device_detail(d: DeviceView) -> str:
     report = d.last_report
     lines = [
-        f"device:      {d.device_id}  ({d.presence}, agent {d.agent_version or '?'})",
+        f"device:      {d.device_id}  ({d.status}, {d.presence}, agent {d.agent_version or '?'})",
         f"labels:      {tags_text(d.labels)}",
+        f"identity:    {credential_text(d.credential)}",
         f"generation:  reported {report.generation if report else '-'}, desired {d.desired_generation or '-'}",
-        f"last seen:   {short_time(d.last_seen)}",
+        f"last seen:   {short_time(d.last_seen) or 'never'}",
     ]
     if report and report.rejected:
         lines.append(f"rejected:    {report.rejected}")
@@ -168,6 +189,23 @@ def device_detail(d: DeviceView) -> str:
             )
         )
     return "\n".join(lines)
+
+
+def registration_text(r: DeviceRegistration, bundle_file: object) -> str:
+    d = r.device
+    lines = [
+        f"registered {d.device_id} ({tags_text(d.labels) or 'no labels'}); identity: {credential_text(d.credential)}",
+        f"bootstrap bundle written to {bundle_file} (mode 0600: it holds the device's "
+        f"{'private key' if r.bundle.auth == 'certificate' else 'password'}; copy it to the device, then delete it)",
+        f"on the device: edgefleet-agent --bootstrap {bundle_file}",
+    ]
+    if r.broker is not None:
+        lines.append(f"broker: {r.broker.message}")
+    return "\n".join(lines)
+
+
+def removal_text(what: str, broker: BrokerReloadView) -> str:
+    return f"{what}\nbroker: {broker.message}"
 
 
 # tokens ----------------------------------------------------------------------------------------

@@ -27,7 +27,8 @@ _API_DOCS = "the API's own description (OpenAPI, Swagger UI, ReDoc): no fleet da
 # routes off this list (and puts them behind a device identity), nothing else.
 OPEN_ROUTES: Mapping[Route, str] = {
     ("GET", "/api/v1/health"): "liveness probes",
-    ("GET", "/api/v1/hub"): "public: the manifest-signing key and broker URL that agents pin on first start",
+    ("GET", "/api/v1/hub"): "public: the manifest-signing key, its fingerprint (agents may pin it on first use "
+    "against one given to them) and the broker URL",
     ("GET", _BLOB): _DEVICE_ARTIFACTS,
     ("HEAD", _BLOB): _DEVICE_ARTIFACTS,
     ("GET", "/openapi.json"): _API_DOCS,
@@ -60,7 +61,14 @@ ROUTE_ROLES: Mapping[Route, Role] = {
     # scoring endpoint keys: whoever may deploy a service may call it (deploy, not read)
     ("GET", "/api/v1/services/{name}/keys"): Role.DEPLOY,
     ("POST", "/api/v1/services/{name}/keys/regenerate"): Role.DEPLOY,
-    # admin: who may do any of it
+    # admin: who may do any of it, who is in the fleet (device identities) and what devices trust (the hub key)
+    ("POST", "/api/v1/devices"): Role.ADMIN,
+    ("PATCH", "/api/v1/devices/{device_id}/labels"): Role.ADMIN,
+    ("POST", "/api/v1/devices/{device_id}/revoke"): Role.ADMIN,
+    ("DELETE", "/api/v1/devices/{device_id}"): Role.ADMIN,
+    ("GET", "/api/v1/hub/key/rotation"): Role.ADMIN,
+    ("POST", "/api/v1/hub/key/rotation"): Role.ADMIN,
+    ("POST", "/api/v1/hub/key/rotation/finish"): Role.ADMIN,
     ("GET", "/api/v1/tokens"): Role.ADMIN,
     ("POST", "/api/v1/tokens"): Role.ADMIN,
     ("DELETE", "/api/v1/tokens/{token_id}"): Role.ADMIN,

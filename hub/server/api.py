@@ -23,11 +23,17 @@ from edgefleet import hub
 from edgefleet.hub.errors import Forbidden, HubError, RangeNotSatisfiable, Unauthenticated, http_status
 from edgefleet.hub.schemas import (
     BlobStored,
+    DeviceCreate,
+    DeviceDeleted,
+    DeviceRegistration,
+    DeviceRevoked,
     DeviceView,
     ErrorBody,
     Health,
     HubInfo,
     KeyRegenerate,
+    KeyRotationView,
+    LabelsUpdate,
     MethodCall,
     ModelCreate,
     ModelView,
@@ -63,7 +69,7 @@ def _describe_validation(exc: RequestValidationError) -> str:
 
 
 def create_app(hub_: Hub) -> FastAPI:
-    registry, blobs, key, controller = hub_.registry, hub_.blobs, hub_.key, hub_.controller
+    registry, blobs, keys, controller = hub_.registry, hub_.blobs, hub_.keys, hub_.controller
     app = FastAPI(
         dependencies=[Depends(token_guard(hub_.auth))],  # every API route: see guard.py
         title="edgefleet hub",
@@ -74,6 +80,7 @@ def create_app(hub_: Hub) -> FastAPI:
             {"name": "blobs", "description": "content-addressed artifact store (sha256)"},
             {"name": "models", "description": "registered models and their versions"},
             {"name": "services", "description": "deployments of models to devices and their state"},
+            {"name": "devices", "description": "the fleet: registered devices, their identities and reports"},
             {"name": "devices", "description": "the fleet as the devices report it"},
             {"name": "tokens", "description": "operator tokens and their roles (read, deploy, admin)"},
         ],
@@ -111,13 +118,44 @@ def create_app(hub_: Hub) -> FastAPI:
 
     @api.get("/hub", tags=["hub"], response_model=HubInfo, summary="Hub identity; agents pin the key from here")
     def get_hub() -> HubInfo:
+        key, nxt = keys.current, keys.next
         return HubInfo(
             version=hub.__version__,
             public_key=key.public_key_b64,
             key_id=key.key_id,
+            key_fingerprint=key.fingerprint,
             broker_url=hub_.settings.broker_url,
             broker_connected=controller.connected.is_set(),
+            next_key_id=nxt.key_id if nxt else None,
+            next_key_fingerprint=nxt.fingerprint if nxt else None,
         )
+
+    @api.get(
+        "/hub/key/rotation",
+        tags=["hub"],
+        response_model=KeyRotationView,
+        summary="Key rotation (admin): the key announced and which devices acknowledged it",
+    )
+    def key_rotation() -> KeyRotationView:
+        return registry.key_rotation()
+
+    @api.post(
+        "/hub/key/rotation",
+        tags=["hub"],
+        response_model=KeyRotationView,
+        summary="Start a key rotation (admin): announce a next key in manifests signed with the current one",
+    )
+    def start_key_rotation() -> KeyRotationView:
+        return registry.start_key_rotation()
+
+    @api.post(
+        "/hub/key/rotation/finish",
+        tags=["hub"],
+        response_model=KeyRotationView,
+        summary="Finish a key rotation (admin): sign with the next key once every device acknowledged it",
+    )
+    def finish_key_rotation(force: bool = False) -> KeyRotationView:
+        return registry.finish_key_rotation(force)
 
     # blobs -------------------------------------------------------------------------------------
     @api.put(
@@ -236,6 +274,43 @@ def create_app(hub_: Hub) -> FastAPI:
         return registry.get_device(device_id)
 
     @api.post(
+        "/devices",
+        tags=["devices"],
+        status_code=201,
+        response_model=DeviceRegistration,
+        summary="Register a device (admin): it joins the fleet and gets an identity and a bootstrap bundle",
+    )
+    def register_device(req: DeviceCreate) -> DeviceRegistration:
+        return registry.register_device(req)
+
+    @api.patch(
+        "/devices/{device_id}/labels",
+        tags=["devices"],
+        response_model=DeviceView,
+        summary="Set or remove a device's labels (admin); devices never set their own",
+    )
+    def update_labels(device_id: str, update: LabelsUpdate) -> DeviceView:
+        return registry.update_labels(device_id, update)
+
+    @api.post(
+        "/devices/{device_id}/revoke",
+        tags=["devices"],
+        response_model=DeviceRevoked,
+        summary="Revoke a device's identity (admin): the broker refuses it, the hub ignores it",
+    )
+    def revoke_device(device_id: str) -> DeviceRevoked:
+        return registry.revoke_device(device_id)
+
+    @api.delete(
+        "/devices/{device_id}",
+        tags=["devices"],
+        response_model=DeviceDeleted,
+        summary="Delete a device (admin): its record, desired state and retained topics; its identity stays revoked",
+    )
+    def delete_device(device_id: str) -> DeviceDeleted:
+        return registry.delete_device(device_id)
+
+    @api.post(
         "/devices/{device_id}/methods/{method}",
         tags=["devices"],
         response_model=DirectMethodResponse,
@@ -245,7 +320,7 @@ def create_app(hub_: Hub) -> FastAPI:
     def call_method(
         device_id: str, method: str, call: Annotated[MethodCall | None, Body()] = None
     ) -> DirectMethodResponse:
-        registry.get_device(device_id)
+        registry.live_device(device_id)
         call = call or MethodCall()
         return controller.call_method(device_id, method, call.params, call.timeout_s or hub_.settings.method_timeout_s)
 

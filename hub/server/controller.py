@@ -1,9 +1,13 @@
 """The MQTT side of the hub.
 
-- ingests devices' reported state, presence, telemetry and direct-method responses into the store
-  (a device exists once it first says something);
+- ingests registered devices' reported state, presence, telemetry and direct-method responses into
+  the store; a device that is not registered, or is revoked, is not listened to (logged once, nothing
+  stored), and a report's labels are never the device's (operators set labels);
+- connects as the hub's own identity (client certificate or username/password, over TLS for
+  ``mqtts://``), so a locked-down broker gives it every edgefleet topic and devices only their own;
 - reconciles: renders every device's modules and, when they differ from the manifest last
-  published to it, signs a new manifest with the next generation and publishes it retained, QoS 1;
+  published to it (or the key it is signed with, or announces, changed: rotation.py), signs a new
+  manifest with the next generation and publishes it retained, QoS 1;
 - republishes every stored manifest after (re)connecting, so a broker that lost its retained
   messages gets them back;
 - calls direct methods (request on ``commands``, correlated response on ``responses``).
@@ -26,8 +30,9 @@ from pydantic import ValidationError
 
 from edgefleet.hub.errors import HubError, InvalidRequest, MethodTimeout
 from edgefleet.hub.server.generations import next_generation
-from edgefleet.hub.server.mqtt_url import parse_broker_url
+from edgefleet.hub.server.mqtt_url import MqttConnection
 from edgefleet.hub.server.render import DeviceView, index_models, modules_wire, render_device
+from edgefleet.hub.server.rotation import HubKeys, trust_of
 from edgefleet.hub.server.store import DesiredRecord, Store
 from edgefleet.protocol.models import (
     DeviceManifest,
@@ -39,7 +44,7 @@ from edgefleet.protocol.models import (
     Telemetry,
     utcnow,
 )
-from edgefleet.protocol.signing import HubKey, sign_manifest
+from edgefleet.protocol.signing import sign_manifest
 from edgefleet.protocol.topics import TopicKind, parse_topic, subscription, topic
 
 log = logging.getLogger(__name__)
@@ -64,13 +69,14 @@ def parse_presence(device_id: str, payload: bytes) -> Presence | None:
 
 
 class Controller:
-    def __init__(self, store: Store, key: HubKey, broker_url: str, base_url: str) -> None:
+    def __init__(self, store: Store, keys: HubKeys, connection: MqttConnection, base_url: str) -> None:
         self.store = store
-        self.key = key
+        self.keys = keys
         self.base_url = base_url
-        self.broker_url = broker_url
-        self._host, self._port = parse_broker_url(broker_url)
+        self.broker_url = connection.url
+        self._host, self._port = connection.address.host, connection.address.port
         self.connected = threading.Event()
+        self._ignored: set[str] = set()  # ids not listened to, each logged once
         self.telemetry: dict[str, Telemetry] = {}
         self._pending: dict[str, _PendingCall] = {}
         self._pending_lock = threading.Lock()
@@ -83,6 +89,22 @@ class Controller:
         )
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
         self._client.max_queued_messages_set(0)
+        if connection.tls is not None:
+            tls = connection.tls
+            self._client.tls_set(
+                ca_certs=str(tls.ca_file),
+                certfile=str(tls.cert_file) if tls.cert_file else None,
+                keyfile=str(tls.key_file) if tls.key_file else None,
+            )
+        if connection.username:
+            self._client.username_pw_set(connection.username, connection.password)
+        if connection.tls is None and connection.username is None:
+            log.warning(
+                "broker %s: plain MQTT without an identity; any client that reaches it can read every manifest "
+                "and forge reports (README, Security: `edgefleet hub broker-config` and an mqtts:// URL)",
+                connection.url,
+            )
+        self.identity = connection.identity
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -125,8 +147,11 @@ class Controller:
         client.subscribe([(subscription(kind), 1) for kind in _INGESTED])
         for record in self.store.list_desired():
             client.publish(topic(record.device_id, TopicKind.DESIRED), record.payload, qos=1, retain=True)
+        for device in self.store.list_devices():  # in case the clearing at revocation never reached the broker
+            if device.status == "revoked":
+                client.publish(topic(device.device_id, TopicKind.DESIRED), b"", qos=1, retain=True)
         self.connected.set()
-        log.info("hub connected to broker %s", self.broker_url)
+        log.info("hub connected to broker %s (%s)", self.broker_url, self.identity)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         self.connected.clear()
@@ -143,6 +168,52 @@ class Controller:
         except Exception:  # a bad message from one device must not stop the hub
             log.exception("device %s: could not ingest %s message", device_id, kind.value)
 
+    # devices joining and leaving -------------------------------------------------------------
+    @property
+    def reconcile_lock(self) -> threading.Lock:
+        """Held by a reconcile pass: hold it to change a device's membership without a pass in between."""
+        return self._reconcile_lock
+
+    def welcome(self, device_id: str) -> None:
+        """A device was just registered: listen to it, and read what it already left retained."""
+        self._ignored.discard(device_id)
+        retained = [topic(device_id, TopicKind.REPORTED), topic(device_id, TopicKind.PRESENCE)]
+        # the broker sends the retained messages on subscribing, before it handles the unsubscribe
+        self._client.subscribe([(t, 1) for t in retained])
+        self._client.unsubscribe(retained)
+
+    def clear_retained(self, device_id: str, kinds: tuple[TopicKind, ...]) -> None:
+        """Empty retained messages on the device's topics (``desired``: nothing left to fetch for it)."""
+        for kind in kinds:
+            self._client.publish(topic(device_id, kind), b"", qos=1, retain=True)
+        self.telemetry.pop(device_id, None)
+
+    @property
+    def ignored(self) -> frozenset[str]:
+        """Ids whose messages arrived but were not listened to (unregistered or revoked)."""
+        return frozenset(self._ignored)
+
+    def _not_listened(self, device_id: str, kind: TopicKind, why: str) -> None:
+        if device_id not in self._ignored:
+            self._ignored.add(device_id)
+            log.warning(
+                "device %s is %s: its %s messages are ignored (logged once; `edgefleet device register %s`)",
+                device_id,
+                why,
+                kind.value,
+                device_id,
+            )
+
+    def _listened(self, device_id: str, kind: TopicKind) -> bool:
+        device = self.store.get_device(device_id)
+        if device is None:
+            self._not_listened(device_id, kind, "not registered")
+            return False
+        if device.status != "registered":
+            self._not_listened(device_id, kind, "revoked")
+            return False
+        return True
+
     # ingestion ---------------------------------------------------------------------------------
     def ingest(self, device_id: str, kind: TopicKind, payload: bytes) -> None:
         now = utcnow()
@@ -155,20 +226,27 @@ class Controller:
             if report.device_id != device_id:
                 log.warning("report on %s's topic names device %s; ignored", device_id, report.device_id)
                 return
-            _, changed = self.store.record_report(report, now)
+            recorded = self.store.record_report(report, now)  # None: not registered, or revoked
+            if recorded is None:
+                self._not_listened(device_id, kind, "not registered or revoked")
+                return
             desired = self.store.get_desired(device_id)
-            if changed or (desired is not None and report.generation > desired.generation):
+            if recorded[1] or (desired is not None and report.generation > desired.generation):
                 self.request_reconcile()
         elif kind is TopicKind.PRESENCE:
             presence = parse_presence(device_id, payload)
             if presence is None:
                 log.warning("device %s: malformed presence ignored: %r", device_id, payload[:80])
                 return
-            _, new = self.store.record_presence(
+            seen = self.store.record_presence(
                 device_id, presence.state is PresenceState.ONLINE, presence.agent_version, now
             )
-            if new:
+            if seen is None:
+                self._not_listened(device_id, kind, "not registered or revoked")
+            elif seen[1]:
                 self.request_reconcile()
+        elif not self._listened(device_id, kind):
+            return
         elif kind is TopicKind.TELEMETRY:
             try:
                 self.telemetry[device_id] = Telemetry.model_validate_json(payload)
@@ -194,30 +272,34 @@ class Controller:
             services = self.store.list_services()
             models = index_models(self.store.list_models())
             for device in self.store.list_devices():
+                if device.status != "registered":
+                    continue  # revoked: its desired state was cleared, nothing is published to it
                 try:
-                    modules = render_device(
-                        services, DeviceView.of(device.device_id, device.capabilities), models, self.base_url
-                    )
+                    modules = render_device(services, DeviceView.of(device), models, self.base_url)
                 except HubError as exc:
                     log.error("device %s: cannot render its manifest: %s", device.device_id, exc)
                     continue
                 wire = modules_wire(modules)
                 current = self.store.get_desired(device.device_id)
+                trust = (self.keys.current.key_id, self.keys.announced)
+                resign = trust_of(current.payload) != trust if current else self.keys.announced is not None
                 generation = next_generation(
                     current.generation if current else None,
                     current.modules if current else None,
                     wire,
                     device.last_report.generation if device.last_report else 0,
+                    resign=resign,
                 )
                 if generation is None:
                     continue
-                published[device.device_id] = self._publish_manifest(
-                    DeviceManifest(device_id=device.device_id, generation=generation, modules=modules), wire
+                manifest = DeviceManifest(
+                    device_id=device.device_id, generation=generation, modules=modules, next_hub_key=self.keys.announced
                 )
+                published[device.device_id] = self._publish_manifest(manifest, wire)
         return published
 
     def _publish_manifest(self, manifest: DeviceManifest, wire: list[dict[str, Any]]) -> int:
-        signed = sign_manifest(manifest, self.key)
+        signed = sign_manifest(manifest, self.keys.current)
         payload = json.dumps(signed.to_wire(), separators=(",", ":"))
         # Stored before publishing: if the publish is lost, the reconnect republishes it.
         self.store.save_desired(

@@ -1,4 +1,5 @@
-"""The hub's parts wired together: settings -> store, blob store, key, controller, registry, token authority."""
+"""The hub's parts wired together: settings -> store, blob store, keys and CA, identities, controller, registry,
+token authority."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import logging
 
 from edgefleet.hub.server.artifacts import BlobStore
 from edgefleet.hub.server.auth import Authority
+from edgefleet.hub.server.ca import CertificateAuthority
 from edgefleet.hub.server.controller import Controller
+from edgefleet.hub.server.identities import Identities
 from edgefleet.hub.server.registry import Registry
+from edgefleet.hub.server.rotation import HubKeys
 from edgefleet.hub.server.settings import HubSettings
 from edgefleet.hub.server.store import Store, open_store
-from edgefleet.protocol.signing import HubKey
 
 log = logging.getLogger(__name__)
 
@@ -19,21 +22,28 @@ class Hub:
     def __init__(self, settings: HubSettings) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.key = HubKey.load_or_create(settings.key_path)
+        self.keys = HubKeys.load_or_create(settings.key_path)
+        self.ca = CertificateAuthority.load_or_create(settings.ca_dir)
         self.store: Store = open_store(settings.db_url)
         self.blobs = BlobStore(settings.blob_dir)
-        self.controller = Controller(self.store, self.key, settings.broker_url, settings.base_url)
-        self.registry = Registry(self.store, self.blobs, self.controller)
+        self.identities = Identities(settings, self.store, self.ca, self.keys)
+        self.controller = Controller(self.store, self.keys, self.identities.connection(), settings.base_url)
+        self.registry = Registry(self.store, self.blobs, self.controller, self.identities, settings.key_path)
         self.auth = Authority(self.store)
 
     def start(self) -> None:
         log.info(
             "hub key %s, data in %s, broker %s, artifacts at %s",
-            self.key.key_id,
+            self.keys.current.key_id,
             self.settings.data_dir,
             self.settings.broker_url,
             self.settings.base_url,
         )
+        if self.identities.broker is not None:
+            try:  # a fresh CRL each start (each is valid for a year), read by the broker when it (re)loads
+                self.identities.write_broker_files()
+            except OSError as exc:
+                log.warning("could not refresh the broker's files in %s: %s", self.identities.broker.directory, exc)
         if not self.auth.has_admin():
             store = self.settings.database_url or self.settings.data_dir
             option = "--database-url" if self.settings.database_url else "--data-dir"

@@ -10,6 +10,7 @@ def next_generation(
     published_modules: list[dict[str, Any]] | None,
     rendered_modules: list[dict[str, Any]],
     reported_generation: int,
+    resign: bool = False,
 ) -> int | None:
     """The generation to publish, or None when the device already has what it should.
 
@@ -17,7 +18,11 @@ def next_generation(
     - same modules as published, and the device is not ahead of us: None (no churn on re-render)
     - otherwise one past both what we published and what the device reports, because a device
       refuses any generation at or below the last it accepted (e.g. after the hub lost its database)
+    - ``resign`` (the signing key or the key it announces changed: a key rotation): a new generation
+      even when the modules did not change, also an empty one for an idle device
     """
+    if resign:
+        return max(published_generation or 0, reported_generation) + 1
     if published_generation is None and not rendered_modules:
         return None
     if (

@@ -11,6 +11,7 @@ import logging
 import re
 import secrets
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 from edgefleet.hub import schemas
@@ -24,15 +25,35 @@ from edgefleet.hub.configs import (
 )
 from edgefleet.hub.errors import Conflict, InvalidRequest, NotFound
 from edgefleet.hub.refs import parse_model_ref
-from edgefleet.hub.schemas import DeviceView, ModelCreate, ModelView, ServiceCreate, ServiceKeys, ServiceView
+from edgefleet.hub.schemas import (
+    BrokerReloadView,
+    CredentialView,
+    DeviceCreate,
+    DeviceDeleted,
+    DeviceKeyAck,
+    DeviceRegistration,
+    DeviceRevoked,
+    DeviceView,
+    KeyRotationView,
+    LabelsUpdate,
+    ModelCreate,
+    ModelView,
+    ServiceCreate,
+    ServiceKeys,
+    ServiceView,
+)
+from edgefleet.hub.server import rotation
 from edgefleet.hub.server.artifacts import BlobStore
+from edgefleet.hub.server.broker_config import BrokerReload
 from edgefleet.hub.server.controller import Controller
+from edgefleet.hub.server.identities import Identities
 from edgefleet.hub.server.render import DeviceView as RenderDevice
 from edgefleet.hub.server.render import describe_target, targets
 from edgefleet.hub.server.service_state import DeviceObservation, service_status
-from edgefleet.hub.server.store import DeviceRecord, FileEntry, ModelRecord, ServiceRecord, Store
+from edgefleet.hub.server.store import CredentialRecord, DeviceRecord, FileEntry, ModelRecord, ServiceRecord, Store
 from edgefleet.hub.server.store.records import ScoringKeys
 from edgefleet.protocol.models import MODULE_NAME_PATTERN, utcnow
+from edgefleet.protocol.topics import TopicKind, check_device_id
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +64,32 @@ def model_view(record: ModelRecord) -> ModelView:
 
 def _stored_files(files: list[schemas.FileEntry]) -> list[FileEntry]:
     return [FileEntry(path=f.path, digest=f.digest, size=f.size) for f in files]
+
+
+def _credential_view(credentials: list[CredentialRecord]) -> CredentialView | None:
+    """The live credential, else the last one issued."""
+    if not credentials:
+        return None
+    live = [c for c in credentials if c.revoked_at is None]
+    c = (live or credentials)[-1]
+    return CredentialView(
+        kind=c.kind,
+        serial=c.serial,
+        fingerprint=c.fingerprint,
+        issued_at=c.issued_at,
+        not_after=c.not_after,
+        revoked_at=c.revoked_at,
+    )
+
+
+def _reload_view(outcome: BrokerReload) -> BrokerReloadView:
+    return BrokerReloadView(reloaded=outcome.reloaded, message=outcome.message)
+
+
+def _check_labels(labels: dict[str, str]) -> None:
+    for key in labels:
+        if not key.strip() or "=" in key:
+            raise InvalidRequest(f"label key {key!r}: must be non-empty and without '='")
 
 
 def _check_path(path: str, what: str) -> None:
@@ -79,10 +126,14 @@ def keys_view(keys: ScoringKeys) -> ServiceKeys:
 
 
 class Registry:
-    def __init__(self, store: Store, blobs: BlobStore, controller: Controller) -> None:
+    def __init__(
+        self, store: Store, blobs: BlobStore, controller: Controller, identities: Identities, key_path: Path
+    ) -> None:
         self.store = store
         self.blobs = blobs
         self.controller = controller
+        self.identities = identities
+        self.key_path = key_path
 
     def _check_files(self, files: list[schemas.FileEntry], what: str) -> None:
         paths = [f.path for f in files]
@@ -216,7 +267,7 @@ class Registry:
         desired = {d.device_id: d for d in self.store.list_desired()}
         observations = []
         for device in devices:
-            if not targets(service, RenderDevice.of(device.device_id, device.capabilities)):
+            if device.status != "registered" or not targets(service, RenderDevice.of(device)):
                 continue
             record = desired.get(device.device_id)
             observations.append(
@@ -243,19 +294,139 @@ class Registry:
         return [self.service_view(s, devices) for s in self.store.list_services()]
 
     # devices -----------------------------------------------------------------------------------
-    def device_view(self, device: DeviceRecord) -> DeviceView:
+    def device_view(self, device: DeviceRecord, credentials: list[CredentialRecord] | None = None) -> DeviceView:
         desired = self.store.get_desired(device.device_id)
+        if credentials is None:
+            credentials = self.store.list_credentials(device.device_id)
         return DeviceView(
             **device.model_dump(by_alias=True),
             desired_generation=desired.generation if desired else None,
             telemetry=self.controller.telemetry.get(device.device_id),
+            credential=_credential_view(credentials),
         )
 
-    def get_device(self, device_id: str) -> DeviceView:
+    def device_record(self, device_id: str) -> DeviceRecord:
         device = self.store.get_device(device_id)
         if device is None:
-            raise NotFound(f"device {device_id} is unknown (devices appear when their agent first reports)")
-        return self.device_view(device)
+            raise NotFound(
+                f"device {device_id} is not registered (`edgefleet device register {device_id}`; "
+                "`edgefleet device list` shows the fleet)"
+            )
+        return device
+
+    def get_device(self, device_id: str) -> DeviceView:
+        return self.device_view(self.device_record(device_id))
 
     def list_devices(self) -> list[DeviceView]:
-        return [self.device_view(d) for d in self.store.list_devices()]
+        by_device: dict[str, list[CredentialRecord]] = {}
+        for c in self.store.list_credentials():
+            by_device.setdefault(c.device_id, []).append(c)
+        return [self.device_view(d, by_device.get(d.device_id, [])) for d in self.store.list_devices()]
+
+    def live_device(self, device_id: str) -> DeviceRecord:
+        """A registered device that is not revoked (direct methods go only to those)."""
+        device = self.device_record(device_id)
+        if device.status != "registered":
+            raise Conflict(f"device {device_id} is revoked; it is not part of the fleet any more")
+        return device
+
+    def register_device(self, req: DeviceCreate) -> DeviceRegistration:
+        """Who may: admin. The device joins the fleet with the operator's labels and a new credential."""
+        try:
+            check_device_id(req.device_id)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        _check_labels(req.labels)
+        now = utcnow()
+        existing = self.store.get_device(req.device_id)
+        if existing is not None and existing.status == "revoked":  # before issuing anything
+            raise Conflict(
+                f"device {req.device_id} is revoked; delete it (`edgefleet device delete {req.device_id}`) "
+                "before registering it again"
+            )
+        credential, bundle = self.identities.issue(req.device_id, req.auth, req.csr, now)
+        labels = req.labels if (existing is None or req.labels) else None
+        device = self.store.register_device(req.device_id, labels, credential, now)
+        broker = None
+        if credential.kind == "password":  # the broker learns the new password from its password file
+            broker = _reload_view(self.identities.sync_broker(f"device {req.device_id} was given a password"))
+        what = f"certificate serial {credential.serial}" if credential.kind == "certificate" else "a password"
+        log.info("registered device %s (%s)", req.device_id, what)
+        self.controller.welcome(req.device_id)
+        self.controller.request_reconcile()
+        return DeviceRegistration(device=self.device_view(device), bundle=bundle, broker=broker)
+
+    def update_labels(self, device_id: str, update: LabelsUpdate) -> DeviceView:
+        """Who may: admin. Labels are the operator's alone; services re-target at once."""
+        _check_labels(update.set)
+        device = self.device_record(device_id)
+        labels = {k: v for k, v in device.labels.items() if k not in update.remove}
+        labels.update(update.set)
+        updated = self.store.set_labels(device_id, labels)
+        if updated is None:
+            raise NotFound(f"device {device_id} was deleted meanwhile")
+        log.info("device %s labels are now %s", device_id, labels)
+        self.controller.reconcile()
+        return self.device_view(updated)
+
+    def revoke_device(self, device_id: str) -> DeviceRevoked:
+        """Who may: admin. The device's credential stops working at the broker (CRL or password file,
+        reloaded); it stays listed as revoked, its desired state is cleared, its reports are ignored."""
+        with self.controller.reconcile_lock:  # no pass may publish to it between these two
+            device = self.store.revoke_device(device_id, utcnow())
+            if device is None:
+                raise NotFound(f"device {device_id} is not registered (see `edgefleet device list`)")
+            self.controller.clear_retained(device_id, (TopicKind.DESIRED,))
+        outcome = self.identities.sync_broker(f"device {device_id} was revoked")
+        log.warning("revoked device %s", device_id)
+        self.controller.request_reconcile()
+        return DeviceRevoked(device=self.device_view(device), broker=_reload_view(outcome))
+
+    def delete_device(self, device_id: str) -> DeviceDeleted:
+        """Who may: admin. Record, desired state and retained topics go; its credentials stay revoked."""
+        with self.controller.reconcile_lock:
+            if not self.store.delete_device(device_id, utcnow()):
+                raise NotFound(f"device {device_id} is not registered (see `edgefleet device list`)")
+            self.controller.clear_retained(device_id, (TopicKind.DESIRED, TopicKind.REPORTED, TopicKind.PRESENCE))
+        outcome = self.identities.sync_broker(f"device {device_id} was deleted")
+        log.warning("deleted device %s", device_id)
+        self.controller.request_reconcile()
+        return DeviceDeleted(device_id=device_id, broker=_reload_view(outcome))
+
+    # the hub's key ---------------------------------------------------------------------------------
+    def key_rotation(self) -> KeyRotationView:
+        keys = self.controller.keys
+        desired = {d.device_id: d for d in self.store.list_desired()}
+        acks = rotation.rotation_status(self.store.list_devices(), desired, keys.announced)
+        return KeyRotationView(
+            key_id=keys.current.key_id,
+            key_fingerprint=keys.current.fingerprint,
+            next_key_id=keys.next.key_id if keys.next else None,
+            next_key_fingerprint=keys.next.fingerprint if keys.next else None,
+            devices=[DeviceKeyAck(device=a.device_id, acknowledged=a.acknowledged, reason=a.reason) for a in acks],
+            complete=keys.next is not None and all(a.acknowledged for a in acks),
+        )
+
+    def start_key_rotation(self) -> KeyRotationView:
+        """Who may: admin. Announce a next key to every registered device (a new generation each)."""
+        with self.controller.reconcile_lock:
+            rotation.start(self.controller.keys, self.key_path)
+        self.controller.reconcile()
+        return self.key_rotation()
+
+    def finish_key_rotation(self, force: bool = False) -> KeyRotationView:
+        """Who may: admin. Sign with the next key from now on; devices that did not acknowledge it
+        (unless ``force``) would refuse every later manifest, so that is refused."""
+        status = self.key_rotation()
+        if status.next_key_id is None:
+            raise Conflict("no hub key rotation runs; start one first (`edgefleet hub rotate-key`)")
+        waiting = [d.device for d in status.devices if not d.acknowledged]
+        if waiting and not force:
+            raise Conflict(
+                f"device(s) {', '.join(waiting)} have not acknowledged the next hub key yet; wait for them, or "
+                "finish with --force (they must then be provisioned again)"
+            )
+        with self.controller.reconcile_lock:
+            rotation.finish(self.controller.keys, self.key_path)
+        self.controller.reconcile()
+        return self.key_rotation()

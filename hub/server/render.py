@@ -11,11 +11,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from edgefleet.hub.errors import NotFound
-from edgefleet.hub.server.store.records import ModelRecord, ServiceRecord
+from edgefleet.hub.server.store.records import DeviceRecord, ModelRecord, ServiceRecord
 from edgefleet.protocol.models import (
     AcceleratorPreference,
     ArtifactRef,
-    DeviceCapabilities,
     HealthProbe,
     ModuleSpec,
     ModuleTls,
@@ -26,15 +25,16 @@ from edgefleet.protocol.models import (
 
 @dataclass(frozen=True)
 class DeviceView:
-    """What rendering needs to know about a device."""
+    """What rendering needs to know about a device: the operator's labels, the reported accelerators."""
 
     device_id: str
     labels: Mapping[str, str] = field(default_factory=dict)
     accelerator_kinds: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, device_id: str, capabilities: DeviceCapabilities) -> DeviceView:
-        return cls(device_id, dict(capabilities.labels), frozenset(a.kind for a in capabilities.accelerators))
+    def of(cls, device: DeviceRecord) -> DeviceView:
+        kinds = frozenset(a.kind for a in device.capabilities.accelerators)
+        return cls(device.device_id, dict(device.labels), kinds)
 
 
 ModelIndex = Mapping[tuple[str, int], ModelRecord]

@@ -1,5 +1,8 @@
 """A whole fleet for end-to-end tests: real Mosquitto, the hub and N agents as OS processes.
 
+The broker is locked down as in production: the configuration `edgefleet hub broker-config` writes
+for the hub's data dir (TLS, client certificates from the hub's CA, the generated ACL and CRL). Each
+agent is registered first with `edgefleet device register` and starts from its bootstrap bundle.
 The fleet's admin token is made as an operator makes the first one (`edgefleet hub token create`
 in the hub's data directory) and every CLI call passes it in EDGEFLEET_TOKEN. Agents need none.
 """
@@ -55,12 +58,22 @@ class Fleet:
         )  # fmt: skip
         wait_for(lambda: self.cli_ok("device", "list"), timeout=30, what="hub API")
 
-    def start_agent(self, device_id: str, *labels: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        cmd = [str(BIN / "edgefleet-agent"), "--device-id", device_id, "--hub", self.hub_url,
-               "--broker", self.broker.url, "--data-dir", str(self.workdir / "agents" / device_id),
-               "--stop-modules-on-exit"]  # fmt: skip
+    def register(self, device_id: str, *labels: str) -> Path:
+        """`edgefleet device register`: the device joins the fleet; returns its bootstrap bundle."""
+        bundles = self.workdir / "bundles"
+        bundles.mkdir(exist_ok=True)
+        bundle = bundles / f"{device_id}.json"
+        args = ["device", "register", device_id, "--out", str(bundle)]
         for label in labels:
-            cmd += ["--label", label]
+            args += ["--label", label]
+        self.cli(*args)
+        return bundle
+
+    def start_agent(self, device_id: str, *labels: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Register the device with ``labels`` (KEY=VALUE), then start its agent from the bundle."""
+        bundle = self.register(device_id, *labels)
+        cmd = [str(BIN / "edgefleet-agent"), "--bootstrap", str(bundle),
+               "--data-dir", str(self.workdir / "agents" / device_id), "--stop-modules-on-exit"]  # fmt: skip
         return self.spawn(f"agent-{device_id}", cmd, env)
 
     def cli(
@@ -109,10 +122,10 @@ class Fleet:
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Fleet]:
+def fleet(tmp_path: Path, secure_mosquitto: Mosquitto) -> Iterator[Fleet]:
     for name in ("EDGEFLEET_HUB", "EDGEFLEET_TOKEN", "EDGEFLEET_CONFIG"):
         os.environ.pop(name, None)
-    f = Fleet(tmp_path, mosquitto)
+    f = Fleet(tmp_path, secure_mosquitto)
     try:
         f.start_hub()
         yield f

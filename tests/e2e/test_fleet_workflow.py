@@ -127,3 +127,42 @@ def test_no_code_deployment_serves_the_model_without_an_entry_script(fleet: Flee
     wrong_shape = httpx.post(device["endpoint"] + "/score", json={"data": [[1.0, 2.0]]}, timeout=60)
     assert wrong_shape.status_code == 400 and "shape" in wrong_shape.json()["error"]
     assert httpx.get(device["endpoint"] + "/", timeout=10).text.strip('"') == "Healthy"  # still serving
+
+
+@pytest.mark.timeout(400)
+def test_register_bootstrap_deploy_healthy_revoke_delete(fleet: Fleet) -> None:
+    """The identity path end to end: registered with the operator's labels, the agent starts from its
+    bundle alone over TLS, serves, and once revoked the broker refuses it and the hub forgets it."""
+    fleet.start_agent("dev-r", "site=e2e")
+    wait_for(lambda: fleet.cli_json("device", "show", "dev-r")["presence"] == "online", 60, what="dev-r online")
+    identity = fleet.workdir / "agents" / "dev-r" / "identity"
+    assert (identity / "client.key").stat().st_mode & 0o777 == 0o600  # the bundle was installed
+    assert (identity / "bootstrap.json").stat().st_mode & 0o777 == 0o600
+    agent_log = fleet.workdir / "agent-dev-r.log"
+    assert "PRIVATE KEY" not in agent_log.read_text()
+
+    fleet.cli("model", "register", "-n", "digits", "-p", str(SAMPLE / "digits_int8.onnx"))
+    dc = fleet.workdir / "dc.json"
+    dc.write_text(json.dumps({"computeType": "edge", "target": {"labels": {"site": "e2e"}}}))
+    fleet.cli("model", "deploy", "-n", "svc-r", "-m", "digits:1", "--dc", str(dc), timeout=300)
+    service = fleet.cli_json("service", "show", "svc-r")
+    assert service["state"] == "Healthy" and [d["device"] for d in service["devices"]] == ["dev-r"], service
+
+    refused_before = fleet.broker.log_file.read_text().count("certificate verify failed")
+    revoked = fleet.cli("device", "revoke", "dev-r").stdout
+    assert "revoked dev-r: it can no longer connect" in revoked and "broker reloaded (SIGHUP" in revoked
+    assert fleet.cli_json("device", "show", "dev-r")["status"] == "revoked"
+    # open connections stay until they reconnect: a broker restart makes the agent reconnect, and it is refused
+    fleet.broker.restart()
+    wait_for(
+        lambda: fleet.broker.log_file.read_text().count("certificate verify failed") > refused_before,
+        30,
+        what="the broker refusing dev-r's revoked certificate",
+    )
+    assert agent_log.read_text().count("connected to broker") == 1  # never again after the revocation
+    service = fleet.cli_json("service", "show", "svc-r")
+    assert service["state"] == "Unschedulable" and service["devices"] == [], service  # out of the fleet
+
+    deleted = fleet.cli("device", "delete", "dev-r").stdout
+    assert deleted.startswith("deleted dev-r")
+    assert fleet.cli_json("device", "list") == []

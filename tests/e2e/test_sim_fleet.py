@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 
@@ -15,6 +16,7 @@ def test_sim_fleet_devices_report_labels_and_simulated_fpga(fleet: Fleet) -> Non
          "--broker", fleet.broker.url, "--fpga", "kv260", "--fpga-every", "2", "--label", "site=lab",
          "--workdir", str(fleet.workdir / "sim")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "EDGEFLEET_TOKEN": fleet.token},  # it registers its devices, as an admin
     )  # fmt: skip
     try:
 
@@ -32,7 +34,10 @@ def test_sim_fleet_devices_report_labels_and_simulated_fpga(fleet: Fleet) -> Non
 
         devices = wait_for(reported, timeout=60, what="simulated devices to report")
         caps = {i: devices[i]["lastReport"]["capabilities"] for i in ("sim-1", "sim-2")}
-        assert caps["sim-1"]["labels"] == {"site": "lab", "sim": "true", "fpga": "kv260"}
+        # registered by the simulator with their labels: the hub's labels, over a TLS broker with identities
+        assert devices["sim-1"]["labels"] == {"site": "lab", "sim": "true", "fpga": "kv260"}
+        assert devices["sim-2"]["labels"] == {"site": "lab", "sim": "true"}
+        assert devices["sim-1"]["credential"]["kind"] == "certificate"
         fpga = [a for a in caps["sim-1"]["accelerators"] if a["kind"] == "fpga"]
         assert fpga and fpga[0]["board"] == "kv260" and fpga[0]["simulated"] is True
         assert not [a for a in caps["sim-2"]["accelerators"] if a["kind"] == "fpga"]
@@ -50,8 +55,10 @@ def test_sim_fleet_devices_report_labels_and_simulated_fpga(fleet: Fleet) -> Non
 
 
 def test_unknown_board_is_refused_before_anything_starts(fleet: Fleet) -> None:
+    """And nothing is registered for it."""
     out = subprocess.run(
         [str(BIN / "edgefleet-sim"), "fleet", "--hub", fleet.hub_url, "--broker", fleet.broker.url, "--fpga", "nope"],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert out.returncode == 1 and "nope" in out.stderr
+    assert fleet.cli_json("device", "list") == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pytest
 from edgefleet.protocol import ModuleSpec
 from tests.support.agent_harness import (
     FAKE_MODULE,
+    REPO,
     TestHub,
     agent_env,
     kill_module_processes,
@@ -70,7 +72,9 @@ def test_sigkill_restart_adopts_module_and_sigterm_leaves_it_running(
     hub = TestHub(mosquitto.port, device_id)
     info = HubInfoServer(hub.key.public_key_b64, hub.key.key_id)
     data_dir = tmp_path / "agent"
-    args = ["--device-id", device_id, "--broker", mosquitto.url, "--data-dir", str(data_dir)]
+    # trust on first use, against the fingerprint the operator gave
+    args = ["--device-id", device_id, "--broker", mosquitto.url, "--data-dir", str(data_dir),
+            "--hub-key-fingerprint", hub.key.fingerprint]  # fmt: skip
     env = agent_env(
         modules__command=FAKE_MODULE,
         discovery__command=[sys.executable, "-c", "print('[]')"],
@@ -93,7 +97,7 @@ def test_sigkill_restart_adopts_module_and_sigterm_leaves_it_running(
             agents.append(start_agent_process([*args, "--hub", f"http://127.0.0.1:{info.port}"], env, log_path))
             hub.publish(1, [spec])
             hub.wait_report(lambda r: module_state(r, "scorer") == "Healthy", what="scorer Healthy")
-            assert info.hits == 1  # trust on first use: asked once, then pinned
+            assert info.hits == 1  # trust on first use (the fingerprint matched): asked once, then pinned
             assert json.loads((data_dir / "hub-key.json").read_text())["publicKey"] == hub.key.public_key_b64
             info.close()  # from now on the hub is unreachable: the pinned key must do
             (pid,) = module_pids(device_id, "scorer")
@@ -161,3 +165,25 @@ def test_adoption_is_scoped_to_the_agents_own_directory(tmp_path: Path, device_i
     assert module_pids(device_id, "solo") == []
     again.remove(iid)
     assert not (tmp_path / "a" / "solo").exists()
+
+
+def test_a_hub_key_is_pinned_only_against_the_fingerprint_given(tmp_path: Path, device_id: str) -> None:
+    from edgefleet.protocol import HubKey
+
+    impostor = HubKey.generate()
+    info = HubInfoServer(impostor.public_key_b64, impostor.key_id)
+    base = [sys.executable, "-m", "agent", "--device-id", device_id, "--broker", f"mqtt://127.0.0.1:{free_port()}",
+            "--hub", f"http://127.0.0.1:{info.port}", "--data-dir", str(tmp_path / "agent")]  # fmt: skip
+    env = agent_env(discovery__command=[sys.executable, "-c", "print('[]')"])
+    try:
+        wanted = HubKey.generate().fingerprint  # the operator's hub, not the one answering
+        out = subprocess.run([*base, "--hub-key-fingerprint", wanted], env=env, capture_output=True, text=True,
+                             timeout=60, cwd=REPO)  # fmt: skip
+        assert out.returncode == 2, out.stderr
+        assert f"offers a hub key with fingerprint {impostor.fingerprint}, not the {wanted} given" in out.stderr
+        assert not (tmp_path / "agent" / "hub-key.json").exists()
+        out = subprocess.run(base, env=env, capture_output=True, text=True, timeout=60, cwd=REPO)
+        assert out.returncode == 2 and "no hub key: start the agent with --bootstrap FILE" in out.stderr
+        assert info.hits == 1  # without a fingerprint the hub is not even asked
+    finally:
+        info.close()

@@ -69,6 +69,7 @@ def test_hub_info_publishes_the_signing_key(api: httpx.Client, tmp_path: Path) -
     info = api.get("/hub").json()
     key = HubKey.load_or_create(tmp_path / "hub" / "hub_key.pem")
     assert info["publicKey"] == key.public_key_b64 and info["keyId"] == key.key_id
+    assert info["keyFingerprint"] == key.fingerprint and len(key.fingerprint) == len("sha256:") + 64
     assert info["brokerUrl"].startswith("mqtt://127.0.0.1:")
 
 
@@ -158,7 +159,7 @@ def test_service_lifecycle_and_model_in_use(api: httpx.Client) -> None:
 
 def test_unknown_routes_and_devices_answer_json_errors(api: httpx.Client) -> None:
     r = api.get("/devices/dev-x")
-    assert r.status_code == 404 and "devices appear when their agent first reports" in r.json()["error"]
+    assert r.status_code == 404 and "`edgefleet device register dev-x`" in r.json()["error"]
     assert api.get("/nope").json() == {"error": "Not Found"}
     r = api.post("/models", content=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 422 and "error" in r.json()
@@ -196,6 +197,9 @@ def test_every_json_answer_is_an_api_schema_not_a_store_record(api: httpx.Client
     assert answers == {
         "GET /api/v1/health": "Health",
         "GET /api/v1/hub": "HubInfo",
+        "GET /api/v1/hub/key/rotation": "KeyRotationView",
+        "POST /api/v1/hub/key/rotation": "KeyRotationView",
+        "POST /api/v1/hub/key/rotation/finish": "KeyRotationView",
         "PUT /api/v1/blobs/{digest}": "BlobStored",
         "POST /api/v1/models": "ModelView",
         "GET /api/v1/models": "ModelView",
@@ -207,6 +211,10 @@ def test_every_json_answer_is_an_api_schema_not_a_store_record(api: httpx.Client
         "POST /api/v1/services/{name}/keys/regenerate": "ServiceKeys",
         "GET /api/v1/devices": "DeviceView",
         "GET /api/v1/devices/{device_id}": "DeviceView",
+        "POST /api/v1/devices": "DeviceRegistration",
+        "PATCH /api/v1/devices/{device_id}/labels": "DeviceView",
+        "POST /api/v1/devices/{device_id}/revoke": "DeviceRevoked",
+        "DELETE /api/v1/devices/{device_id}": "DeviceDeleted",
         "POST /api/v1/devices/{device_id}/methods/{method}": "DirectMethodResponse",
         "GET /api/v1/whoami": "TokenView",
         "GET /api/v1/tokens": "TokenView",
@@ -214,6 +222,31 @@ def test_every_json_answer_is_an_api_schema_not_a_store_record(api: httpx.Client
         "DELETE /api/v1/tokens/{token_id}": "TokenView",
     }
     assert not [name for name in spec["components"]["schemas"] if name.endswith("Record")]
+
+
+def test_registration_checks_the_request_and_keeps_no_secret(api: httpx.Client, tmp_path: Path) -> None:
+    from edgefleet.hub.cli.bootstrap import new_key_and_csr
+
+    _, csr = new_key_and_csr("dev-1")
+    r = api.post("/devices", json={"deviceId": "dev-1"})
+    assert r.status_code == 400 and "needs a certificate signing request" in r.json()["error"]
+    r = api.post("/devices", json={"deviceId": "dev-2", "csr": csr})
+    assert r.status_code == 400 and "names ['dev-1'], not 'dev-2'" in r.json()["error"]
+    r = api.post("/devices", json={"deviceId": "bad/id", "csr": csr})
+    assert r.status_code == 400 and "invalid device id" in r.json()["error"]
+    r = api.post("/devices", json={"deviceId": "dev-1", "csr": csr, "labels": {"site": "lab"}})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["bundle"]["clientKey"] is None and "BEGIN CERTIFICATE" in body["bundle"]["clientCertificate"]
+    assert body["device"]["labels"] == {"site": "lab"} and body["device"]["lastSeen"] is None
+    r = api.post("/devices", json={"deviceId": "dev-3", "auth": "password"})
+    password = r.json()["bundle"]["password"]
+    assert r.status_code == 201 and password
+    stored = (tmp_path / "hub" / "hub.db").read_bytes() + b"".join(
+        p.read_bytes() for p in (tmp_path / "hub").glob("hub.db*")
+    )
+    assert password.encode() not in stored  # only its hash
+    assert api.get("/devices/dev-3").json()["credential"]["kind"] == "password"
 
 
 def test_scoring_keys_are_issued_kept_shown_only_on_their_route_and_rotated_one_at_a_time(

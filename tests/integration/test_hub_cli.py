@@ -111,6 +111,9 @@ def start(hub: Hub, *args: str) -> subprocess.Popen[str]:
 
 
 def test_register_deploy_score_delete(tmp_path: Path, hub: Hub, mosquitto: Mosquitto, scoring_endpoint: str) -> None:
+    bundle = tmp_path / "dev-1.bootstrap.json"
+    r = edgefleet(hub, "device", "register", "dev-1", "--label", "site=lab", "--out", str(bundle))
+    assert r.returncode == 0, r.stderr
     device = FakeDevice(mosquitto, "dev-1", {"site": "lab"})
     try:
         device.report(0)
@@ -202,6 +205,65 @@ def test_unreachable_hub_and_bad_arguments_are_one_line_errors(tmp_path: Path) -
     assert r.returncode == 1 and "no such file or folder" in r.stderr
     r = run_cli("--hub", "http://127.0.0.1:1", "model", "show", "digits", env=env)
     assert r.returncode == 1 and "expected NAME:VERSION" in r.stderr
+
+
+def test_hub_info_shows_the_key_fingerprint_devices_pin(hub: Hub) -> None:
+    info = httpx.get(hub.url + "/api/v1/hub").json()
+    r = edgefleet(hub, "hub", "info")
+    assert r.returncode == 0, r.stderr
+    assert f"(fingerprint {info['keyFingerprint']})" in r.stdout
+
+
+def test_device_register_label_revoke_delete(tmp_path: Path, hub: Hub) -> None:
+    bundle = tmp_path / "dev-1.bootstrap.json"
+    r = edgefleet(hub, "device", "register", "dev-1", "--label", "site=lab", "--out", str(bundle))
+    assert r.returncode == 0, r.stderr
+    secret = json.loads(bundle.read_text())
+    assert bundle.stat().st_mode & 0o777 == 0o600
+    assert secret["deviceId"] == "dev-1" and "PRIVATE KEY" in secret["clientKey"] and secret["hubPublicKey"]
+    assert f"bootstrap bundle written to {bundle} (mode 0600" in r.stdout
+    assert f"edgefleet-agent --bootstrap {bundle}" in r.stdout
+    assert "PRIVATE KEY" not in r.stdout + r.stderr and secret["clientKey"] not in r.stdout
+
+    again = edgefleet(hub, "device", "register", "dev-1", "--out", str(bundle))  # exists: refused before asking
+    assert again.returncode == 1 and "exists; choose another --out, or give --force" in again.stderr
+    again = edgefleet(hub, "device", "register", "dev-1", "--out", str(tmp_path / "other.json"))
+    assert again.returncode == 1 and "dev-1 is already registered (certificate serial" in again.stderr
+    assert not (tmp_path / "other.json").exists()
+    bad = edgefleet(hub, "device", "register", "edgefleet-hub", "--out", str(tmp_path / "hub.json"))
+    assert bad.returncode == 1 and "reserved for the hub" in bad.stderr
+    # who may: admin; a deploy token may not register, relabel, revoke or delete, and gets no bundle
+    deployer = edgefleet(hub, "token", "create", "--role", "deploy", "--name", "ci").stdout.strip()
+    for args in (["register", "dev-9", "--out", str(tmp_path / "dev-9.json")], ["label", "dev-1", "a=b"],
+                 ["revoke", "dev-1"], ["delete", "dev-1"]):  # fmt: skip
+        r = edgefleet(hub, "device", *args, token=deployer)
+        assert r.returncode == 1 and "needs the admin role; token 'ci'" in r.stderr, r.stderr
+    assert not (tmp_path / "dev-9.json").exists()
+
+    out = json.loads(
+        edgefleet(hub, "-o", "json", "device", "register", "dev-2", "--auth", "password", "--out",
+                  str(tmp_path / "dev-2.json")).stdout
+    )  # fmt: skip
+    assert out["device"]["credential"]["kind"] == "password" and out["bundleFile"] == str(tmp_path / "dev-2.json")
+    assert json.loads((tmp_path / "dev-2.json").read_text())["password"] not in json.dumps(out)
+
+    r = edgefleet(hub, "device", "label", "dev-1", "rack=2", "site-")
+    assert r.returncode == 0, r.stderr
+    assert "labels:      rack=2" in r.stdout and "identity:    certificate serial" in r.stdout
+    listed = edgefleet(hub, "device", "list").stdout.splitlines()
+    assert listed[0].split()[:3] == ["DEVICE", "STATUS", "PRESENCE"]
+    assert listed[1].split()[:3] == ["dev-1", "registered", "unknown"]
+
+    r = edgefleet(hub, "device", "revoke", "dev-1")
+    assert r.returncode == 0, r.stderr
+    # no broker configuration known to this hub (an open test broker): it says so, and what that means
+    assert r.stdout.startswith("revoked dev-1: the hub no longer listens to it\nbroker: ")
+    assert "knows no broker configuration" in r.stdout
+    assert "revoked" in edgefleet(hub, "device", "show", "dev-1").stdout
+    r = edgefleet(hub, "device", "delete", "dev-1")
+    assert r.returncode == 0 and r.stdout.startswith("deleted dev-1: record, desired state and retained topics")
+    r = edgefleet(hub, "device", "show", "dev-1")
+    assert r.returncode == 1 and r.stderr.startswith("error: device dev-1 is not registered")
     r = run_cli("--hub", "http://127.0.0.1:1", "model", "list", env={"EDGEFLEET_CONFIG": str(tmp_path / "none.toml")})
     assert r.returncode == 1 and r.stderr.count("\n") == 1
     assert r.stderr.startswith(

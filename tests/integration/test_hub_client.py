@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edgefleet.hub.cli.bootstrap import provision
 from edgefleet.hub.cli.output import to_json
 from edgefleet.hub.client import HubClient
 from edgefleet.hub.errors import Conflict, Forbidden, InvalidRequest, MethodTimeout, NotFound, Unauthenticated
@@ -55,11 +56,12 @@ def _same_json(answer: object, api_json: object) -> None:
 def test_every_answer_is_its_schema_and_dumps_to_the_api_json(
     tmp_path: Path, client: HubClient, hub_url: str, mosquitto: Mosquitto, admin_token: str
 ) -> None:
+    provision(client, "dev-1", {"site": "lab"}, tmp_path / "dev-1.bootstrap.json")
     device = FakeDevice(mosquitto, "dev-1", {"site": "lab"})
     raw = httpx.Client(base_url=hub_url + "/api/v1", timeout=20, headers={"Authorization": f"Bearer {admin_token}"})
     try:
         device.report(0)
-        wait_for(lambda: client.list_devices() != [], 15, what="device registered by its report")
+        wait_for(lambda: client.get_device("dev-1").last_seen, 15, what="the device's first report")
         blob = tmp_path / "m.onnx"
         blob.write_bytes(MODEL)
         digest = sha256_bytes(MODEL)

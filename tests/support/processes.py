@@ -1,7 +1,9 @@
-"""Real helper processes for tests: free ports, a Mosquitto broker, waiting for conditions."""
+"""Real helper processes for tests: free ports, a Mosquitto broker (open, or locked down with the
+configuration `edgefleet hub broker-config` writes), waiting for conditions."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import time
@@ -47,17 +49,47 @@ def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None
     wait_for(open_, timeout, what=f"{host}:{port} to accept connections")
 
 
+# Test-only additions to the generated configuration: save retained messages often, queue more.
+_TEST_LINES = ("autosave_interval 1", "max_queued_messages 10000")
+
+
 @dataclass
 class Mosquitto:
-    """A private Mosquitto broker on a free loopback port; ``restart`` keeps the port."""
+    """A private Mosquitto broker on a free loopback port; ``restart`` keeps the port.
+
+    Open (anonymous, plain MQTT) by default. With ``hub_data_dir`` it is secure: it runs the
+    configuration ``edgefleet hub broker-config`` writes for that hub (its CA, its store), TLS on
+    ``mqtts://127.0.0.1:PORT`` with client certificates (or passwords: ``auth="password"``), the
+    generated ACL and CRL; a hub with that data dir finds the files and reloads this broker.
+    """
 
     workdir: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    hub_data_dir: Path | None = None
+    auth: str = "certificate"
+
+    @property
+    def secure(self) -> bool:
+        return self.hub_data_dir is not None
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        return f"mqtts://127.0.0.1:{self.port}" if self.secure else f"mqtt://127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / "mosquitto.log"
+
+    def _secure_config(self) -> Path:
+        conf = self.workdir / "mosquitto.conf"
+        if not conf.exists():
+            from edgefleet.hub.server.broker_config import BrokerOptions, write_for_hub
+
+            assert self.hub_data_dir is not None
+            options = BrokerOptions(port=self.port, auth=self.auth, extra=_TEST_LINES)  # type: ignore[arg-type]
+            write_for_hub(self.hub_data_dir, None, self.workdir, options)
+        return conf
 
     def start(self) -> None:
         binary = find_mosquitto()
@@ -66,15 +98,23 @@ class Mosquitto:
                 "mosquitto is not installed: run `make test` (it installs it) or apt-get install mosquitto"
             )
         self.workdir.mkdir(parents=True, exist_ok=True)
-        conf = self.workdir / "mosquitto.conf"
-        # persistence keeps retained messages across restart, as a production broker would
-        conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {self.workdir}/\nautosave_interval 1\n"
-            f"log_dest file {self.workdir}/mosquitto.log\nmax_queued_messages 10000\n"
-        )
-        self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if self.secure:
+            conf = self._secure_config()
+        else:
+            conf = self.workdir / "mosquitto.conf"
+            # persistence keeps retained messages across restart, as a production broker would
+            conf.write_text(
+                f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                f"persistence_location {self.workdir}/\n" + "\n".join(_TEST_LINES) + "\n"
+            )
+        with open(self.log_file, "ab") as log:
+            self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
         wait_port(self.port)
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto rereads its CRL, password file and ACL."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

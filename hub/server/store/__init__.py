@@ -1,4 +1,5 @@
-"""The hub's registry: models, services, devices, the desired state published to each device, operator tokens.
+"""The hub's registry: models, services, devices (with their credentials), the desired state published to each
+device, operator tokens.
 
 Callers use the ``Store`` interface and ``open_store(url)``; adding PostgreSQL means one new module
 implementing ``Store`` and one branch in ``open_store``, nothing else.
@@ -9,6 +10,7 @@ from __future__ import annotations
 from edgefleet.hub.errors import SettingsError
 from edgefleet.hub.server.store.base import Store
 from edgefleet.hub.server.store.records import (
+    CredentialRecord,
     DesiredRecord,
     DeviceRecord,
     FileEntry,
@@ -19,6 +21,7 @@ from edgefleet.hub.server.store.records import (
 from edgefleet.hub.server.store.sqlite import SqliteStore
 
 __all__ = [
+    "CredentialRecord",
     "DesiredRecord",
     "DeviceRecord",
     "FileEntry",

@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from datetime import datetime
 
 from edgefleet.hub.server.store.records import (
+    CredentialRecord,
     DesiredRecord,
     DeviceRecord,
     FileEntry,
@@ -51,21 +52,50 @@ class Store(ABC):
     def delete_service(self, name: str) -> bool: ...
 
     # devices -----------------------------------------------------------------------------------
+    # Devices exist only by registration; reports and presence update registered devices only.
     @abstractmethod
-    def record_report(self, report: ReportedState, at: datetime) -> tuple[DeviceRecord, bool]:
-        """Store a device's report (creating the device); True when labels/capabilities changed or it is new."""
+    def register_device(
+        self, device_id: str, labels: dict[str, str] | None, credential: CredentialRecord, at: datetime
+    ) -> DeviceRecord:
+        """Create the device (or give a device without a live credential one) and store its credential,
+        atomically. Conflict when it has a live credential already or is revoked. ``labels`` None keeps
+        an existing device's labels."""
+
+    @abstractmethod
+    def set_labels(self, device_id: str, labels: dict[str, str]) -> DeviceRecord | None:
+        """Replace the operator's labels; None when the device does not exist."""
+
+    @abstractmethod
+    def revoke_device(self, device_id: str, at: datetime) -> DeviceRecord | None:
+        """Mark the device and its credentials revoked and forget its desired state; None when unknown.
+        Idempotent: revoking a revoked device changes nothing."""
+
+    @abstractmethod
+    def delete_device(self, device_id: str, at: datetime) -> bool:
+        """Revoke its credentials (kept for the CRL), delete the device and its desired state; True if it existed."""
+
+    @abstractmethod
+    def list_credentials(self, device_id: str | None = None) -> list[CredentialRecord]:
+        """Every credential ever issued (of ``device_id``), revoked ones included, oldest first."""
+
+    @abstractmethod
+    def record_report(self, report: ReportedState, at: datetime) -> tuple[DeviceRecord, bool] | None:
+        """Store a registered device's report; True when its capabilities changed. None (nothing stored)
+        when the device is not registered or is revoked. The report's labels are not the device's."""
 
     @abstractmethod
     def record_presence(
         self, device_id: str, online: bool, agent_version: str, at: datetime
-    ) -> tuple[DeviceRecord, bool]:
-        """Store presence (creating the device); True when the device is new."""
+    ) -> tuple[DeviceRecord, bool] | None:
+        """Store a registered device's presence; True when it is the first sign of life. None (nothing
+        stored) when the device is not registered or is revoked."""
 
     @abstractmethod
     def get_device(self, device_id: str) -> DeviceRecord | None: ...
 
     @abstractmethod
-    def list_devices(self) -> list[DeviceRecord]: ...
+    def list_devices(self) -> list[DeviceRecord]:
+        """Every device, revoked ones included (``status``)."""
 
     # desired state -----------------------------------------------------------------------------
     @abstractmethod

@@ -17,6 +17,8 @@ from edgefleet.hub.schemas import Role
 from edgefleet.protocol.models import DeviceCapabilities, ModelRef, ReportedState
 
 PresenceValue = Literal["online", "offline", "unknown"]
+DeviceStatus = Literal["registered", "revoked"]
+CredentialKind = Literal["certificate", "password"]
 
 
 class RecordModel(BaseModel):
@@ -64,14 +66,38 @@ class ServiceRecord(RecordModel):
 
 
 class DeviceRecord(RecordModel):
+    """A device of the fleet: registered by an operator (who alone sets its labels), then observed."""
+
     device_id: str
-    labels: dict[str, str] = Field(default_factory=dict)
-    capabilities: DeviceCapabilities = Field(default_factory=DeviceCapabilities)
+    labels: dict[str, str] = Field(default_factory=dict, description="the operator's; never from reports")
+    capabilities: DeviceCapabilities = Field(
+        default_factory=DeviceCapabilities, description="as last reported, without the device's own labels"
+    )
     presence: PresenceValue = "unknown"
     agent_version: str = ""
     last_report: ReportedState | None = None
-    first_seen: datetime
-    last_seen: datetime
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    status: DeviceStatus = "registered"
+    registered_at: datetime
+    revoked_at: datetime | None = None
+
+
+class CredentialRecord(RecordModel):
+    """An identity issued to a device: a client certificate (by serial) or a broker password (its hash).
+
+    Kept after revocation and after the device is deleted: revoked serials stay in the CRL until
+    their certificates expire."""
+
+    id: int = 0
+    device_id: str
+    kind: CredentialKind
+    serial: str | None = Field(default=None, description="certificate serial number, hex")
+    fingerprint: str | None = Field(default=None, description="sha256:<hex> of the certificate (DER)")
+    password_hash: str | None = Field(default=None, description="the broker's password-file form, never the password")
+    issued_at: datetime
+    not_after: datetime | None = None
+    revoked_at: datetime | None = None
 
 
 class DesiredRecord(RecordModel):

@@ -15,6 +15,7 @@ from typing import Any
 from edgefleet.hub.errors import Conflict, StoreError
 from edgefleet.hub.server.store.base import Store
 from edgefleet.hub.server.store.records import (
+    CredentialRecord,
     DesiredRecord,
     DeviceRecord,
     FileEntry,
@@ -48,6 +49,24 @@ MIGRATIONS: list[str] = [
         id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, secret_hash TEXT NOT NULL,
         created_at TEXT NOT NULL, expires_at TEXT, last_used TEXT, revoked_at TEXT);
     CREATE UNIQUE INDEX tokens_live_name ON tokens (name) WHERE revoked_at IS NULL;
+    """,
+    # 3: device identities. Devices exist by registration (status, registered_at, revoked_at), are
+    # never seen until they report (first_seen/last_seen may be NULL), and get credentials. Devices
+    # from before (they appeared by reporting) count as registered without a credential, keeping the
+    # labels they reported as the operator's: `edgefleet device register` gives them one.
+    """
+    CREATE TABLE devices_v2 (
+        device_id TEXT PRIMARY KEY, labels TEXT NOT NULL, capabilities TEXT NOT NULL, presence TEXT NOT NULL,
+        agent_version TEXT NOT NULL, last_report TEXT, first_seen TEXT, last_seen TEXT,
+        status TEXT NOT NULL, registered_at TEXT NOT NULL, revoked_at TEXT);
+    INSERT INTO devices_v2 SELECT device_id, labels, capabilities, presence, agent_version, last_report,
+        first_seen, last_seen, 'registered', first_seen, NULL FROM devices;
+    DROP TABLE devices;
+    ALTER TABLE devices_v2 RENAME TO devices;
+    CREATE TABLE credentials (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, device_id TEXT NOT NULL, kind TEXT NOT NULL, serial TEXT,
+        fingerprint TEXT, password_hash TEXT, issued_at TEXT NOT NULL, not_after TEXT, revoked_at TEXT);
+    CREATE INDEX credentials_device ON credentials (device_id);
     """,
 ]
 
@@ -201,60 +220,174 @@ class SqliteStore(Store):
             presence=row["presence"],
             agent_version=row["agent_version"],
             last_report=ReportedState.model_validate_json(row["last_report"]) if row["last_report"] else None,
-            first_seen=datetime.fromisoformat(row["first_seen"]),
-            last_seen=datetime.fromisoformat(row["last_seen"]),
+            first_seen=_time(row["first_seen"]),
+            last_seen=_time(row["last_seen"]),
+            status=row["status"],
+            registered_at=datetime.fromisoformat(row["registered_at"]),
+            revoked_at=_time(row["revoked_at"]),
         )
 
-    def _ensure_device(self, c: sqlite3.Connection, device_id: str, at: datetime) -> bool:
-        cur = c.execute(
-            "INSERT OR IGNORE INTO devices (device_id, labels, capabilities, presence, agent_version, last_report, "
-            "first_seen, last_seen) VALUES (?, '{}', '{}', 'unknown', '', NULL, ?, ?)",
-            (device_id, at.isoformat(), at.isoformat()),
+    @staticmethod
+    def _credential(row: sqlite3.Row) -> CredentialRecord:
+        return CredentialRecord(
+            id=row["id"],
+            device_id=row["device_id"],
+            kind=row["kind"],
+            serial=row["serial"],
+            fingerprint=row["fingerprint"],
+            password_hash=row["password_hash"],
+            issued_at=datetime.fromisoformat(row["issued_at"]),
+            not_after=_time(row["not_after"]),
+            revoked_at=_time(row["revoked_at"]),
         )
-        return cur.rowcount > 0
 
-    def record_report(self, report: ReportedState, at: datetime) -> tuple[DeviceRecord, bool]:
-        capabilities = report.capabilities.model_dump_json(by_alias=True)
-        labels = _dumps(report.capabilities.labels)
+    def _device_row(self, c: sqlite3.Connection, device_id: str) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = c.execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+        return row
+
+    def register_device(
+        self, device_id: str, labels: dict[str, str] | None, credential: CredentialRecord, at: datetime
+    ) -> DeviceRecord:
         with self._tx() as c:
-            new = self._ensure_device(c, report.device_id, at)
-            old = c.execute(
-                "SELECT labels, capabilities FROM devices WHERE device_id = ?", (report.device_id,)
+            row = self._device_row(c, device_id)
+            if row is not None and row["status"] == "revoked":
+                raise Conflict(
+                    f"device {device_id} is revoked; delete it (`edgefleet device delete {device_id}`) "
+                    "before registering it again"
+                )
+            live = c.execute(
+                "SELECT kind, serial FROM credentials WHERE device_id = ? AND revoked_at IS NULL", (device_id,)
             ).fetchone()
-            changed = new or old["labels"] != labels or old["capabilities"] != capabilities
+            if live is not None:
+                what = f"certificate serial {live['serial']}" if live["kind"] == "certificate" else "a password"
+                raise Conflict(
+                    f"device {device_id} is already registered ({what}); to provision it again, "
+                    f"`edgefleet device revoke {device_id}` and `edgefleet device delete {device_id}` first"
+                )
+            if row is None:
+                c.execute(
+                    "INSERT INTO devices (device_id, labels, capabilities, presence, agent_version, last_report, "
+                    "first_seen, last_seen, status, registered_at, revoked_at) "
+                    "VALUES (?, ?, '{}', 'unknown', '', NULL, NULL, NULL, 'registered', ?, NULL)",
+                    (device_id, _dumps(labels or {}), at.isoformat()),
+                )
+            elif labels is not None:
+                c.execute("UPDATE devices SET labels = ? WHERE device_id = ?", (_dumps(labels), device_id))
+            c.execute(
+                "INSERT INTO credentials (device_id, kind, serial, fingerprint, password_hash, issued_at, not_after, "
+                "revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                (
+                    device_id,
+                    credential.kind,
+                    credential.serial,
+                    credential.fingerprint,
+                    credential.password_hash,
+                    credential.issued_at.isoformat(),
+                    _iso(credential.not_after),
+                ),
+            )
+            new_row = self._device_row(c, device_id)
+        assert new_row is not None
+        return self._device(new_row)
+
+    def set_labels(self, device_id: str, labels: dict[str, str]) -> DeviceRecord | None:
+        with self._tx() as c:
+            c.execute("UPDATE devices SET labels = ? WHERE device_id = ?", (_dumps(labels), device_id))
+            row = self._device_row(c, device_id)
+        return self._device(row) if row else None
+
+    def _revoke_credentials(self, c: sqlite3.Connection, device_id: str, at: datetime) -> None:
+        c.execute(
+            "UPDATE credentials SET revoked_at = ? WHERE device_id = ? AND revoked_at IS NULL",
+            (at.isoformat(), device_id),
+        )
+
+    def revoke_device(self, device_id: str, at: datetime) -> DeviceRecord | None:
+        with self._tx() as c:
+            row = self._device_row(c, device_id)
+            if row is None:
+                return None
+            if row["status"] != "revoked":
+                c.execute(
+                    "UPDATE devices SET status = 'revoked', revoked_at = ? WHERE device_id = ?",
+                    (at.isoformat(), device_id),
+                )
+            self._revoke_credentials(c, device_id, at)
+            c.execute("DELETE FROM desired WHERE device_id = ?", (device_id,))
+            row = self._device_row(c, device_id)
+        assert row is not None
+        return self._device(row)
+
+    def delete_device(self, device_id: str, at: datetime) -> bool:
+        with self._tx() as c:
+            self._revoke_credentials(c, device_id, at)
+            c.execute("DELETE FROM desired WHERE device_id = ?", (device_id,))
+            return c.execute("DELETE FROM devices WHERE device_id = ?", (device_id,)).rowcount > 0
+
+    def list_credentials(self, device_id: str | None = None) -> list[CredentialRecord]:
+        with self._lock:
+            if device_id is None:
+                rows = self._conn.execute("SELECT * FROM credentials ORDER BY id").fetchall()
+            else:
+                rows = self._conn.execute(
+                    "SELECT * FROM credentials WHERE device_id = ? ORDER BY id", (device_id,)
+                ).fetchall()
+        return [self._credential(r) for r in rows]
+
+    def record_report(self, report: ReportedState, at: datetime) -> tuple[DeviceRecord, bool] | None:
+        # the device's own labels are not stored: labels are the operator's (registration, `device label`)
+        capabilities = report.capabilities.model_copy(update={"labels": {}}).model_dump_json(by_alias=True)
+        with self._tx() as c:
+            old = self._device_row(c, report.device_id)
+            if old is None or old["status"] != "registered":
+                return None
+            changed = old["last_seen"] is None or old["capabilities"] != capabilities
             agent_version = report.agent_version
             c.execute(
-                "UPDATE devices SET labels = ?, capabilities = ?, last_report = ?, last_seen = ?, "
+                "UPDATE devices SET capabilities = ?, last_report = ?, last_seen = ?, "
+                "first_seen = COALESCE(first_seen, ?), "
                 "agent_version = CASE WHEN ? = '' THEN agent_version ELSE ? END WHERE device_id = ?",
                 (
-                    labels,
                     capabilities,
                     report.model_dump_json(by_alias=True),
+                    at.isoformat(),
                     at.isoformat(),
                     agent_version,
                     agent_version,
                     report.device_id,
                 ),
             )
-            row = c.execute("SELECT * FROM devices WHERE device_id = ?", (report.device_id,)).fetchone()
+            row = self._device_row(c, report.device_id)
+        assert row is not None
         return self._device(row), changed
 
     def record_presence(
         self, device_id: str, online: bool, agent_version: str, at: datetime
-    ) -> tuple[DeviceRecord, bool]:
+    ) -> tuple[DeviceRecord, bool] | None:
         with self._tx() as c:
-            new = self._ensure_device(c, device_id, at)
+            old = self._device_row(c, device_id)
+            if old is None or old["status"] != "registered":
+                return None
+            first = old["last_seen"] is None
             c.execute(
-                "UPDATE devices SET presence = ?, last_seen = ?, "
+                "UPDATE devices SET presence = ?, last_seen = ?, first_seen = COALESCE(first_seen, ?), "
                 "agent_version = CASE WHEN ? = '' THEN agent_version ELSE ? END WHERE device_id = ?",
-                ("online" if online else "offline", at.isoformat(), agent_version, agent_version, device_id),
+                (
+                    "online" if online else "offline",
+                    at.isoformat(),
+                    at.isoformat(),
+                    agent_version,
+                    agent_version,
+                    device_id,
+                ),
             )
-            row = c.execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
-        return self._device(row), new
+            row = self._device_row(c, device_id)
+        assert row is not None
+        return self._device(row), first
 
     def get_device(self, device_id: str) -> DeviceRecord | None:
         with self._lock:
-            row = self._conn.execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+            row = self._device_row(self._conn, device_id)
         return self._device(row) if row else None
 
     def list_devices(self) -> list[DeviceRecord]:

@@ -87,3 +87,45 @@ def test_rejected_manifest_is_reported_and_changes_nothing(agent: Agent, payload
 def test_cleared_retained_message_is_ignored(agent: Agent) -> None:
     assert not agent.accept_manifest(b"")
     assert agent.intake.rejected is None and agent.desired is None
+
+
+def announcing(generation: int, key: HubKey, announced: HubKey | None) -> bytes:
+    manifest = DeviceManifest(
+        device_id="dev-unit", generation=generation, next_hub_key=announced.public_key_b64 if announced else None
+    )
+    return sign_manifest(manifest, key).model_dump_json(by_alias=True).encode()
+
+
+def test_key_rotation_announced_under_the_old_key_then_only_the_new_key(agent: Agent, tmp_path: Path) -> None:
+    new = HubKey.generate()
+    assert not agent.accept_manifest(signed(1, key=new))  # not announced: refused
+    assert "re-provision the device" in (agent.intake.rejected or "")
+    assert agent.accept_manifest(announcing(2, KEY, new))  # announced under the pinned key
+    assert agent.intake.next_hub_key == new.public_key_b64
+    assert agent.accept_manifest(announcing(3, KEY, new))  # the old key still works until the new one is used
+    assert agent.accept_manifest(signed(4, key=new))  # the new key: from now on the only one
+    assert agent.intake.hub_key == new.public_key_b64 and agent.intake.next_hub_key is None
+    assert not agent.accept_manifest(signed(5, key=KEY))
+    pinned = json.loads((tmp_path / "hub-key.json").read_text())
+    assert pinned["publicKey"] == new.public_key_b64 and pinned["rotatedFrom"] == [KEY.public_key_b64]
+    # a restart with the provisioned (old) key configured keeps the rotated one
+    again = Agent(agent.settings)
+    again.intake.try_hub_key()
+    assert again.intake.hub_key == new.public_key_b64
+
+
+def test_an_announcement_survives_a_restart_and_a_forged_one_is_not_believed(agent: Agent) -> None:
+    new, forger = HubKey.generate(), HubKey.generate()
+    assert not agent.accept_manifest(announcing(2, forger, forger))  # not signed with the pinned key: ignored
+    assert agent.intake.next_hub_key is None
+    assert agent.accept_manifest(announcing(2, KEY, new))
+    again = Agent(agent.settings)
+    again.intake.try_hub_key()
+    assert again.intake.next_hub_key == new.public_key_b64 and again.intake.hub_key == KEY.public_key_b64
+    assert again.accept_manifest(signed(3, key=new))
+
+
+def test_manifests_without_an_announcement_keep_their_old_wire_form() -> None:
+    wire = DeviceManifest(device_id="d", generation=1).to_wire()
+    assert "nextHubKey" not in wire
+    assert DeviceManifest(device_id="d", generation=1, next_hub_key=KEY.public_key_b64).to_wire()["nextHubKey"]

@@ -202,16 +202,22 @@ def test_status_file_parsing_tolerates_partial_writes(tmp_path: Path) -> None:
     )
 
 
-def test_hub_key_configured_pinned_or_unavailable(tmp_path: Path) -> None:
+def test_hub_key_configured_pinned_or_refused_without_a_fingerprint(tmp_path: Path) -> None:
     from edgefleet.agent.errors import HubKeyUnavailable
     from edgefleet.agent.hubkey import resolve_hub_key
     from edgefleet.protocol import HubKey
 
-    key = HubKey.generate().public_key_b64
+    hub_key = HubKey.generate()
+    key = hub_key.public_key_b64
     assert resolve_hub_key(key, tmp_path, "http://127.0.0.1:9") == key
     with pytest.raises(SettingsError, match="hub_public_key"):
         resolve_hub_key("not-a-key", tmp_path, "http://127.0.0.1:9")
-    with pytest.raises(HubKeyUnavailable, match=r"127\.0\.0\.1:9/api/v1/hub"):
+    # no key, nothing pinned, no fingerprint: never trust whoever answers the hub URL
+    with pytest.raises(SettingsError, match=r"no hub key: start the agent with --bootstrap FILE"):
         resolve_hub_key(None, tmp_path, "http://127.0.0.1:9", timeout_s=2)
+    with pytest.raises(SettingsError, match=r"expected sha256:<64 hex digits>"):
+        resolve_hub_key(None, tmp_path, "http://127.0.0.1:9", fingerprint="sha256:abc")
+    with pytest.raises(HubKeyUnavailable, match=r"127\.0\.0\.1:9/api/v1/hub"):  # asked, not there yet: retried
+        resolve_hub_key(None, tmp_path, "http://127.0.0.1:9", timeout_s=2, fingerprint=hub_key.fingerprint)
     (tmp_path / "hub-key.json").write_text(json.dumps({"publicKey": key}))
     assert resolve_hub_key(None, tmp_path, "http://127.0.0.1:9") == key  # pinned: the hub is not asked

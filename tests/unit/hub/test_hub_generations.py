@@ -31,3 +31,21 @@ def test_next_generation(
     expected: int | None,
 ) -> None:
     assert next_generation(published, published_modules, rendered, reported) == expected
+
+
+@pytest.mark.parametrize(
+    ("published", "published_modules", "rendered", "reported", "expected"),
+    [
+        (None, None, [], 0, 1),  # idle device: an empty manifest carries the announcement
+        (3, A, A, 3, 4),  # same modules, re-signed
+        (3, A, A, 9, 10),  # past what the device reports
+    ],
+)
+def test_a_key_rotation_re_signs_even_unchanged_modules(
+    published: int | None,
+    published_modules: list[dict[str, Any]] | None,
+    rendered: list[dict[str, Any]],
+    reported: int,
+    expected: int,
+) -> None:
+    assert next_generation(published, published_modules, rendered, reported, resign=True) == expected

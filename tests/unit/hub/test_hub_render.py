@@ -8,7 +8,7 @@ from edgefleet.hub.configs import parse_deployment_config, parse_inference_confi
 from edgefleet.hub.errors import NotFound
 from edgefleet.hub.server.registry import keys_for_deployment, rotated
 from edgefleet.hub.server.render import DeviceView, index_models, render_device, render_module, targets
-from edgefleet.hub.server.store import FileEntry, ModelRecord, ServiceRecord
+from edgefleet.hub.server.store import DeviceRecord, FileEntry, ModelRecord, ServiceRecord
 from edgefleet.hub.server.store.records import ScoringKeys
 from edgefleet.protocol.models import DeviceCapabilities, ModelRef, RestartPolicy
 
@@ -68,9 +68,12 @@ def test_target_selector(target: dict, dev: DeviceView, expected: bool) -> None:
     assert targets(service(dc={"target": target}), dev) is expected
 
 
-def test_device_view_reads_capabilities() -> None:
-    caps = DeviceCapabilities.model_validate({"labels": {"a": "b"}, "accelerators": [{"kind": "fpga"}]})
-    view = DeviceView.of("dev-9", caps)
+def test_device_view_takes_the_operators_labels_and_the_reported_accelerators() -> None:
+    caps = DeviceCapabilities.model_validate({"labels": {"a": "evil"}, "accelerators": [{"kind": "fpga"}]})
+    record = DeviceRecord(
+        device_id="dev-9", labels={"a": "b"}, capabilities=caps, registered_at=datetime(2024, 1, 1, tzinfo=timezone.utc)
+    )
+    view = DeviceView.of(record)
     assert view.labels == {"a": "b"} and view.accelerator_kinds == {"fpga"}
 
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from edgefleet.simulators.fleet import plan_fleet
 
 
@@ -12,8 +14,14 @@ def test_every_nth_device_gets_the_board_and_only_those_get_faults() -> None:
 
 def test_devices_get_the_board_through_the_agent_setting_and_faults_through_the_environment() -> None:
     with_board, without = plan_fleet(2, "d", {"site": "lab"}, "u250", 2, "program_fail")
-    assert with_board.agent_args() == ["--fpga-sim", "u250", "--label", "site=lab", "--label", "sim=true",
-                                       "--label", "fpga=u250"]  # fmt: skip
+    assert with_board.agent_args() == ["--fpga-sim", "u250"]
     assert with_board.env() == {"EDGEFLEET_FPGA_SIM_FAULTS": "program_fail"}
-    assert without.agent_args() == ["--label", "site=lab", "--label", "sim=true"]
+    assert without.agent_args() == []
     assert without.env() == {}
+
+
+def test_labels_are_given_at_registration_not_by_the_agent() -> None:
+    (dev,) = plan_fleet(1, "d", {"site": "lab"}, "u250", 1, None)
+    assert dev.register_args(Path("b.json")) == ["device", "register", "d1", "--out", "b.json", "--force",
+                                                 "--label", "site=lab", "--label", "sim=true",
+                                                 "--label", "fpga=u250"]  # fmt: skip
