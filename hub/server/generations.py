@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgefleet.protocol.models import MAX_GENERATION
+
 
 def next_generation(
     published_generation: int | None,
@@ -17,6 +19,8 @@ def next_generation(
     - same modules as published, and the device is not ahead of us: None (no churn on re-render)
     - otherwise one past both what we published and what the device reports, because a device
       refuses any generation at or below the last it accepted (e.g. after the hub lost its database)
+    - but never past ``MAX_GENERATION``: a device at the cap (a real one after 2**53 updates, or one
+      reporting a made-up number) gets None, never a manifest no device could accept
     """
     if published_generation is None and not rendered_modules:
         return None
@@ -26,4 +30,5 @@ def next_generation(
         and reported_generation <= published_generation
     ):
         return None
-    return max(published_generation or 0, reported_generation) + 1
+    generation = max(published_generation or 0, reported_generation) + 1
+    return generation if generation <= MAX_GENERATION else None
