@@ -21,7 +21,8 @@ class TopicKind(str, Enum):
 
 
 def check_device_id(device_id: str) -> str:
-    if not _DEVICE_ID_RE.match(device_id):
+    # fullmatch: with re.match, "$" also matches before a final newline, and "dev-1\n" passed
+    if not _DEVICE_ID_RE.fullmatch(device_id):
         raise ValueError(
             f"invalid device id {device_id!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a "
             "letter or digit"
@@ -44,7 +45,7 @@ def parse_topic(name: str) -> tuple[str, TopicKind] | None:
     if not name.startswith(prefix):
         return None
     parts = name[len(prefix) :].split("/")
-    if len(parts) != 2 or not _DEVICE_ID_RE.match(parts[0]):
+    if len(parts) != 2 or not _DEVICE_ID_RE.fullmatch(parts[0]):
         return None
     try:
         return parts[0], TopicKind(parts[1])
