@@ -23,13 +23,14 @@ from edgefleet.protocol.digests import sha256_bytes
 from edgefleet.protocol.models import (
     DeviceCapabilities,
     DeviceManifest,
-    DirectMethodRequest,
     DirectMethodResponse,
+    MethodCall,
     ModuleState,
     ModuleStatus,
     ReportedState,
+    SignedMethodCall,
 )
-from edgefleet.protocol.signing import verify_manifest
+from edgefleet.protocol.signing import request_digest, verify_manifest
 from edgefleet.protocol.topics import TopicKind, topic
 from tests.integration.test_hub_api import api_client, token_in
 from tests.support.processes import Mosquitto, free_port, wait_for
@@ -47,7 +48,8 @@ class FakeDevice:
         self.labels = labels or {}
         self.desired: queue.Queue[bytes] = queue.Queue()
         self.answer_methods = True
-        self.methods: list[DirectMethodRequest] = []
+        self.methods: list[MethodCall] = []  # as published by the hub, not verified here
+        self.commands: list[bytes] = []
         self._subscribed = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or device_id)
         self.client.on_connect = self._on_connect
@@ -65,13 +67,28 @@ class FakeDevice:
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         if msg.topic.endswith("/desired"):
             self.desired.put(bytes(msg.payload))
-        elif self.answer_methods:
-            request = DirectMethodRequest.model_validate_json(msg.payload)
-            self.methods.append(request)
-            response = DirectMethodResponse(
-                correlation_id=request.correlation_id, status=200, payload={"method": request.method, **request.params}
-            )
-            self.client.publish(topic(self.device_id, TopicKind.RESPONSES), json.dumps(response.to_wire()), qos=1)
+        else:
+            self.commands.append(bytes(msg.payload))
+            call = MethodCall.model_validate(SignedMethodCall.model_validate_json(msg.payload).call)
+            self.methods.append(call)
+            if self.answer_methods:
+                request = call.request
+                self.answer(
+                    DirectMethodResponse(
+                        correlation_id=request.correlation_id,
+                        status=200,
+                        payload={"method": request.method, **request.params},
+                        request_digest=request_digest(msg.payload),
+                    ),
+                    wait=False,  # in paho's network thread: waiting for the PUBACK here would block it
+                )
+
+    def answer(self, response: DirectMethodResponse, device_id: str | None = None, wait: bool = True) -> None:
+        """Publish a response on this device's responses topic (or, spoofing, on another's)."""
+        target = topic(device_id or self.device_id, TopicKind.RESPONSES)
+        info = self.client.publish(target, json.dumps(response.to_wire()), qos=1)
+        if wait:
+            info.wait_for_publish(10)
 
     def next_manifest(self, public_key: str, last_generation: int, timeout: float = 15) -> DeviceManifest:
         payload = self.desired.get(timeout=timeout)
