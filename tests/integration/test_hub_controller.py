@@ -30,7 +30,7 @@ from edgefleet.protocol.models import (
     ReportedState,
     SignedMethodCall,
 )
-from edgefleet.protocol.signing import request_digest, verify_manifest
+from edgefleet.protocol.signing import request_digest, verify_manifest, verify_method
 from edgefleet.protocol.topics import TopicKind, topic
 from tests.integration.test_hub_api import api_client, token_in
 from tests.support.processes import Mosquitto, free_port, wait_for
@@ -42,12 +42,17 @@ class FakeDevice:
     """Speaks the device side of the protocol: receives desired state, publishes reports."""
 
     def __init__(
-        self, broker: Mosquitto, device_id: str, labels: dict[str, str] | None = None, client_id: str | None = None
+        self,
+        broker: Mosquitto,
+        device_id: str,
+        labels: dict[str, str] | None = None,
+        client_id: str | None = None,
+        answer_methods: bool = True,
     ) -> None:
         self.device_id = device_id
         self.labels = labels or {}
         self.desired: queue.Queue[bytes] = queue.Queue()
-        self.answer_methods = True
+        self.answer_methods = answer_methods
         self.methods: list[MethodCall] = []  # as published by the hub, not verified here
         self.commands: list[bytes] = []
         self._subscribed = threading.Event()
@@ -110,6 +115,29 @@ class FakeDevice:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+SPOOFED = ["spoofed log line"]
+
+
+def spoof_then_answer(spy: FakeDevice, device: FakeDevice, genuine: dict[str, Any] | None, seen: int = 0) -> None:
+    """Wait for the hub's call (``spy`` listens on the device's commands topic), answer it each wrong
+    way, then (with a ``genuine`` payload) as the device itself. Each spoof is acknowledged by the
+    broker before the next is sent, so the hub receives all of them before the genuine answer."""
+    wait_for(lambda: len(spy.commands) > seen, 20, what="the hub's call")
+    raw = spy.commands[seen]
+    cid, digest = spy.methods[seen].request.correlation_id, request_digest(raw)
+
+    def spoof(digest: str | None) -> DirectMethodResponse:
+        return DirectMethodResponse(correlation_id=cid, status=200, payload={"lines": SPOOFED}, request_digest=digest)
+
+    spy.answer(spoof(digest), device_id="dev-2")  # the right answer, on another device's topic
+    spy.answer(spoof(request_digest(b'{"another": "call"}')))  # on this device's topic, answering another call
+    spy.answer(spoof(None))  # answering no call in particular
+    malformed = json.dumps({"correlationId": cid, "status": "ok", "payload": {"lines": SPOOFED}})
+    spy.client.publish(topic(spy.device_id, TopicKind.RESPONSES), malformed, qos=1).wait_for_publish(10)
+    if genuine is not None:
+        device.answer(DirectMethodResponse(correlation_id=cid, status=200, payload=genuine, request_digest=digest))
 
 
 def healthy(name: str, endpoint: str = "http://127.0.0.1:9") -> ModuleStatus:
@@ -266,3 +294,33 @@ def test_direct_methods_round_trip_and_time_out(api: httpx.Client, device: FakeD
     device.answer_methods = False
     r = api.post("/devices/dev-1/methods/ping", json={"timeoutS": 0.5})
     assert r.status_code == 504 and "did not answer 'ping'" in r.json()["error"]
+
+
+def test_calls_are_signed_and_only_the_called_devices_answer_to_that_call_counts(
+    api: httpx.Client, mosquitto: Mosquitto, device: FakeDevice
+) -> None:
+    key = api.get("/hub").json()["publicKey"]
+    device.report(0)
+    wait_for(lambda: api.get("/devices/dev-1").status_code == 200, 15, what="device registered")
+    spy = FakeDevice(mosquitto, "dev-1", client_id="dev-1-spy", answer_methods=False)
+    try:
+        for _ in range(2):
+            assert api.post("/devices/dev-1/methods/ping").json()["status"] == 200
+        first, second = (verify_method(c, key, device_id="dev-1", last_sequence=0) for c in device.commands)
+        assert first.sequence < second.sequence  # what a device checks: signed for it, in order, in time
+        assert (first.expires_at - first.issued_at).total_seconds() == 10  # the hub's default method timeout
+
+        device.answer_methods = False
+        spoofing = threading.Thread(target=spoof_then_answer, args=(spy, device, {"lines": ["genuine"]}, 2))
+        spoofing.start()
+        r = api.post("/devices/dev-1/methods/logs", json={"params": {"module": "svc"}, "timeoutS": 20})
+        spoofing.join(20)
+        assert r.status_code == 200 and r.json()["payload"] == {"lines": ["genuine"]}, r.text
+
+        spoofing = threading.Thread(target=spoof_then_answer, args=(spy, device, None, 3))
+        spoofing.start()
+        r = api.post("/devices/dev-1/methods/logs", json={"params": {"module": "svc"}, "timeoutS": 3})
+        spoofing.join(20)
+        assert r.status_code == 504 and "did not answer 'logs'" in r.json()["error"]  # the spoofs are no answer
+    finally:
+        spy.close()
