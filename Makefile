@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed-stamp
 DEVSRC  := $(VENV)/edgefleet-src
 APT_STAMP := /tmp/.edgefleet-apt-updated
 
-.PHONY: demo test lint unit bench system-deps clean
+.PHONY: demo test lint unit fuzz bench system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -44,8 +44,13 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
+# tests marked slow are skipped unless asked for: EDGEFLEET_SLOW=1 make test (or pytest --slow)
 test: $(STAMP) system-deps lint
 	$(BIN)/pytest -q
+
+# the property-based fuzzing at full depth: 10,000 examples per property (tests/unit/fuzz)
+fuzz: $(STAMP)
+	$(BIN)/pytest tests/unit/fuzz -q --slow
 
 bench: $(STAMP) system-deps
 	$(BIN)/python -m bench

@@ -222,7 +222,9 @@ class Agent:
                 break
             if kind == TopicKind.DESIRED:
                 self.intake.offer(payload)
-            elif kind == TopicKind.COMMANDS and (response := answer(payload, self.ctx)) is not None:
+            elif (
+                kind == TopicKind.COMMANDS and (response := answer(payload, self.ctx, self.intake.hub_key)) is not None
+            ):
                 self.link.publish_response(response.model_dump_json(by_alias=True).encode())
         if (pending := self.intake.take()) is not None:
             self.accept_manifest(pending)

@@ -1,43 +1,68 @@
 """Direct methods from the hub (ping, logs, restart-module), answered with a correlation id.
 
-Every request gets an answer, also a malformed one when its correlation id can be read: 400 for a
-bad request, 404 for a module the device does not have, 500 when the agent cannot do it.
+A call runs only as ``method_gate`` decides: signed by the pinned hub key, for this device, in its
+validity window, with a sequence greater than the last call run. Its sequence is saved before it
+runs, so neither a crash nor a restart lets the same call run twice. A refused call is never run,
+and answered with the reason when it names a correlation id. A call that runs is answered 200, 400
+for bad parameters, 404 for a module the device does not have, 500 when the agent cannot do it;
+every answer echoes the request digest, so the hub counts it only for the very call it made.
+Nothing raises out of ``answer``: it runs in the reconcile loop.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
+from datetime import datetime
 from typing import Any
 
 from edgefleet.agent import __version__
 from edgefleet.agent.context import AgentContext
-from edgefleet.agent.errors import AgentError, UnknownModule
+from edgefleet.agent.errors import AgentError, StateError, UnknownModule
+from edgefleet.agent.method_gate import Refuse, judge_call
 from edgefleet.agent.observed import Health
 from edgefleet.agent.runtime import instance_id_for
-from edgefleet.protocol.models import DirectMethodRequest, DirectMethodResponse
+from edgefleet.protocol.models import DirectMethodRequest, DirectMethodResponse, utcnow
 
 log = logging.getLogger(__name__)
 
+MAX_LOG_TAIL = 10_000  # lines: one response stays a reasonable MQTT message
 
-def answer(payload: bytes, ctx: AgentContext) -> DirectMethodResponse | None:
-    """The response to one command message (None: malformed without a correlation id to answer)."""
+
+def answer(
+    payload: bytes, ctx: AgentContext, hub_key: str | None, now: datetime | None = None
+) -> DirectMethodResponse | None:
+    """The response to one command message (None: refused, and nothing names whom to answer)."""
+    verdict = judge_call(payload, hub_key, ctx.device_id, ctx.saved.current.method_sequence, now or utcnow())
+    if isinstance(verdict, Refuse):
+        log.warning("refused a direct-method call: %s", verdict.reason)
+        return verdict.response
+    request = verdict.call.request
     try:
-        request = DirectMethodRequest.model_validate_json(payload)
-    except ValueError as exc:
-        log.warning("malformed direct method request: %s", exc)
-        correlation = _correlation_id(payload)
-        if correlation is None:
-            return None
-        return DirectMethodResponse(correlation_id=correlation, status=400, payload={"error": str(exc)})
+        ctx.saved.update(method_sequence=verdict.call.sequence)  # first: a crash mid-call cannot reopen it
+    except StateError as exc:
+        status, body = 500, {"error": f"not run: cannot record its sequence number ({exc})"}
+    else:
+        log.info("direct method %s (sequence %d)", request.method, verdict.call.sequence)
+        status, body = _run(request, ctx)
+    return DirectMethodResponse(
+        correlation_id=request.correlation_id, status=status, payload=body, request_digest=verdict.digest
+    )
+
+
+def _run(request: DirectMethodRequest, ctx: AgentContext) -> tuple[int, dict[str, Any]]:
     try:
         status, body = run_method(request, ctx)
+        # what cannot be answered (a log line no JSON holds, say) is a failure to report, not to raise
+        DirectMethodResponse(correlation_id=request.correlation_id, status=status, payload=body)
+        return status, body
     except UnknownModule as exc:
-        status, body = 404, {"error": str(exc)}
+        return 404, {"error": str(exc)}
     except AgentError as exc:
-        status, body = 500, {"error": str(exc)}
-    return DirectMethodResponse(correlation_id=request.correlation_id, status=status, payload=body)
+        return 500, {"error": str(exc)}
+    except Exception as exc:  # a bug in one method must not stop the agent's loop
+        log.exception("direct method %s failed", request.method)
+        return 500, {"error": f"{request.method} failed on the device: {type(exc).__name__}: {exc}"}
 
 
 def run_method(request: DirectMethodRequest, ctx: AgentContext) -> tuple[int, dict[str, Any]]:
@@ -49,8 +74,8 @@ def run_method(request: DirectMethodRequest, ctx: AgentContext) -> tuple[int, di
         return 400, {"error": f"direct method {request.method!r} needs params.module (a module name)"}
     if request.method == "logs":
         tail = request.params.get("tail", 100)
-        if not isinstance(tail, int) or tail < 0:
-            return 400, {"error": f"params.tail must be a non-negative integer, got {tail!r}"}
+        if not isinstance(tail, int) or isinstance(tail, bool) or not 0 <= tail <= MAX_LOG_TAIL:
+            return 400, {"error": f"params.tail must be an integer from 0 to {MAX_LOG_TAIL}, got {tail!r}"}
         return 200, {"module": module, "lines": ctx.runtime.logs(module, tail)}
     return restart_module(module, ctx)
 
@@ -70,12 +95,3 @@ def restart_module(module: str, ctx: AgentContext) -> tuple[int, dict[str, Any]]
     ctx.health[iid] = Health(started_at=time.time())
     ctx.wake()
     return 200, {"module": module, "restarted": True}
-
-
-def _correlation_id(payload: bytes) -> str | None:
-    try:
-        raw = json.loads(payload)
-        value = raw.get("correlationId") if isinstance(raw, dict) else None
-        return value if isinstance(value, str) else None
-    except ValueError:
-        return None

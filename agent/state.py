@@ -5,7 +5,8 @@ device keeps converging without the broker), the last-known-good generation and 
 rollback), module ports (endpoints stay stable), restart counters (back-off is not reset by
 restarting the agent), when the current generation began replacing modules (its health window
 survives an agent restart), and a rollback (so a restarted agent neither retries the failed
-generation nor forgets to say it rolled back).
+generation nor forgets to say it rolled back), and the sequence number of the last direct-method
+call run (so a restart does not reopen a captured call to replay).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class AgentState(BaseModel):
     restarts: dict[str, RestartRecord] = Field(default_factory=dict)
     applying_since: float | None = Field(default=None, description="generation's artifacts verified, replacing")
     rollback: RollbackRecord | None = None
+    method_sequence: int = Field(default=0, description="sequence of the last direct-method call run (replays refused)")
 
 
 class StateStore:

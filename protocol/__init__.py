@@ -7,8 +7,19 @@ else of edgefleet's, so each side (and third-party tools) can depend on it alone
 
 from edgefleet.protocol.canonical import canonical_json, content_hash
 from edgefleet.protocol.digests import DIGEST_PREFIX, format_digest, parse_digest, sha256_bytes, sha256_file
-from edgefleet.protocol.errors import ManifestRejected, ProtocolError, SignatureInvalid, StaleGeneration
+from edgefleet.protocol.errors import (
+    ManifestRejected,
+    MethodExpired,
+    MethodNotForDevice,
+    MethodRejected,
+    MethodUnauthenticated,
+    ProtocolError,
+    ReplayedSequence,
+    SignatureInvalid,
+    StaleGeneration,
+)
 from edgefleet.protocol.models import (
+    MAX_GENERATION,
     AcceleratorInfo,
     AcceleratorPreference,
     ArtifactRef,
@@ -17,6 +28,7 @@ from edgefleet.protocol.models import (
     DirectMethodRequest,
     DirectMethodResponse,
     HealthProbe,
+    MethodCall,
     ModelRef,
     ModuleSpec,
     ModuleState,
@@ -27,6 +39,7 @@ from edgefleet.protocol.models import (
     Resources,
     RestartPolicy,
     SignedManifest,
+    SignedMethodCall,
     Telemetry,
 )
 from edgefleet.protocol.module import (
@@ -39,7 +52,15 @@ from edgefleet.protocol.module import (
     read_status_file,
     write_status_file,
 )
-from edgefleet.protocol.signing import HubKey, sign_manifest, verify_manifest
+from edgefleet.protocol.signing import (
+    METHOD_CLOCK_SKEW_S,
+    HubKey,
+    request_digest,
+    sign_manifest,
+    sign_method,
+    verify_manifest,
+    verify_method,
+)
 from edgefleet.protocol.topics import TOPIC_ROOT, TopicKind, parse_topic, topic
 
 __all__ = [
@@ -47,6 +68,8 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_OK",
     "EXIT_UNSCHEDULABLE",
+    "MAX_GENERATION",
+    "METHOD_CLOCK_SKEW_S",
     "TOPIC_ROOT",
     "AcceleratorInfo",
     "AcceleratorPreference",
@@ -58,6 +81,11 @@ __all__ = [
     "HealthProbe",
     "HubKey",
     "ManifestRejected",
+    "MethodCall",
+    "MethodExpired",
+    "MethodNotForDevice",
+    "MethodRejected",
+    "MethodUnauthenticated",
     "ModelRef",
     "ModuleOption",
     "ModuleRunState",
@@ -68,11 +96,13 @@ __all__ = [
     "Presence",
     "PresenceState",
     "ProtocolError",
+    "ReplayedSequence",
     "ReportedState",
     "Resources",
     "RestartPolicy",
     "SignatureInvalid",
     "SignedManifest",
+    "SignedMethodCall",
     "StaleGeneration",
     "Telemetry",
     "TopicKind",
@@ -82,10 +112,13 @@ __all__ = [
     "parse_digest",
     "parse_topic",
     "read_status_file",
+    "request_digest",
     "sha256_bytes",
     "sha256_file",
     "sign_manifest",
+    "sign_method",
     "topic",
     "verify_manifest",
+    "verify_method",
     "write_status_file",
 ]

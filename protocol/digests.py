@@ -17,13 +17,13 @@ def format_digest(hex_digest: str) -> str:
 
 def parse_digest(digest: str) -> str:
     """Return the hex part of ``sha256:<hex>``; ValueError names the bad value."""
-    if not _DIGEST_RE.match(digest):
+    if not _DIGEST_RE.fullmatch(digest):  # not match: "$" would let a final newline through
         raise ValueError(f"not a sha256 digest: {digest!r} (expected 'sha256:' and 64 lowercase hex digits)")
     return digest[len(DIGEST_PREFIX) :]
 
 
 def is_digest(value: str) -> bool:
-    return bool(_DIGEST_RE.match(value))
+    return bool(_DIGEST_RE.fullmatch(value))
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -18,12 +18,22 @@ import ipaddress
 import re
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
-from edgefleet.protocol.canonical import content_hash
+from edgefleet.protocol.canonical import canonical_json, content_hash
 from edgefleet.protocol.digests import is_digest
 from edgefleet.protocol.topics import DEVICE_ID_PATTERN
 
@@ -33,6 +43,26 @@ AcceleratorKind = Literal["fpga", "opencl", "cpu"]
 ARTIFACT_ROOTS = ("model", "src")  # the module directory's other entries belong to the agent
 TLS_FILE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 SCORING_KEY_PATTERN = r"^[A-Za-z0-9._~+/=-]{16,256}$"  # fits an Authorization header as is
+# The largest integer every JSON reader holds exactly (an IEEE double's 53-bit mantissa: JavaScript,
+# jq, most dashboards). Generations and sequence numbers stop there, far below SQLite's int64, so a
+# device reporting 2**63-2 cannot make the hub compute 2**63-1 and then overflow; the hub never
+# signs a generation above it (hub/server/generations.py).
+MAX_SAFE_INTEGER = 2**53 - 1
+MAX_GENERATION = MAX_SAFE_INTEGER
+CORRELATION_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+
+
+def _plain_json(value: dict[str, Any]) -> dict[str, Any]:
+    """Free-form objects must be plain JSON: no NaN or Infinity (the API could not answer with them)."""
+    try:
+        canonical_json(value)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ValueError(f"not plain JSON: {exc}") from None
+    return value
+
+
+# a free-form JSON object (params, payloads, backend details); NaN/Infinity refused
+JsonObject = Annotated[dict[str, Any], AfterValidator(_plain_json)]
 
 
 def utcnow() -> datetime:
@@ -42,8 +72,14 @@ def utcnow() -> datetime:
 class WireModel(BaseModel):
     """Strict base for desired state: unknown fields are rejected, values are immutable."""
 
+    # NaN and Infinity are not JSON: a float field refuses them rather than store what no reader parses
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, hide_input_in_errors=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,
+        allow_inf_nan=False,
     )
 
     def to_wire(self) -> dict[str, Any]:
@@ -54,7 +90,12 @@ class TolerantWireModel(WireModel):
     """Base for reports: fields this version does not know are ignored (tolerant reader)."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True, hide_input_in_errors=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
+        allow_inf_nan=False,
     )
 
 
@@ -252,7 +293,7 @@ class DeviceManifest(WireModel):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     device_id: str = Field(pattern=DEVICE_ID_PATTERN)
-    generation: int = Field(ge=1, description="strictly increasing per device")
+    generation: int = Field(ge=1, le=MAX_GENERATION, description="strictly increasing per device")
     issued_at: datetime = Field(default_factory=utcnow)
     modules: list[ModuleSpec] = Field(default_factory=list)
     next_hub_key: str | None = Field(
@@ -282,7 +323,7 @@ class DeviceManifest(WireModel):
 class SignedManifest(WireModel):
     """What is published on the desired topic: the manifest as JSON plus an ed25519 signature."""
 
-    manifest: dict[str, Any]
+    manifest: JsonObject
     signature: str = Field(description="base64 ed25519 signature over canonical_json(manifest)")
     key_id: str = Field(description="first 16 hex digits of sha256 of the raw public key")
 
@@ -298,7 +339,7 @@ class AcceleratorInfo(TolerantWireModel):
     shell_id: str | None = None
     loaded_binary: str | None = None
     simulated: bool = False
-    extra: dict[str, Any] = Field(default_factory=dict, description="backend details: driver version, FPGA part")
+    extra: JsonObject = Field(default_factory=dict, description="backend details: driver version, FPGA part")
 
 
 class DeviceCapabilities(TolerantWireModel):
@@ -334,17 +375,22 @@ class ReportedState(TolerantWireModel):
     """A full snapshot of what the device observes, naming the desired generation it describes."""
 
     device_id: str
-    generation: int = Field(default=0, ge=0, description="last accepted desired generation (0: none yet)")
+    generation: int = Field(
+        default=0, ge=0, le=MAX_GENERATION, description="last accepted desired generation (0: none yet)"
+    )
     converged: bool = Field(default=False, description="the plan for `generation` is empty")
-    last_known_good: int | None = None
+    last_known_good: int | None = Field(default=None, ge=0, le=MAX_GENERATION)
     rolled_back_from: int | None = Field(
-        default=None, description="the device gave up on this generation and serves last_known_good instead"
+        default=None,
+        ge=0,
+        le=MAX_GENERATION,
+        description="the device gave up on this generation and serves last_known_good instead",
     )
     modules: list[ModuleStatus] = Field(default_factory=list)
     capabilities: DeviceCapabilities = Field(default_factory=DeviceCapabilities)
     rejected: str | None = Field(default=None, description="why the last manifest was refused, if it was")
     agent_version: str = ""
-    seq: int = Field(default=0, description="increases with every report of one agent run")
+    seq: int = Field(default=0, ge=0, le=MAX_SAFE_INTEGER, description="increases with every report of one agent run")
     reported_at: datetime = Field(default_factory=utcnow)
 
 
@@ -368,13 +414,58 @@ class Telemetry(TolerantWireModel):
     modules: dict[str, dict[str, float]] = Field(default_factory=dict)
 
 
+DirectMethodName = Literal["ping", "restart-module", "logs"]
+
+
 class DirectMethodRequest(WireModel):
-    correlation_id: str
-    method: Literal["ping", "restart-module", "logs"]
-    params: dict[str, Any] = Field(default_factory=dict)
+    """What the operator asked a device to do. Travels only inside a signed ``MethodCall``."""
+
+    correlation_id: str = Field(pattern=CORRELATION_ID_PATTERN)
+    method: DirectMethodName
+    params: JsonObject = Field(default_factory=dict)
+
+
+class MethodCall(WireModel):
+    """One direct-method call, as the hub signs it: the request and whom, when and in which order.
+
+    ``sequence`` increases strictly per device (the hub derives it from its clock in milliseconds,
+    hub/server/method_sequence.py); a device runs a call only when it is greater than the last one
+    it ran, so a captured call cannot be replayed, not even after the agent restarts.
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    device_id: str = Field(pattern=DEVICE_ID_PATTERN)
+    sequence: int = Field(ge=1, le=MAX_SAFE_INTEGER)
+    issued_at: AwareDatetime
+    expires_at: AwareDatetime
+    request: DirectMethodRequest
+
+    @model_validator(mode="after")
+    def _window(self) -> MethodCall:
+        if self.expires_at <= self.issued_at:
+            raise ValueError("expiresAt must be after issuedAt")
+        return self
+
+
+class SignedMethodCall(WireModel):
+    """What is published on a device's ``commands`` topic: the call as JSON plus an ed25519 signature."""
+
+    call: JsonObject
+    signature: str = Field(description="base64 ed25519 signature over canonical_json(call)")
+    key_id: str = Field(description="first 16 hex digits of sha256 of the raw public key")
 
 
 class DirectMethodResponse(TolerantWireModel):
-    correlation_id: str
-    status: int = Field(description="HTTP-like: 200 ok, 400 bad request, 404 unknown module, 500 failure")
-    payload: dict[str, Any] = Field(default_factory=dict)
+    correlation_id: str = Field(pattern=CORRELATION_ID_PATTERN)
+    status: int = Field(
+        ge=100,
+        le=599,
+        description="HTTP-like: 200 ok, 400 bad request, 401 not signed by the hub, 403 not for this device, "
+        "expired or replayed, 404 unknown module, 500 failure, 503 the device has no hub key yet",
+    )
+    payload: JsonObject = Field(default_factory=dict)
+    request_digest: str | None = Field(
+        default=None,
+        description="sha256:<hex> of the canonical JSON of the signed call answered (request_digest()); the hub "
+        "counts a response only for the exact call it published",
+    )

@@ -1,9 +1,12 @@
-"""ed25519 signing of device manifests.
+"""ed25519 signing of device manifests and direct-method calls.
 
 The hub holds the private key (generated on first start); each agent pins the hub's public key at
 provisioning. An agent applies a manifest only if the signature verifies over the canonical JSON
 of the manifest object *as received*, the manifest names this device, and its generation is
-greater than the last one accepted.
+greater than the last one accepted. It runs a direct method only under the same signature check
+over the call object, when the call names this device, is inside its validity window (give or
+take ``METHOD_CLOCK_SKEW_S``) and its sequence is greater than the last call it ran. Both kinds go
+through one pair of helpers, ``_signature_of`` and ``_check_signature``.
 
 ``cryptography`` is imported only to sign (hub side): it is the largest native library an agent
 would load (about 8 MB resident), so verification goes through ``edgefleet.protocol.ed25519`` (OpenSSL's
@@ -15,21 +18,42 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from edgefleet.protocol.canonical import canonical_json
+from edgefleet.protocol.digests import format_digest
 from edgefleet.protocol.ed25519 import verify_ed25519
-from edgefleet.protocol.errors import ManifestRejected, SignatureInvalid, StaleGeneration
+from edgefleet.protocol.errors import (
+    ManifestRejected,
+    MethodExpired,
+    MethodNotForDevice,
+    MethodRejected,
+    MethodUnauthenticated,
+    ProtocolError,
+    ReplayedSequence,
+    SignatureInvalid,
+    StaleGeneration,
+)
 from edgefleet.protocol.files import write_atomic
-from edgefleet.protocol.models import DeviceManifest, SignedManifest
+from edgefleet.protocol.models import DeviceManifest, MethodCall, SignedManifest, SignedMethodCall
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 ED25519_PUBLIC_KEY_BYTES = 32
+# Direct-method time policy. A call is run from ``METHOD_CLOCK_SKEW_S`` before it was issued until
+# that long after it expired: hub and device clocks are NTP-synced on a working fleet, and half a
+# minute tolerates a device that has only just synced after boot. Replays inside the window are
+# refused by the sequence number anyway; expiry stops a call delayed on its way (a device offline,
+# a message held back) from running after the operator gave up waiting for it.
+METHOD_CLOCK_SKEW_S = 30.0
+# The longest validity a device accepts (the API's longest call timeout is 300 s): a signed call
+# cannot be made into a standing order.
+METHOD_MAX_LIFETIME_S = 600.0
 
 
 def key_id(public_raw: bytes) -> str:
@@ -117,9 +141,54 @@ class HubKey:
         return base64.b64encode(self._private.sign(data)).decode("ascii")
 
 
+def _load_json(payload: bytes | str | dict[str, Any]) -> Any:
+    """JSON from the wire; ValueError for anything that is not JSON (deep nesting included)."""
+    if isinstance(payload, dict):
+        return payload
+    try:
+        return json.loads(payload)
+    except RecursionError:  # "[[[[..." a hundred thousand deep: not JSON worth reading
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _signature_of(body: dict[str, Any], hub_key: HubKey) -> str:
+    return hub_key.sign(canonical_json(body))
+
+
+def _check_signature(
+    body: dict[str, Any],
+    signature_b64: str,
+    signed_key_id: str,
+    public_key_b64: str,
+    *,
+    what: str,
+    error: type[ProtocolError],
+) -> None:
+    """Raise ``error`` unless ``signature_b64`` is the pinned hub key's signature of ``body``'s canonical JSON.
+
+    ``body`` is the received object (validated as plain JSON by its model), never a re-serialized model.
+    """
+    pinned = public_key_raw(public_key_b64)
+    expected_key_id = key_id(pinned)
+    if signed_key_id != expected_key_id:
+        raise error(
+            f"{what} is signed with key {signed_key_id}, but this device pins hub key "
+            f"{expected_key_id}; re-provision the device if the hub key was rotated"
+        )
+    try:
+        signature = base64.b64decode(signature_b64, validate=True)
+    except ValueError as exc:
+        raise error(f"{what}: signature is not base64") from exc
+    if not verify_ed25519(pinned, signature, canonical_json(body)):
+        raise error(f"{what}: signature does not verify (tampered payload?)")
+
+
+# manifests -------------------------------------------------------------------------------------
+
+
 def sign_manifest(manifest: DeviceManifest, hub_key: HubKey) -> SignedManifest:
     body = manifest.to_wire()
-    return SignedManifest(manifest=body, signature=hub_key.sign(canonical_json(body)), key_id=hub_key.key_id)
+    return SignedManifest(manifest=body, signature=_signature_of(body, hub_key), key_id=hub_key.key_id)
 
 
 def describe_validation(exc: ValidationError) -> str:
@@ -145,8 +214,7 @@ def verify_manifest(
     payload is never parsed further than JSON.
     """
     try:
-        raw = json.loads(payload) if isinstance(payload, (bytes, str)) else payload
-        signed = SignedManifest.model_validate(raw)
+        signed = SignedManifest.model_validate(_load_json(payload))
     except ValidationError as exc:
         raise ManifestRejected(
             f"desired-state message for {device_id} is not a signed manifest: {describe_validation(exc)}"
@@ -154,19 +222,14 @@ def verify_manifest(
     except ValueError as exc:
         raise ManifestRejected(f"desired-state message for {device_id} is not a signed manifest: {exc}") from exc
 
-    expected_key_id = key_id(public_key_raw(public_key_b64))
-    if signed.key_id != expected_key_id:
-        raise SignatureInvalid(
-            f"manifest for {device_id} is signed with key {signed.key_id}, but this device pins hub key "
-            f"{expected_key_id}; re-provision the device if the hub key was rotated"
-        )
-    try:
-        signature = base64.b64decode(signed.signature, validate=True)
-    except ValueError as exc:
-        raise SignatureInvalid(f"manifest for {device_id}: signature is not base64") from exc
-    if not verify_ed25519(public_key_raw(public_key_b64), signature, canonical_json(signed.manifest)):
-        raise SignatureInvalid(f"manifest for {device_id}: signature does not verify (tampered payload?)")
-
+    _check_signature(
+        signed.manifest,
+        signed.signature,
+        signed.key_id,
+        public_key_b64,
+        what=f"manifest for {device_id}",
+        error=SignatureInvalid,
+    )
     try:
         manifest = DeviceManifest.model_validate(signed.manifest)
     except ValidationError as exc:
@@ -178,3 +241,87 @@ def verify_manifest(
     if manifest.generation <= last_generation:
         raise StaleGeneration(manifest.generation, last_generation)
     return manifest
+
+
+# direct methods --------------------------------------------------------------------------------
+
+
+def sign_method(call: MethodCall, hub_key: HubKey) -> SignedMethodCall:
+    body = call.to_wire()
+    return SignedMethodCall(call=body, signature=_signature_of(body, hub_key), key_id=hub_key.key_id)
+
+
+def verify_method(
+    payload: bytes | str | dict[str, Any],
+    public_key_b64: str,
+    *,
+    device_id: str,
+    last_sequence: int,
+    now: datetime | None = None,
+    skew_s: float = METHOD_CLOCK_SKEW_S,
+) -> MethodCall:
+    """Check signature, schema, addressee, validity window and sequence; return the call or raise MethodRejected.
+
+    As with manifests the signature is checked before the call is interpreted. Each refusal's type
+    carries the status the device answers with (``MethodRejected.status``) and its message names
+    what failed.
+    """
+    now = now or datetime.now(timezone.utc)
+    try:
+        signed = SignedMethodCall.model_validate(_load_json(payload))
+    except (ValueError, ValidationError) as exc:
+        raise MethodUnauthenticated(
+            f"direct-method message for {device_id} is not a call signed by the hub (direct methods travel only in "
+            f"a signed envelope): {exc}"
+        ) from exc
+    _check_signature(
+        signed.call,
+        signed.signature,
+        signed.key_id,
+        public_key_b64,
+        what=f"direct-method call for {device_id}",
+        error=MethodUnauthenticated,
+    )
+    try:
+        call = MethodCall.model_validate(signed.call)
+    except ValidationError as exc:
+        raise MethodRejected(f"direct-method call for {device_id} is signed but invalid: {exc}") from exc
+    if call.device_id != device_id:
+        raise MethodNotForDevice(
+            f"direct-method call addressed to device {call.device_id!r} arrived at device {device_id!r}; not run"
+        )
+    # differences of aware datetimes never overflow (a sum with an attacker's year 9999 would)
+    lifetime_s = (call.expires_at - call.issued_at).total_seconds()
+    if lifetime_s > METHOD_MAX_LIFETIME_S:
+        raise MethodExpired(
+            f"direct-method call for {device_id} is valid for {lifetime_s:.0f} s, longer than the "
+            f"{METHOD_MAX_LIFETIME_S:.0f} s a device accepts; not run"
+        )
+    ahead_s = (call.issued_at - now).total_seconds()
+    if ahead_s > skew_s:
+        raise MethodExpired(
+            f"direct-method call for {device_id} was issued {ahead_s:.0f} s in the future: hub and device clocks "
+            f"differ by more than the allowed {skew_s:.0f} s skew; sync them (NTP). Not run"
+        )
+    late_s = (now - call.expires_at).total_seconds()
+    if late_s > skew_s:
+        raise MethodExpired(
+            f"direct-method call for {device_id} expired {late_s:.0f} s ago (at {call.expires_at.isoformat()}, "
+            f"{skew_s:.0f} s of clock skew allowed); not run"
+        )
+    if call.sequence <= last_sequence:
+        raise ReplayedSequence(call.sequence, last_sequence)
+    return call
+
+
+def request_digest(payload: bytes | str | dict[str, Any]) -> str | None:
+    """``sha256:<hex>`` of a command message's canonical JSON, echoed in its response; None: not a JSON object.
+
+    The hub computes it over what it published, the device over what it received: equal exactly
+    when the device answers the very call the hub made (whatever a third party copied or forged).
+    """
+    try:
+        raw = _load_json(payload)
+        return format_digest(hashlib.sha256(canonical_json(raw)).hexdigest()) if isinstance(raw, dict) else None
+    except (ValueError, TypeError, RecursionError):
+        return None

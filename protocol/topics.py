@@ -39,7 +39,8 @@ DEVICE_WRITES: tuple[TopicKind, ...] = (
 
 
 def check_device_id(device_id: str) -> str:
-    if not _DEVICE_ID_RE.match(device_id):
+    # fullmatch: with re.match, "$" also matches before a final newline, and "dev-1\n" passed
+    if not _DEVICE_ID_RE.fullmatch(device_id):
         raise ValueError(
             f"invalid device id {device_id!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a "
             "letter or digit"
@@ -77,7 +78,7 @@ def parse_topic(name: str) -> tuple[str, TopicKind] | None:
     if not name.startswith(prefix):
         return None
     parts = name[len(prefix) :].split("/")
-    if len(parts) != 2 or not _DEVICE_ID_RE.match(parts[0]):
+    if len(parts) != 2 or not _DEVICE_ID_RE.fullmatch(parts[0]):
         return None
     try:
         return parts[0], TopicKind(parts[1])

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,3 +28,21 @@ def secure_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     broker.start()
     yield broker
     broker.stop()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow",
+        action="store_true",
+        help="also run the tests marked slow (as does EDGEFLEET_SLOW=1 in the environment)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` (the 10,000-example fuzz runs) are skipped unless asked for: ``pytest --slow`` or ``EDGEFLEET_SLOW=1 make test``."""
+    if config.getoption("--slow") or os.environ.get("EDGEFLEET_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow or EDGEFLEET_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -89,7 +89,9 @@ def restart_module(ctx: Context) -> Result[DirectMethodResponse]:
 
 def _log_lines(response: DirectMethodResponse) -> str:
     lines = response.payload.get("lines")
-    return "\n".join(lines) if isinstance(lines, list) else json.dumps(response.payload, indent=2)
+    if isinstance(lines, list) and all(isinstance(line, str) for line in lines):
+        return "\n".join(lines)
+    return json.dumps(response.payload, indent=2)  # not the shape an agent sends: show it as it came
 
 
 def logs(ctx: Context) -> Result[DirectMethodResponse]:

@@ -10,7 +10,10 @@
   manifest with the next generation and publishes it retained, QoS 1;
 - republishes every stored manifest after (re)connecting, so a broker that lost its retained
   messages gets them back;
-- calls direct methods (request on ``commands``, correlated response on ``responses``).
+- calls direct methods: a call signed for one device with the next sequence number on its
+  ``commands`` topic; a response counts only from that device's own ``responses`` topic, with the
+  pending correlation id and the digest of the very call published (anything else is logged and
+  ignored, so no other client can answer for a device).
 
 Rendering is pure (render.py); this module only moves bytes and calls the store.
 """
@@ -22,7 +25,8 @@ import logging
 import threading
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import timedelta
+from typing import Any, get_args
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -30,21 +34,24 @@ from pydantic import ValidationError
 
 from edgefleet.hub.errors import HubError, InvalidRequest, MethodTimeout
 from edgefleet.hub.server.generations import next_generation
+from edgefleet.hub.server.method_sequence import MethodSequence
 from edgefleet.hub.server.mqtt_url import MqttConnection
 from edgefleet.hub.server.render import DeviceView, index_models, modules_wire, render_device
 from edgefleet.hub.server.rotation import HubKeys, trust_of
 from edgefleet.hub.server.store import DesiredRecord, Store
 from edgefleet.protocol.models import (
     DeviceManifest,
+    DirectMethodName,
     DirectMethodRequest,
     DirectMethodResponse,
+    MethodCall,
     Presence,
     PresenceState,
     ReportedState,
     Telemetry,
     utcnow,
 )
-from edgefleet.protocol.signing import sign_manifest
+from edgefleet.protocol.signing import METHOD_MAX_LIFETIME_S, request_digest, sign_manifest, sign_method
 from edgefleet.protocol.topics import TopicKind, parse_topic, subscription, topic
 
 log = logging.getLogger(__name__)
@@ -53,6 +60,8 @@ _INGESTED = (TopicKind.REPORTED, TopicKind.PRESENCE, TopicKind.TELEMETRY, TopicK
 
 @dataclass
 class _PendingCall:
+    device_id: str  # only this device's responses topic may answer
+    digest: str | None = None  # request_digest of the call published; the answer must echo it
     done: threading.Event = field(default_factory=threading.Event)
     response: DirectMethodResponse | None = None
 
@@ -80,6 +89,7 @@ class Controller:
         self.telemetry: dict[str, Telemetry] = {}
         self._pending: dict[str, _PendingCall] = {}
         self._pending_lock = threading.Lock()
+        self._sequences = MethodSequence()
         self._reconcile_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -260,9 +270,28 @@ class Controller:
                 return
             with self._pending_lock:
                 call = self._pending.get(response.correlation_id)
-            if call is not None:
-                call.response = response
-                call.done.set()
+                if call is None:
+                    log.info(
+                        "device %s: response %s answers no pending call; ignored", device_id, response.correlation_id
+                    )
+                elif call.device_id != device_id:
+                    log.warning(
+                        "response to the call %s on device %s arrived on device %s's topic; ignored (spoofed?)",
+                        response.correlation_id,
+                        call.device_id,
+                        device_id,
+                    )
+                elif response.request_digest != call.digest:
+                    log.warning(
+                        "device %s: response %s does not answer the call the hub published (request digest %s); "
+                        "ignored (a copied or forged call provoked it?)",
+                        device_id,
+                        response.correlation_id,
+                        response.request_digest,
+                    )
+                elif not call.done.is_set():  # the first genuine answer counts
+                    call.response = response
+                    call.done.set()
 
     # reconcile ---------------------------------------------------------------------------------
     def reconcile(self) -> dict[str, int]:
@@ -322,17 +351,36 @@ class Controller:
 
     # direct methods ----------------------------------------------------------------------------
     def call_method(self, device_id: str, method: str, params: dict[str, Any], timeout: float) -> DirectMethodResponse:
+        """Sign a call for ``device_id``, publish it, and wait for that device's answer to exactly it.
+
+        The call is valid for ``timeout`` (at least 1 s, at most what a device accepts): a call
+        delayed past the time the operator waits for it is not run later.
+        """
+        if method not in get_args(DirectMethodName):
+            raise InvalidRequest(f"unknown direct method {method!r}; use one of: ping, restart-module, logs")
         try:
             request = DirectMethodRequest(correlation_id=uuid.uuid4().hex, method=method, params=params)  # type: ignore[arg-type]
-        except ValidationError:
-            raise InvalidRequest(f"unknown direct method {method!r}; use one of: ping, restart-module, logs") from None
-        call = _PendingCall()
+        except ValidationError as exc:
+            raise InvalidRequest(f"direct method {method!r}: invalid params: {exc}") from None
+        call = _PendingCall(device_id)
         with self._pending_lock:
             self._pending[request.correlation_id] = call
         try:
-            self._client.publish(
-                topic(device_id, TopicKind.COMMANDS), json.dumps(request.to_wire()), qos=1, retain=False
-            )
+            with self._sequences.draw(device_id) as sequence:  # published in the order of the numbers
+                issued = utcnow()
+                lifetime = timedelta(seconds=min(max(timeout, 1.0), METHOD_MAX_LIFETIME_S))
+                signed = sign_method(
+                    MethodCall(
+                        device_id=device_id,
+                        sequence=sequence,
+                        issued_at=issued,
+                        expires_at=issued + lifetime,
+                        request=request,
+                    ),
+                    self.keys.current,
+                ).to_wire()
+                call.digest = request_digest(signed)
+                self._client.publish(topic(device_id, TopicKind.COMMANDS), json.dumps(signed), qos=1, retain=False)
             if not call.done.wait(timeout):
                 raise MethodTimeout(
                     f"device {device_id} did not answer {method!r} within {timeout:g} s; is it online? "

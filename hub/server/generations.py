@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgefleet.protocol.models import MAX_GENERATION
+
 
 def next_generation(
     published_generation: int | None,
@@ -20,9 +22,14 @@ def next_generation(
       refuses any generation at or below the last it accepted (e.g. after the hub lost its database)
     - ``resign`` (the signing key or the key it announces changed: a key rotation): a new generation
       even when the modules did not change, also an empty one for an idle device
+    - but never past ``MAX_GENERATION``: a device at the cap (a real one after 2**53 updates, or one
+      reporting a made-up number) gets None, never a manifest no device could accept
     """
+    generation = max(published_generation or 0, reported_generation) + 1
+    if generation > MAX_GENERATION:
+        return None
     if resign:
-        return max(published_generation or 0, reported_generation) + 1
+        return generation
     if published_generation is None and not rendered_modules:
         return None
     if (
@@ -31,4 +38,4 @@ def next_generation(
         and reported_generation <= published_generation
     ):
         return None
-    return max(published_generation or 0, reported_generation) + 1
+    return generation

@@ -285,7 +285,8 @@ def device_id() -> Iterator[str]:
     kill_module_processes(dev)
 
 
-@pytest.mark.slow  # ~65 s on 2 cores: 30 agent kills + ~16 graceful restarts, bad generations wait out their window
+# ~65 s on 2 cores, kept in the default run (`slow` is for the long fuzz runs): 30 agent kills +
+# ~16 graceful restarts, bad generations wait out their window
 def test_sigkill_at_random_points_of_rollouts_always_converges(
     mosquitto: Mosquitto, tmp_path: Path, device_id: str
 ) -> None:

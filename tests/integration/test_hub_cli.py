@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.test_hub_controller import FakeDevice, healthy
+from tests.integration.test_hub_controller import SPOOFED, FakeDevice, healthy, spoof_then_answer
 from tests.support.processes import Mosquitto, free_port, wait_for, wait_port
 
 
@@ -328,3 +328,24 @@ def test_tokens_from_bootstrap_to_login_to_revocation(hub: Hub) -> None:
     log = hub.log.read_text()
     assert "refused GET /api/v1/models" in log
     assert hub.token not in log and reader not in log and reader.split("_")[2] not in log
+
+
+def test_device_logs_shows_the_devices_answer_never_a_spoofed_one(hub: Hub, mosquitto: Mosquitto) -> None:
+    device = FakeDevice(mosquitto, "dev-1", answer_methods=False)
+    spy = FakeDevice(mosquitto, "dev-1", client_id="dev-1-spy", answer_methods=False)
+    try:
+        device.report(0)
+        wait_for(lambda: "dev-1" in edgefleet(hub, "device", "list").stdout, 30, what="device registered")
+        cli = start(hub, "device", "logs", "dev-1", "svc", "--timeout", "30")
+        spoof_then_answer(spy, device, {"lines": ["genuine line"]})
+        out, err = cli.communicate(timeout=60)
+        assert cli.returncode == 0, err
+        assert out.strip() == "genuine line" and SPOOFED[0] not in out
+
+        cli = start(hub, "device", "logs", "dev-1", "svc", "--timeout", "3")
+        spoof_then_answer(spy, device, None, seen=1)  # spoofs only
+        out, err = cli.communicate(timeout=60)
+        assert cli.returncode != 0 and "did not answer 'logs'" in err and SPOOFED[0] not in out + err
+    finally:
+        spy.close()
+        device.close()

@@ -26,13 +26,14 @@ from edgefleet.protocol.digests import sha256_bytes
 from edgefleet.protocol.models import (
     DeviceCapabilities,
     DeviceManifest,
-    DirectMethodRequest,
     DirectMethodResponse,
+    MethodCall,
     ModuleState,
     ModuleStatus,
     ReportedState,
+    SignedMethodCall,
 )
-from edgefleet.protocol.signing import verify_manifest
+from edgefleet.protocol.signing import request_digest, verify_manifest, verify_method
 from edgefleet.protocol.topics import TopicKind, topic
 from tests.integration.test_hub_api import api_client, token_in
 from tests.support.identities import DeviceIdentity, register
@@ -52,12 +53,14 @@ class FakeDevice:
         client_id: str | None = None,
         identity: DeviceIdentity | None = None,
         wait: bool = True,
+        answer_methods: bool = True,
     ) -> None:
         self.device_id = device_id
         self.labels = labels or {}  # what it reports; the hub must not believe them
         self.desired: queue.Queue[bytes] = queue.Queue()
-        self.answer_methods = True
-        self.methods: list[DirectMethodRequest] = []
+        self.answer_methods = answer_methods
+        self.methods: list[MethodCall] = []  # as published by the hub, not verified here
+        self.commands: list[bytes] = []
         self.connect_results: list[str] = []
         self._subscribed = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or device_id)
@@ -91,13 +94,28 @@ class FakeDevice:
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         if msg.topic.endswith("/desired"):
             self.desired.put(bytes(msg.payload))
-        elif self.answer_methods:
-            request = DirectMethodRequest.model_validate_json(msg.payload)
-            self.methods.append(request)
-            response = DirectMethodResponse(
-                correlation_id=request.correlation_id, status=200, payload={"method": request.method, **request.params}
-            )
-            self.client.publish(topic(self.device_id, TopicKind.RESPONSES), json.dumps(response.to_wire()), qos=1)
+        else:
+            self.commands.append(bytes(msg.payload))
+            call = MethodCall.model_validate(SignedMethodCall.model_validate_json(msg.payload).call)
+            self.methods.append(call)
+            if self.answer_methods:
+                request = call.request
+                self.answer(
+                    DirectMethodResponse(
+                        correlation_id=request.correlation_id,
+                        status=200,
+                        payload={"method": request.method, **request.params},
+                        request_digest=request_digest(msg.payload),
+                    ),
+                    wait=False,  # in paho's network thread: waiting for the PUBACK here would block it
+                )
+
+    def answer(self, response: DirectMethodResponse, device_id: str | None = None, wait: bool = True) -> None:
+        """Publish a response on this device's responses topic (or, spoofing, on another's)."""
+        target = topic(device_id or self.device_id, TopicKind.RESPONSES)
+        info = self.client.publish(target, json.dumps(response.to_wire()), qos=1)
+        if wait:
+            info.wait_for_publish(10)
 
     def next_manifest(self, public_key: str, last_generation: int, timeout: float = 15) -> DeviceManifest:
         payload = self.desired.get(timeout=timeout)
@@ -125,6 +143,29 @@ class FakeDevice:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+SPOOFED = ["spoofed log line"]
+
+
+def spoof_then_answer(spy: FakeDevice, device: FakeDevice, genuine: dict[str, Any] | None, seen: int = 0) -> None:
+    """Wait for the hub's call (``spy`` listens on the device's commands topic), answer it each wrong
+    way, then (with a ``genuine`` payload) as the device itself. Each spoof is acknowledged by the
+    broker before the next is sent, so the hub receives all of them before the genuine answer."""
+    wait_for(lambda: len(spy.commands) > seen, 20, what="the hub's call")
+    raw = spy.commands[seen]
+    cid, digest = spy.methods[seen].request.correlation_id, request_digest(raw)
+
+    def spoof(digest: str | None) -> DirectMethodResponse:
+        return DirectMethodResponse(correlation_id=cid, status=200, payload={"lines": SPOOFED}, request_digest=digest)
+
+    spy.answer(spoof(digest), device_id="dev-2")  # the right answer, on another device's topic
+    spy.answer(spoof(request_digest(b'{"another": "call"}')))  # on this device's topic, answering another call
+    spy.answer(spoof(None))  # answering no call in particular
+    malformed = json.dumps({"correlationId": cid, "status": "ok", "payload": {"lines": SPOOFED}})
+    spy.client.publish(topic(spy.device_id, TopicKind.RESPONSES), malformed, qos=1).wait_for_publish(10)
+    if genuine is not None:
+        device.answer(DirectMethodResponse(correlation_id=cid, status=200, payload=genuine, request_digest=digest))
 
 
 def healthy(name: str, endpoint: str = "http://127.0.0.1:9") -> ModuleStatus:
@@ -402,3 +443,33 @@ def _last_published(server: HubServer, device_id: str) -> dict[str, Any]:
     record = server.hub.store.get_desired(device_id)
     assert record is not None
     return dict(json.loads(record.payload))
+
+
+def test_calls_are_signed_and_only_the_called_devices_answer_to_that_call_counts(
+    api: httpx.Client, mosquitto: Mosquitto, device: FakeDevice
+) -> None:
+    key = api.get("/hub").json()["publicKey"]
+    device.report(0)
+    wait_for(lambda: api.get("/devices/dev-1").status_code == 200, 15, what="device registered")
+    spy = FakeDevice(mosquitto, "dev-1", client_id="dev-1-spy", answer_methods=False)
+    try:
+        for _ in range(2):
+            assert api.post("/devices/dev-1/methods/ping").json()["status"] == 200
+        first, second = (verify_method(c, key, device_id="dev-1", last_sequence=0) for c in device.commands)
+        assert first.sequence < second.sequence  # what a device checks: signed for it, in order, in time
+        assert (first.expires_at - first.issued_at).total_seconds() == 10  # the hub's default method timeout
+
+        device.answer_methods = False
+        spoofing = threading.Thread(target=spoof_then_answer, args=(spy, device, {"lines": ["genuine"]}, 2))
+        spoofing.start()
+        r = api.post("/devices/dev-1/methods/logs", json={"params": {"module": "svc"}, "timeoutS": 20})
+        spoofing.join(20)
+        assert r.status_code == 200 and r.json()["payload"] == {"lines": ["genuine"]}, r.text
+
+        spoofing = threading.Thread(target=spoof_then_answer, args=(spy, device, None, 3))
+        spoofing.start()
+        r = api.post("/devices/dev-1/methods/logs", json={"params": {"module": "svc"}, "timeoutS": 3})
+        spoofing.join(20)
+        assert r.status_code == 504 and "did not answer 'logs'" in r.json()["error"]  # the spoofs are no answer
+    finally:
+        spy.close()

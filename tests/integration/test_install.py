@@ -14,8 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 GENERIC = ("agent", "hub", "protocol", "modules", "accelerators", "simulators")
 PROBE = """
@@ -51,7 +49,6 @@ def test_editable_install_imports_only_the_namespace(tmp_path: Path) -> None:
     assert Path(where).resolve() == (REPO / "agent" / "__init__.py").resolve()
 
 
-@pytest.mark.slow
 def test_regular_install_imports_only_the_namespace(tmp_path: Path) -> None:
     target, source = tmp_path / "site", tmp_path / "source"
     # build from a copy: setuptools writes build/ and *.egg-info next to the sources

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,16 @@ from edgefleet.protocol import (
     DirectMethodRequest,
     DirectMethodResponse,
     HubKey,
+    MethodCall,
     ModuleSpec,
     ReportedState,
     Telemetry,
     TopicKind,
     sign_manifest,
+    sign_method,
     topic,
 )
+from edgefleet.protocol.models import utcnow
 from tests.support.processes import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,6 +53,7 @@ class TestHub:
         self.responses: dict[str, DirectMethodResponse] = {}
         self.presence: list[str] = []
         self.telemetry: list[Telemetry] = []
+        self._sequence = 0
         self._lock = threading.Lock()
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-hub-{os.getpid()}-{id(self)}")
         client.on_connect = self._on_connect
@@ -113,13 +118,48 @@ class TestHub:
         assert found is not None
         return found
 
-    def call(self, method: str, params: dict[str, Any], timeout: float = 30.0) -> DirectMethodResponse:
+    def signed_call(
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        key: HubKey | None = None,
+        device_id: str | None = None,
+        sequence: int | None = None,
+        issued_at: datetime | None = None,
+        lifetime_s: float = 30.0,
+    ) -> tuple[str, bytes]:
+        """(correlation id, command message): a direct-method call signed as the hub signs it, or
+        deliberately not quite (another key, another device, an old sequence, an old issue time)."""
         cid = f"c{time.monotonic_ns()}"
-        req = DirectMethodRequest(correlation_id=cid, method=method, params=params)  # type: ignore[arg-type]
-        self.client.publish(topic(self.device_id, TopicKind.COMMANDS), req.model_dump_json(by_alias=True), qos=1)
-        response = wait_for(lambda: self.responses.get(cid), timeout, what=f"response to {method}")
+        with self._lock:  # like the hub: the clock in ms, never less than one past the last
+            self._sequence = max(self._sequence + 1, time.time_ns() // 1_000_000)
+            next_sequence = self._sequence
+        issued = issued_at or utcnow()
+        call = MethodCall(
+            device_id=device_id or self.device_id,
+            sequence=sequence or next_sequence,
+            issued_at=issued,
+            expires_at=issued + timedelta(seconds=lifetime_s),
+            request=DirectMethodRequest(correlation_id=cid, method=method, params=params),  # type: ignore[arg-type]
+        )
+        return cid, json.dumps(sign_method(call, key or self.key).to_wire()).encode()
+
+    def send_command(self, payload: bytes) -> None:
+        """Publish a raw message on this device's commands topic."""
+        self.client.publish(topic(self.device_id, TopicKind.COMMANDS), payload, qos=1).wait_for_publish(10)
+
+    def wait_response(
+        self, cid: str, timeout: float = 30.0, what: str = "a direct-method response"
+    ) -> DirectMethodResponse:
+        response = wait_for(lambda: self.responses.get(cid), timeout, what=what)
         assert response is not None
         return response
+
+    def call(self, method: str, params: dict[str, Any], timeout: float = 30.0) -> DirectMethodResponse:
+        cid, payload = self.signed_call(method, params)
+        self.send_command(payload)
+        return self.wait_response(cid, timeout, what=f"response to {method}")
 
 
 def module_state(report: ReportedState, name: str) -> str | None:

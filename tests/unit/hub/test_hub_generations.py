@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 
 from edgefleet.hub.server.generations import next_generation
+from edgefleet.protocol.models import MAX_GENERATION
 
 A: list[dict[str, Any]] = [{"name": "a"}]
 B: list[dict[str, Any]] = [{"name": "b"}]
@@ -21,6 +22,9 @@ B: list[dict[str, Any]] = [{"name": "b"}]
         (3, A, B, 3, 4),  # change
         (3, A, [], 3, 4),  # last service removed: an empty manifest
         (3, A, A, 9, 10),  # device ahead of the hub: publish past it
+        (3, A, B, MAX_GENERATION - 1, MAX_GENERATION),  # the last generation there is
+        (3, A, B, MAX_GENERATION, None),  # at the cap: nothing past it is ever signed
+        (MAX_GENERATION, A, B, 3, None),
     ],
 )
 def test_next_generation(

@@ -88,3 +88,34 @@ def test_verifying_does_not_load_cryptography() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("payload", "text"),
+    [
+        (
+            lambda s: {**s, "manifest": {**s["manifest"], "x": float("nan")}},
+            "not plain JSON",
+        ),  # NaN before the signature
+        (lambda s: json.dumps(s).replace('"generation": 5', '"generation": Infinity'), "not plain JSON"),
+        (lambda _s: "[" * 100_000, "nested too deeply"),
+        (lambda _s: b"\xff\xfe", "not a signed manifest"),
+    ],
+    ids=["nan", "infinity", "deep-nesting", "not-utf8"],
+)
+def test_payloads_that_are_not_plain_json_are_rejected_not_raised(payload, text) -> None:  # type: ignore[no-untyped-def]
+    """These once escaped as ValueError/RecursionError, past the agent's intake and out of its loop."""
+    with pytest.raises(ManifestRejected, match=text):
+        verify_manifest(payload(_signed()), KEY.public_key_b64, device_id="dev-1", last_generation=0)
+
+
+def test_generations_stop_at_the_largest_integer_json_keeps_exact() -> None:
+    from edgefleet.protocol import MAX_GENERATION, ReportedState
+
+    assert MAX_GENERATION == 2**53 - 1
+    assert DeviceManifest(device_id="d", generation=MAX_GENERATION).generation == MAX_GENERATION
+    for too_big in (MAX_GENERATION + 1, 2**63 - 2, 2**63 - 1):
+        with pytest.raises(ValueError, match="less than or equal to 9007199254740991"):
+            DeviceManifest(device_id="d", generation=too_big)
+        with pytest.raises(ValueError, match="less than or equal to 9007199254740991"):
+            ReportedState.model_validate_json(json.dumps({"deviceId": "d", "generation": too_big}))
