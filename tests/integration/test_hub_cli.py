@@ -330,12 +330,21 @@ def test_tokens_from_bootstrap_to_login_to_revocation(hub: Hub) -> None:
     assert hub.token not in log and reader not in log and reader.split("_")[2] not in log
 
 
-def test_device_logs_shows_the_devices_answer_never_a_spoofed_one(hub: Hub, mosquitto: Mosquitto) -> None:
+def test_device_logs_shows_the_devices_answer_never_a_spoofed_one(
+    tmp_path: Path, hub: Hub, mosquitto: Mosquitto
+) -> None:
+    registered = edgefleet(hub, "device", "register", "dev-1", "--out", str(tmp_path / "dev-1.json"))
+    assert registered.returncode == 0, registered.stderr
     device = FakeDevice(mosquitto, "dev-1", answer_methods=False)
     spy = FakeDevice(mosquitto, "dev-1", client_id="dev-1-spy", answer_methods=False)
     try:
         device.report(0)
-        wait_for(lambda: "dev-1" in edgefleet(hub, "device", "list").stdout, 30, what="device registered")
+        auth = {"Authorization": f"Bearer {hub.token}"}
+        wait_for(
+            lambda: httpx.get(hub.url + "/api/v1/devices/dev-1", headers=auth).json().get("lastReport"),
+            30,
+            what="dev-1's report stored by the hub",
+        )
         cli = start(hub, "device", "logs", "dev-1", "svc", "--timeout", "30")
         spoof_then_answer(spy, device, {"lines": ["genuine line"]})
         out, err = cli.communicate(timeout=60)
