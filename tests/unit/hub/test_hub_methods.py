@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,10 @@ import pytest
 from edgefleet.hub.errors import InvalidRequest, MethodTimeout
 from edgefleet.hub.server.controller import Controller
 from edgefleet.hub.server.method_sequence import MethodSequence
+from edgefleet.hub.server.mqtt_url import MqttConnection, parse_broker_url
+from edgefleet.hub.server.rotation import HubKeys
 from edgefleet.hub.server.store import SqliteStore
+from edgefleet.hub.server.store.records import CredentialRecord
 from edgefleet.protocol import DirectMethodResponse, HubKey, TopicKind, request_digest, verify_method
 from edgefleet.protocol.topics import parse_topic
 
@@ -61,7 +65,15 @@ def test_a_restarted_hub_continues_above_what_it_gave_before() -> None:
 @pytest.fixture
 def controller(tmp_path: Path) -> Iterator[Controller]:
     store = SqliteStore(tmp_path / "hub.db")
-    c = Controller(store, KEY, "mqtt://127.0.0.1:9", "http://127.0.0.1:9")
+    now = datetime.now(timezone.utc)
+    for serial, device in enumerate(("dev-a", "dev-b")):  # the hub listens only to registered devices
+        credential = CredentialRecord(
+            device_id=device, kind="certificate", serial=f"{serial + 1:x}", fingerprint="sha256:x",
+            issued_at=now, not_after=now,
+        )  # fmt: skip
+        store.register_device(device, {}, credential, now)
+    url = "mqtt://127.0.0.1:9"
+    c = Controller(store, HubKeys(KEY), MqttConnection(url, parse_broker_url(url)), "http://127.0.0.1:9")
     yield c
     store.close()
 
