@@ -269,7 +269,12 @@ def verify_method(
     now = now or datetime.now(timezone.utc)
     try:
         signed = SignedMethodCall.model_validate(_load_json(payload))
-    except (ValueError, ValidationError) as exc:
+    except ValidationError as exc:
+        raise MethodUnauthenticated(
+            f"direct-method message for {device_id} is not a call signed by the hub (direct methods travel only in "
+            f"a signed envelope): {describe_validation(exc)}"
+        ) from exc
+    except ValueError as exc:
         raise MethodUnauthenticated(
             f"direct-method message for {device_id} is not a call signed by the hub (direct methods travel only in "
             f"a signed envelope): {exc}"
@@ -285,7 +290,9 @@ def verify_method(
     try:
         call = MethodCall.model_validate(signed.call)
     except ValidationError as exc:
-        raise MethodRejected(f"direct-method call for {device_id} is signed but invalid: {exc}") from exc
+        raise MethodRejected(
+            f"direct-method call for {device_id} is signed but invalid: {describe_validation(exc)}"
+        ) from exc
     if call.device_id != device_id:
         raise MethodNotForDevice(
             f"direct-method call addressed to device {call.device_id!r} arrived at device {device_id!r}; not run"
