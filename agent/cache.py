@@ -40,6 +40,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from edgefleet.agent.copying import copy_fd, open_inside
 from edgefleet.agent.errors import ArtifactCorrupt, ArtifactDownloadError, ArtifactError, CacheFull
@@ -88,6 +89,7 @@ class ArtifactCache:
 
         ``keep``: digests that must not be evicted to make room (besides blobs in use by modules).
         """
+        shown = shown_url(url)
         final = self.blob_path(digest)
         if final.is_file():
             _touch(final)
@@ -99,14 +101,14 @@ class ArtifactCache:
         if (actual != digest or actual_size != size) and resumed:
             # the kept prefix may be what was wrong (e.g. the file changed on the server between
             # attempts): discard it and try once more from zero before calling the artifact corrupt
-            log.warning("resumed download of %s does not match %s; downloading it again from zero", url, digest)
+            log.warning("resumed download of %s does not match %s; downloading it again from zero", shown, digest)
             part.unlink(missing_ok=True)
             self._download(url, part, size, digest, cancel)
             actual, actual_size = _sha256_of(part), part.stat().st_size
         if actual != digest or actual_size != size:
             part.unlink(missing_ok=True)  # never keep bytes that do not match: the next try starts clean
             raise ArtifactCorrupt(
-                f"artifact from {url} does not match the signed manifest: expected {digest} ({size} bytes), "
+                f"artifact from {shown} does not match the signed manifest: expected {digest} ({size} bytes), "
                 f"got {actual} ({actual_size} bytes); refused, not cached and not run — check the hub's "
                 "artifact store"
             )
@@ -116,7 +118,7 @@ class ArtifactCache:
         with self._lock:
             os.replace(part, final)
             _touch(final)
-        log.info("cached artifact %s (%d bytes) from %s", digest, size, url)
+        log.info("cached artifact %s (%d bytes) from %s", digest, size, shown)
         return final
 
     # --- size ------------------------------------------------------------------------------------
@@ -139,11 +141,12 @@ class ArtifactCache:
         return blobs, partial
 
     def _make_room(self, digest: str, url: str, size: int, part: Path, keep: frozenset[str]) -> None:
+        shown = shown_url(url)
         have = part.stat().st_size if part.is_file() else 0
         with self._lock:
             blobs, partial = self.usage()
             referenced = keep
-            where = f"artifact {digest} ({size} bytes) from {url} in the artifact cache {self.root}"
+            where = f"artifact {digest} ({size} bytes) from {shown} in the artifact cache {self.root}"
             # the cap counts blobs and every partial download, this one at its full size
             cap = plan_eviction(blobs, referenced, need=size, budget=self.max_bytes - (partial - have))
             if cap.shortfall:
@@ -175,6 +178,7 @@ class ArtifactCache:
 
     def _download(self, url: str, part: Path, size: int, digest: str, cancel: threading.Event | None) -> bool:
         """Download into ``part``, resuming what it holds; return whether it resumed (kept a prefix)."""
+        shown = shown_url(url)
         have = part.stat().st_size if part.exists() else 0
         if have > size:  # longer than the signed size: cannot be a prefix of the right bytes
             part.unlink()
@@ -188,12 +192,12 @@ class ArtifactCache:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
                 resumed = have > 0 and resp.status == 206
                 if have and not resumed:
-                    log.info("server ignored Range for %s; downloading it again from the start", url)
+                    log.info("server ignored Range for %s; downloading it again from the start", shown)
                 with open(part, "ab" if resumed else "wb") as out:
                     written = have if resumed else 0
                     while chunk := resp.read(_CHUNK):
                         if cancel is not None and cancel.is_set():
-                            raise ArtifactDownloadError(f"downloading {url}: cancelled (agent stopping)")
+                            raise ArtifactDownloadError(f"downloading {shown}: cancelled (agent stopping)")
                         written += len(chunk)
                         if written > size:
                             break  # more bytes than signed: stop reading, the digest check refuses it
@@ -204,19 +208,19 @@ class ArtifactCache:
         except urllib.error.HTTPError as exc:
             if exc.code == 416 and have:  # our partial file is stale; start over next time
                 part.unlink(missing_ok=True)
-            raise ArtifactDownloadError(f"downloading {url}: HTTP {exc.code} {exc.reason}") from exc
+            raise ArtifactDownloadError(f"downloading {shown}: HTTP {exc.code} {exc.reason}") from exc
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 part.unlink(missing_ok=True)  # a partial file on a full disk only keeps it full
                 raise CacheFull(
-                    f"disk full while downloading artifact {digest} ({size} bytes) from {url} into the artifact "
+                    f"disk full while downloading artifact {digest} ({size} bytes) from {shown} into the artifact "
                     f"cache {self.root}: {exc.strerror}; the partial download was deleted — free disk space on "
                     "that file system"
                 ) from exc
             # the partial file stays: the next attempt resumes with Range
-            raise ArtifactDownloadError(f"downloading {url}: {exc}") from exc
+            raise ArtifactDownloadError(f"downloading {shown}: {exc}") from exc
         except http.client.HTTPException as exc:
-            raise ArtifactDownloadError(f"downloading {url}: {exc}") from exc
+            raise ArtifactDownloadError(f"downloading {shown}: {exc}") from exc
 
     def materialize(self, artifacts: Iterable[ArtifactRef], dest: Path) -> None:
         """Copy every artifact to ``dest/<artifact.path>`` (reflink where possible), read-only.
@@ -368,6 +372,12 @@ class BackgroundFetcher:
                 attempt = dataclasses.replace(attempt, error=message)
             self._failures[digest] = attempt
         return attempt
+
+
+def shown_url(url: str) -> str:
+    """``url`` as messages show it: without its query, which may hold a download grant (the hub's) or
+    a signature (a presigned store URL); messages reach reports, which operators read."""
+    return urlsplit(url)._replace(query="", fragment="").geturl()
 
 
 def _touch(path: Path) -> None:

@@ -1,6 +1,7 @@
 """Who may call what, pure: the role each route of the API needs, and the open routes that need none.
 
-Every route the app serves is in exactly one of the two tables: the app is not built otherwise
+Every route the app serves is in exactly one of the two tables (OPEN_ROUTES, ROUTE_ROLES); a few
+protected ones also take a device's download grant instead of a token (DEVICE_ROUTES). The app is not built otherwise
 (``undeclared``), the guard refuses a route in neither at request time too, and a test walks the
 app's routes. So a route added without a decision fails closed. Routes are ``(HTTP method, path
 template)`` as FastAPI declares them.
@@ -17,20 +18,13 @@ from edgefleet.hub.server.store.records import TokenRecord
 Route = tuple[str, str]
 
 _BLOB = "/api/v1/blobs/{digest}"
-_DEVICE_ARTIFACTS = (
-    "device agents download artifacts by digest and hold no operator token; open until devices get their own "
-    "credentials at registration (the bytes are trusted through the digests in signed manifests)"
-)
 _API_DOCS = "the API's own description (OpenAPI, Swagger UI, ReDoc): no fleet data"
 
-# Routes anyone who reaches the hub may call, and why. Giving devices credentials takes the blob
-# routes off this list (and puts them behind a device identity), nothing else.
+# Routes anyone who reaches the hub may call, and why.
 OPEN_ROUTES: Mapping[Route, str] = {
     ("GET", "/api/v1/health"): "liveness probes",
     ("GET", "/api/v1/hub"): "public: the manifest-signing key, its fingerprint (agents may pin it on first use "
     "against one given to them) and the broker URL",
-    ("GET", _BLOB): _DEVICE_ARTIFACTS,
-    ("HEAD", _BLOB): _DEVICE_ARTIFACTS,
     ("GET", "/openapi.json"): _API_DOCS,
     ("HEAD", "/openapi.json"): _API_DOCS,
     ("GET", "/docs"): _API_DOCS,
@@ -53,6 +47,8 @@ ROUTE_ROLES: Mapping[Route, Role] = {
     ("GET", "/api/v1/devices/{device_id}"): Role.READ,
     # deploy: change what runs on devices (an uploaded score.py runs there)
     ("PUT", _BLOB): Role.DEPLOY,
+    ("GET", _BLOB): Role.DEPLOY,  # what was uploaded to run on devices (score.py, models): not for read tokens
+    ("HEAD", _BLOB): Role.DEPLOY,
     ("POST", "/api/v1/models"): Role.DEPLOY,
     ("DELETE", "/api/v1/models/{name}/versions/{version}"): Role.DEPLOY,
     ("POST", "/api/v1/services"): Role.DEPLOY,
@@ -72,6 +68,16 @@ ROUTE_ROLES: Mapping[Route, Role] = {
     ("GET", "/api/v1/tokens"): Role.ADMIN,
     ("POST", "/api/v1/tokens"): Role.ADMIN,
     ("DELETE", "/api/v1/tokens/{token_id}"): Role.ADMIN,
+}
+
+_OWN_ARTIFACTS = (
+    "a device downloads the artifacts its current manifest names, with the grant in their URLs "
+    "(grants.py), instead of an operator token"
+)
+# Protected routes a device may also call, with the download grant its manifest gave it, and why.
+DEVICE_ROUTES: Mapping[Route, str] = {
+    ("GET", _BLOB): _OWN_ARTIFACTS,
+    ("HEAD", _BLOB): _OWN_ARTIFACTS,
 }
 
 

@@ -6,7 +6,8 @@ edgefleet.hub.schemas, which the client decodes into the same types.
 
 Every route needs an operator token with the role access.ROUTE_ROLES names, but the few in
 access.OPEN_ROUTES; guard.py applies that table to every route of the app, and the app refuses to
-be built with a route in neither table.
+be built with a route in neither table. Devices download the blobs their manifests name with the
+grant in those URLs (grants.py), not with a token.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def _describe_validation(exc: RequestValidationError) -> str:
 def create_app(hub_: Hub) -> FastAPI:
     registry, blobs, keys, controller = hub_.registry, hub_.blobs, hub_.keys, hub_.controller
     app = FastAPI(
-        dependencies=[Depends(token_guard(hub_.auth))],  # every API route: see guard.py
+        dependencies=[Depends(token_guard(hub_.auth, hub_.downloads))],  # every API route: see guard.py
         title="edgefleet hub",
         version=hub.__version__,
         description="Model registry, artifact store and fleet deployments for edge devices.",

@@ -1,4 +1,5 @@
-"""Operator tokens over the store: issue, list, revoke, and authenticate a request.
+"""Who is calling, over the store: operator tokens (issue, list, revoke, authenticate a request), and
+devices downloading their artifacts with the grants in their manifests' URLs.
 
 The decisions are pure (tokens.py: is this token good; access.py: may its role call this route);
 this module adds the store and the clock. It is used by the API and, on the hub machine, by
@@ -14,9 +15,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from edgefleet.hub.errors import NotFound, SettingsError
+from edgefleet.hub.errors import Forbidden, NotFound, SettingsError, Unauthenticated
 from edgefleet.hub.schemas import Role, TokenCreate, TokenCreated, TokenView
 from edgefleet.hub.server import tokens
+from edgefleet.hub.server.grants import BlobGrants, desired_digests
 from edgefleet.hub.server.settings import HubSettings
 from edgefleet.hub.server.store import Store, TokenRecord, open_store
 from edgefleet.hub.server.tokens import token_state
@@ -92,6 +94,36 @@ class Authority:
         if tokens.touch_due(record, now):
             self.store.touch_token(record.id, now)
         return record
+
+
+class DeviceDownloads:
+    """A device's artifact download: its grant, its registration and its desired state, checked per request.
+
+    Looked up every time, so revoking or deleting a device, or deploying something else to it,
+    takes its URLs away at once.
+    """
+
+    def __init__(self, store: Store, grants: BlobGrants) -> None:
+        self.store = store
+        self.grants = grants
+
+    def authorize(self, device_id: str | None, digest: str, grant: str) -> str:
+        """The device id; Unauthenticated when the grant is not this hub's, Forbidden when it no longer holds."""
+        if not device_id or not self.grants.valid(device_id, digest, grant):
+            raise Unauthenticated(
+                f"blob {digest}: the download grant for device {device_id!r} is not one this hub issued "
+                "(use the URL from the device's current manifest, unchanged)"
+            )
+        device = self.store.get_device(device_id)
+        if device is None or device.status != "registered":
+            raise Forbidden(f"blob {digest}: device {device_id} is {'revoked' if device else 'not registered'}")
+        desired = self.store.get_desired(device_id)
+        if desired is None or digest not in desired_digests(desired.modules):
+            raise Forbidden(
+                f"blob {digest} is not in the desired state of device {device_id} (any more); "
+                "a device may download only what its current manifest names"
+            )
+        return device_id
 
 
 def local_authority(

@@ -34,6 +34,7 @@ from pydantic import ValidationError
 
 from edgefleet.hub.errors import HubError, InvalidRequest, MethodTimeout
 from edgefleet.hub.server.generations import next_generation
+from edgefleet.hub.server.grants import BlobGrants
 from edgefleet.hub.server.method_sequence import MethodSequence
 from edgefleet.hub.server.mqtt_url import MqttConnection
 from edgefleet.hub.server.render import DeviceView, index_models, modules_wire, render_device
@@ -78,10 +79,10 @@ def parse_presence(device_id: str, payload: bytes) -> Presence | None:
 
 
 class Controller:
-    def __init__(self, store: Store, keys: HubKeys, connection: MqttConnection, base_url: str) -> None:
+    def __init__(self, store: Store, keys: HubKeys, connection: MqttConnection, grants: BlobGrants) -> None:
         self.store = store
         self.keys = keys
-        self.base_url = base_url
+        self.grants = grants
         self.broker_url = connection.url
         self._host, self._port = connection.address.host, connection.address.port
         self.connected = threading.Event()
@@ -304,7 +305,7 @@ class Controller:
                 if device.status != "registered":
                     continue  # revoked: its desired state was cleared, nothing is published to it
                 try:
-                    modules = render_device(services, DeviceView.of(device), models, self.base_url)
+                    modules = render_device(services, DeviceView.of(device), models, self.grants)
                 except HubError as exc:
                     log.error("device %s: cannot render its manifest: %s", device.device_id, exc)
                     continue

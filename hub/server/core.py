@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 
 from edgefleet.hub.server.artifacts import BlobStore
-from edgefleet.hub.server.auth import Authority
+from edgefleet.hub.server.auth import Authority, DeviceDownloads
 from edgefleet.hub.server.ca import CertificateAuthority
 from edgefleet.hub.server.controller import Controller
+from edgefleet.hub.server.grants import BlobGrants
 from edgefleet.hub.server.identities import Identities
 from edgefleet.hub.server.registry import Registry
 from edgefleet.hub.server.rotation import HubKeys
@@ -27,9 +28,11 @@ class Hub:
         self.store: Store = open_store(settings.db_url)
         self.blobs = BlobStore(settings.blob_dir)
         self.identities = Identities(settings, self.store, self.ca, self.keys)
-        self.controller = Controller(self.store, self.keys, self.identities.connection(), settings.base_url)
+        self.grants = BlobGrants.load_or_create(settings.grant_key_path, settings.base_url)
+        self.controller = Controller(self.store, self.keys, self.identities.connection(), self.grants)
         self.registry = Registry(self.store, self.blobs, self.controller, self.identities, settings.key_path)
         self.auth = Authority(self.store)
+        self.downloads = DeviceDownloads(self.store, self.grants)
 
     def start(self) -> None:
         log.info(

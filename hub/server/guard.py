@@ -2,7 +2,8 @@
 
 ``token_guard`` is an app-wide dependency, so it runs for every API route, including ones added
 later, after FastAPI has chosen the route (its path template is what the table is keyed by) and
-before the handler. A streamed upload (PUT of a blob) is refused before a byte of it is read; a
+before the handler. On the routes access.DEVICE_ROUTES names, a request with a ``grant`` query
+parameter is a device downloading its own artifacts (auth.DeviceDownloads), not an operator. A streamed upload (PUT of a blob) is refused before a byte of it is read; a
 JSON body is parsed by FastAPI before any dependency runs, so a body that is not JSON at all is a
 422 whatever the token. ``check_routes`` refuses to build an app with an undeclared route.
 """
@@ -18,8 +19,17 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
 from edgefleet.hub.errors import Forbidden, HubError, Unauthenticated
-from edgefleet.hub.server.access import ROUTE_ROLES, Route, UndeclaredRoute, authorize, required_role, undeclared
-from edgefleet.hub.server.auth import Authority
+from edgefleet.hub.server.access import (
+    DEVICE_ROUTES,
+    ROUTE_ROLES,
+    Route,
+    UndeclaredRoute,
+    authorize,
+    required_role,
+    undeclared,
+)
+from edgefleet.hub.server.auth import Authority, DeviceDownloads
+from edgefleet.hub.server.grants import DEVICE_PARAM, GRANT_PARAM
 from edgefleet.hub.server.store import TokenRecord
 
 log = logging.getLogger(__name__)
@@ -27,7 +37,7 @@ log = logging.getLogger(__name__)
 SCHEME = "operatorToken"  # the security scheme's name in OpenAPI
 
 
-def token_guard(authority: Authority) -> Callable[[Request], None]:
+def token_guard(authority: Authority, downloads: DeviceDownloads) -> Callable[[Request], None]:
     def guard(request: Request) -> None:  # sync: FastAPI runs it in its thread pool, the store is blocking I/O
         method = request.method
         path = getattr(request.scope.get("route"), "path", None)
@@ -36,7 +46,12 @@ def token_guard(authority: Authority) -> Callable[[Request], None]:
         need = required_role(method, path)
         if need is None:
             return
+        grant = request.query_params.get(GRANT_PARAM)
         try:
+            if grant is not None and (method, path) in DEVICE_ROUTES:
+                device = request.query_params.get(DEVICE_PARAM)
+                request.state.device = downloads.authorize(device, str(request.path_params.get("digest")), grant)
+                return
             token = authority.authenticate(request.headers.get("authorization"), need)
             authorize(token, need, method, path)
         except (Unauthenticated, Forbidden) as exc:
@@ -109,6 +124,11 @@ def document_access(app: FastAPI) -> None:
                 continue
             operation["security"] = [{SCHEME: []}]
             note = f"Needs a token with the **{role.value}** role (or above)."
+            if (method, path) in DEVICE_ROUTES:
+                note += (
+                    f" A device calls it instead with the `{DEVICE_PARAM}` and `{GRANT_PARAM}` query parameters"
+                    " of the URL its manifest gives (its own current artifacts only)."
+                )
             operation["description"] = f"{operation.get('description', '')}\n\n{note}".strip()
             operation["responses"].setdefault("401", {"description": "no token, or a bad one", **error})
             operation["responses"].setdefault(

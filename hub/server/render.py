@@ -7,10 +7,12 @@ change" work).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from edgefleet.hub.errors import NotFound
+from edgefleet.hub.server.grants import BlobGrants
 from edgefleet.hub.server.store.records import DeviceRecord, ModelRecord, ServiceRecord
 from edgefleet.protocol.models import (
     AcceleratorPreference,
@@ -38,6 +40,7 @@ class DeviceView:
 
 
 ModelIndex = Mapping[tuple[str, int], ModelRecord]
+ArtifactUrl = Callable[[str], str]  # digest -> the URL a device downloads it from
 
 
 def index_models(models: Iterable[ModelRecord]) -> dict[tuple[str, int], ModelRecord]:
@@ -66,11 +69,7 @@ def describe_target(service: ServiceRecord) -> str:
     return "; ".join(parts) or "any device"
 
 
-def blob_url(base_url: str, digest: str) -> str:
-    return f"{base_url.rstrip('/')}/api/v1/blobs/{digest}"
-
-
-def model_artifacts(service: ServiceRecord, models: ModelIndex, base_url: str) -> list[ArtifactRef]:
+def model_artifacts(service: ServiceRecord, models: ModelIndex, url: ArtifactUrl) -> list[ArtifactRef]:
     """Model files under ``model/<file>``; with several models ``model/<name>/<version>/<file>``."""
     refs: list[ArtifactRef] = []
     several = len(service.models) > 1
@@ -80,19 +79,17 @@ def model_artifacts(service: ServiceRecord, models: ModelIndex, base_url: str) -
             raise NotFound(f"service {service.name}: model {ref.name}:{ref.version} is not registered")
         prefix = f"model/{ref.name}/{ref.version}/" if several else "model/"
         refs += [
-            ArtifactRef(path=prefix + f.path, digest=f.digest, size=f.size, url=blob_url(base_url, f.digest))
-            for f in record.files
+            ArtifactRef(path=prefix + f.path, digest=f.digest, size=f.size, url=url(f.digest)) for f in record.files
         ]
     return refs
 
 
-def render_module(service: ServiceRecord, models: ModelIndex, base_url: str) -> ModuleSpec:
+def render_module(service: ServiceRecord, models: ModelIndex, url: ArtifactUrl) -> ModuleSpec:
     ic, dc = service.inference_config, service.deployment_config
     sources = [
-        ArtifactRef(path="src/" + f.path, digest=f.digest, size=f.size, url=blob_url(base_url, f.digest))
-        for f in service.source_files
+        ArtifactRef(path="src/" + f.path, digest=f.digest, size=f.size, url=url(f.digest)) for f in service.source_files
     ]
-    artifacts = sorted(model_artifacts(service, models, base_url) + sources, key=lambda a: a.path)
+    artifacts = sorted(model_artifacts(service, models, url) + sources, key=lambda a: a.path)
     probe = dc.health_probe
     return ModuleSpec(
         name=service.name,
@@ -133,10 +130,13 @@ def render_module(service: ServiceRecord, models: ModelIndex, base_url: str) -> 
 
 
 def render_device(
-    services: Iterable[ServiceRecord], device: DeviceView, models: ModelIndex, base_url: str
+    services: Iterable[ServiceRecord], device: DeviceView, models: ModelIndex, grants: BlobGrants
 ) -> list[ModuleSpec]:
-    """The modules ``device`` must run, ordered by name so equal inputs give equal manifests."""
-    modules = [render_module(s, models, base_url) for s in services if targets(s, device)]
+    """The modules ``device`` must run, ordered by name so equal inputs give equal manifests.
+
+    Artifact URLs carry the device's download grant for each digest (grants.py)."""
+    url = functools.partial(grants.url, device.device_id)
+    modules = [render_module(s, models, url) for s in services if targets(s, device)]
     return sorted(modules, key=lambda m: m.name)
 
 

@@ -67,6 +67,10 @@ class HubSettings(BaseSettings):
         return self.data_dir / "hub_key.pem"
 
     @property
+    def grant_key_path(self) -> Path:
+        return self.data_dir / "blob_grant.key"
+
+    @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
 

@@ -117,6 +117,20 @@ def test_missing_artifact_is_a_download_error_naming_the_url(tmp_path: Path) -> 
             ArtifactCache(tmp_path / "cache").fetch(sha256_bytes(b"x"), url, 1)
 
 
+def test_messages_never_show_a_urls_query_the_download_grant(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    with ArtifactServer(tmp_path / "srv") as srv:
+        ref = srv.add("a.bin", DATA)
+        cache = ArtifactCache(tmp_path / "cache")
+        missing = f"http://127.0.0.1:{srv.port}/nope?device=dev-1&grant=SECRETGRANT"
+        with pytest.raises(ArtifactDownloadError) as failed:
+            cache.fetch(sha256_bytes(b"x"), missing, 1)
+        assert str(failed.value) == f"downloading http://127.0.0.1:{srv.port}/nope: HTTP 404 Not Found"
+        cache.fetch(ref.digest, ref.url + "?grant=SECRETGRANT", ref.size)  # the query still reaches the server
+        assert srv.requests[-1][0] == "/a.bin?grant=SECRETGRANT"
+    assert "SECRETGRANT" not in caplog.text and f"from {ref.url}" in caplog.text
+
+
 def test_a_module_directory_is_made_fresh_and_never_through_a_link(tmp_path: Path) -> None:
     modules, outside = tmp_path / "modules", tmp_path / "outside"
     outside.mkdir()

@@ -179,7 +179,8 @@ def test_openapi_documents_the_api(api: httpx.Client) -> None:
     assert deploy["security"] == [{"operatorToken": []}] and "**deploy** role" in deploy["description"]
     assert {"401", "403"} <= set(deploy["responses"])
     assert "security" not in spec["paths"]["/api/v1/hub"]["get"]
-    assert "security" not in spec["paths"]["/api/v1/blobs/{digest}"]["get"]
+    download = spec["paths"]["/api/v1/blobs/{digest}"]["get"]
+    assert download["security"] == [{"operatorToken": []}] and "`device` and `grant` query" in download["description"]
 
 
 def test_every_json_answer_is_an_api_schema_not_a_store_record(api: httpx.Client) -> None:

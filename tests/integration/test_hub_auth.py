@@ -117,9 +117,16 @@ def test_each_protected_route_refuses_a_missing_bad_or_too_small_token(
     http: httpx.Client, tokens: Tokens, route: Route, need: Role
 ) -> None:
     method, path = route
+
+    def refused(r: httpx.Response, status: int, says: str) -> None:
+        if method == "HEAD":  # no body: the status and the header; the GET of the route checks the words
+            assert r.status_code == status and r.headers["content-type"] == "application/json", r.text
+        else:
+            assert says in _refused(r, status), says
+
     r = _call(http, route)
-    assert f"needs a token with the {need.value} role and none was sent" in _refused(r, 401)
-    assert "--token, EDGEFLEET_TOKEN or `edgefleet login`" in r.json()["error"]
+    refused(r, 401, f"needs a token with the {need.value} role and none was sent")
+    refused(r, 401, "--token, EDGEFLEET_TOKEN or `edgefleet login`")
     assert r.headers["www-authenticate"] == 'Bearer realm="edgefleet"'
 
     for raw, says in [
@@ -130,21 +137,18 @@ def test_each_protected_route_refuses_a_missing_bad_or_too_small_token(
         (f"Bearer {tokens.expired}", "'walk-expired' (id "),
     ]:
         r = _call(http, route, raw=raw)
-        assert says in _refused(r, 401), raw
+        refused(r, 401, says)
         assert r.headers["www-authenticate"] == 'Bearer realm="edgefleet", error="invalid_token"'
-    assert "was revoked at" in _call(http, route, tokens.revoked).json()["error"]
-    assert "expired at" in _call(http, route, tokens.expired).json()["error"]
+    refused(_call(http, route, tokens.revoked), 401, "was revoked at")
+    refused(_call(http, route, tokens.expired), 401, "expired at")
 
     for role in ROLES:
         r = _call(http, route, tokens.by_role[role])
         if role.includes(need):
             assert r.status_code not in (401, 403), r.text
             continue
-        message = _refused(r, 403)
-        assert (
-            message.startswith(f"{method} {path} needs the {need.value} role; token '{tokens.names[role]}' (id ")
-            and f") has {role.value}; use a token with the {need.value} role" in message
-        )
+        refused(r, 403, f"{method} {path} needs the {need.value} role; token '{tokens.names[role]}' (id ")
+        refused(r, 403, f") has {role.value}; use a token with the {need.value} role")
         assert r.headers["www-authenticate"] == 'Bearer realm="edgefleet", error="insufficient_scope"'
 
 
@@ -210,10 +214,7 @@ def test_read_cannot_deploy_deploy_cannot_make_tokens_and_revocation_bites_at_on
                 assert reader.get("/models").json() == [] and reader.get("/whoami").json()["role"] == "read"
                 data = b"evil score.py"
                 r = reader.put(f"/blobs/{sha256_bytes(data)}", content=data)
-                assert (
-                    r.status_code == 403
-                    and httpx.head(f"{server.url}/api/v1/blobs/{sha256_bytes(data)}").status_code == 404
-                )
+                assert r.status_code == 403 and deployer.head(f"/blobs/{sha256_bytes(data)}").status_code == 404
                 _upload_and_register(deployer)
                 r = reader.post("/services", json={"name": "svc", "models": ["m:1"]})
                 assert "needs the deploy role; token 'ci-read'" in _refused(r, 403)

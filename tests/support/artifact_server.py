@@ -13,6 +13,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from edgefleet.protocol import ArtifactRef, sha256_bytes
 from tests.support.processes import free_port
@@ -42,7 +43,7 @@ class ArtifactServer:
             def do_GET(self) -> None:
                 rng = self.headers.get("Range")
                 outer.requests.append((self.path, rng))
-                path = outer.root / self.path.lstrip("/")
+                path = outer.root / urlsplit(self.path).path.lstrip("/")  # a query (a grant) is not the file
                 if not path.is_file():
                     self.send_error(404)
                     return

@@ -9,6 +9,7 @@ import pytest
 from edgefleet.hub.errors import Forbidden, Unauthenticated
 from edgefleet.hub.schemas import Role
 from edgefleet.hub.server.access import (
+    DEVICE_ROUTES,
     OPEN_ROUTES,
     ROUTE_ROLES,
     UndeclaredRoute,
@@ -47,15 +48,17 @@ def test_the_route_table() -> None:
     # reading the fleet needs read; changing what runs on devices needs deploy; tokens need admin
     assert {path for (m, path), r in ROUTE_ROLES.items() if r == Role.READ and m != "GET"} == set()
     assert ROUTE_ROLES[("PUT", "/api/v1/blobs/{digest}")] == Role.DEPLOY
+    # downloading artifacts: an operator who may deploy, or a device with its manifest's grant
+    assert ROUTE_ROLES[("GET", "/api/v1/blobs/{digest}")] == Role.DEPLOY
+    assert set(DEVICE_ROUTES) == {("GET", "/api/v1/blobs/{digest}"), ("HEAD", "/api/v1/blobs/{digest}")}
+    assert set(DEVICE_ROUTES) <= set(ROUTE_ROLES) and all(DEVICE_ROUTES.values())
     assert ROUTE_ROLES[("POST", "/api/v1/services")] == Role.DEPLOY
     assert ROUTE_ROLES[("POST", "/api/v1/devices/{device_id}/methods/{method}")] == Role.DEPLOY
     assert {r for (_m, path), r in ROUTE_ROLES.items() if path.startswith("/api/v1/tokens")} == {Role.ADMIN}
-    # what stays open: health, the hub's public key, and (until devices have credentials) artifact downloads
+    # what stays open: health and the hub's public key
     assert {route for route in OPEN_ROUTES if route[1].startswith("/api/")} == {
         ("GET", "/api/v1/health"),
         ("GET", "/api/v1/hub"),
-        ("GET", "/api/v1/blobs/{digest}"),
-        ("HEAD", "/api/v1/blobs/{digest}"),
     }
 
 

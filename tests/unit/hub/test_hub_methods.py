@@ -17,6 +17,7 @@ import pytest
 
 from edgefleet.hub.errors import InvalidRequest, MethodTimeout
 from edgefleet.hub.server.controller import Controller
+from edgefleet.hub.server.grants import BlobGrants
 from edgefleet.hub.server.method_sequence import MethodSequence
 from edgefleet.hub.server.mqtt_url import MqttConnection, parse_broker_url
 from edgefleet.hub.server.rotation import HubKeys
@@ -26,6 +27,7 @@ from edgefleet.protocol import DirectMethodResponse, HubKey, TopicKind, request_
 from edgefleet.protocol.topics import parse_topic
 
 KEY = HubKey.generate()
+GRANTS = BlobGrants(b"k" * 32, "http://127.0.0.1:9")
 
 
 class Clock:
@@ -73,7 +75,7 @@ def controller(tmp_path: Path) -> Iterator[Controller]:
         )  # fmt: skip
         store.register_device(device, {}, credential, now)
     url = "mqtt://127.0.0.1:9"
-    c = Controller(store, HubKeys(KEY), MqttConnection(url, parse_broker_url(url)), "http://127.0.0.1:9")
+    c = Controller(store, HubKeys(KEY), MqttConnection(url, parse_broker_url(url)), GRANTS)
     yield c
     store.close()
 

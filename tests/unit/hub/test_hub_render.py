@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timezone
 
 import pytest
 
 from edgefleet.hub.configs import parse_deployment_config, parse_inference_config
 from edgefleet.hub.errors import NotFound
+from edgefleet.hub.server.grants import BlobGrants
 from edgefleet.hub.server.registry import keys_for_deployment, rotated
 from edgefleet.hub.server.render import DeviceView, index_models, render_device, render_module, targets
 from edgefleet.hub.server.store import DeviceRecord, FileEntry, ModelRecord, ServiceRecord
@@ -14,6 +16,8 @@ from edgefleet.protocol.models import DeviceCapabilities, ModelRef, RestartPolic
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 BASE = "http://hub:8080"
+GRANTS = BlobGrants(b"g" * 32, BASE)
+URL = functools.partial(GRANTS.url, "dev-1")  # dev-1's artifact URLs
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64
 D3 = "sha256:" + "3" * 64
@@ -89,14 +93,15 @@ def test_module_spec_carries_configs_artifacts_and_urls() -> None:
         },
         sources=[FileEntry(path="score.py", digest=D2, size=5), FileEntry(path="lib/util.py", digest=D3, size=7)],
     )
-    spec = render_module(svc, index_models([model()]), BASE)
+    spec = render_module(svc, index_models([model()]), URL)
     assert spec.name == spec.service == "svc"
     assert [(a.path, a.digest) for a in spec.artifacts] == [
         ("model/digits.onnx", D1),
         ("src/lib/util.py", D3),
         ("src/score.py", D2),
     ]
-    assert spec.artifacts[0].url == f"{BASE}/api/v1/blobs/{D1}"
+    assert spec.artifacts[0].url == GRANTS.url("dev-1", D1)
+    assert spec.artifacts[0].url.startswith(f"{BASE}/api/v1/blobs/{D1}?device=dev-1&grant=")
     assert spec.entry_script == "score.py"
     assert spec.env == {"A": "1", "B": "2"}
     assert spec.resources.cpu == 0.5 and spec.resources.memory_gb == 0.25
@@ -108,7 +113,7 @@ def test_module_spec_carries_configs_artifacts_and_urls() -> None:
 
 
 def test_no_entry_script_renders_no_code_module() -> None:
-    spec = render_module(service(), index_models([model()]), BASE)
+    spec = render_module(service(), index_models([model()]), URL)
     assert spec.entry_script is None
     assert [a.path for a in spec.artifacts] == ["model/digits.onnx"]
 
@@ -116,7 +121,7 @@ def test_no_entry_script_renders_no_code_module() -> None:
 def test_several_models_get_their_own_folders() -> None:
     svc = service(models=[ModelRef(name="digits", version=1), ModelRef(name="other", version=2)])
     other = model("other", 2, [FileEntry(path="digits.onnx", digest=D2, size=1)])
-    spec = render_module(svc, index_models([model(), other]), BASE)
+    spec = render_module(svc, index_models([model(), other]), URL)
     assert [a.path for a in spec.artifacts] == ["model/digits/1/digits.onnx", "model/other/2/digits.onnx"]
 
 
@@ -126,15 +131,19 @@ def test_render_device_selects_and_orders_services() -> None:
         service("alpha"),
         service("fpga-only", dc={"target": {"accelerators": ["fpga"]}}),
     ]
-    modules = render_device(services, device(), index_models([model()]), BASE)
+    modules = render_device(services, device(), index_models([model()]), GRANTS)
     assert [m.name for m in modules] == ["alpha", "zeta"]
+    # each device's URLs carry its own grants
+    assert modules[0].artifacts[0].url == GRANTS.url("dev-1", D1)
+    other = render_device(services, device("dev-2"), index_models([model()]), GRANTS)
+    assert other[0].artifacts[0].url == GRANTS.url("dev-2", D1) != modules[0].artifacts[0].url
     # equal input, equal output: what makes "publish only on change" work
-    assert modules == render_device(list(reversed(services)), device(), index_models([model()]), BASE)
+    assert modules == render_device(list(reversed(services)), device(), index_models([model()]), GRANTS)
 
 
 def test_missing_model_is_an_error_naming_it() -> None:
     with pytest.raises(NotFound, match="digits:1"):
-        render_module(service(), {}, BASE)
+        render_module(service(), {}, URL)
 
 
 def test_scoring_endpoint_settings_and_keys_reach_the_module_spec() -> None:
@@ -149,13 +158,13 @@ def test_scoring_endpoint_settings_and_keys_reach_the_module_spec() -> None:
     svc = service(
         dc={"authEnabled": True, "listenAddress": "0.0.0.0", "tls": {"certificate": "s.crt", "key": "s.key"}}
     ).model_copy(update={"keys": keys})
-    spec = render_module(svc, index_models([model()]), BASE)
+    spec = render_module(svc, index_models([model()]), URL)
     assert spec.listen_address == "0.0.0.0"
     assert spec.tls is not None and (spec.tls.certificate, spec.tls.key) == ("s.crt", "s.key")
     assert spec.auth is not None and spec.auth.keys() == ("k" * 43, "j" * 43)
-    plain = render_module(service(), index_models([model()]), BASE)
+    plain = render_module(service(), index_models([model()]), URL)
     assert (plain.listen_address, plain.tls, plain.auth) == ("127.0.0.1", None, None)
     rotated_spec = render_module(
-        svc.model_copy(update={"keys": rotated(keys, "primary", "n" * 43)}), index_models([model()]), BASE
+        svc.model_copy(update={"keys": rotated(keys, "primary", "n" * 43)}), index_models([model()]), URL
     )
     assert rotated_spec.spec_hash() != spec.spec_hash()  # a regenerated key rolls out as a new spec
