@@ -284,8 +284,13 @@ class ModuleSpec(WireModel):
         return self
 
     def spec_hash(self) -> str:
-        """Changes exactly when the module must be recreated."""
-        return content_hash(self.to_wire())
+        """Changes exactly when the module must be recreated.
+
+        Not when only where its artifacts download from changes (their digests say what they are):
+        a hub that moves, or new download grants in the URLs, restarts nothing."""
+        wire = self.to_wire()
+        wire["artifacts"] = [{k: v for k, v in a.items() if k != "url"} for a in wire.get("artifacts", [])]
+        return content_hash(wire)
 
 
 class DeviceManifest(WireModel):

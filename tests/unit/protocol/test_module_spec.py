@@ -104,3 +104,13 @@ def test_a_rejected_manifest_names_the_problem_without_quoting_keys() -> None:
     message = str(err.value)
     assert "modules.0.entryScript: entryScript must be a relative path" in message and "/etc/shadow" in message
     assert PRIMARY not in message and SECONDARY not in message
+
+
+def test_where_artifacts_download_from_is_not_part_of_the_spec_hash() -> None:
+    spec = ModuleSpec.model_validate(_spec())
+    moved = [{**a, "url": "https://hub.example/api/v1/blobs/x?device=d&grant=g"} for a in _spec()["artifacts"]]
+    assert ModuleSpec.model_validate(_spec(artifacts=moved)).spec_hash() == spec.spec_hash()  # nothing restarts
+    other = [{**a, "digest": "sha256:" + "cd" * 32} for a in _spec()["artifacts"]]
+    assert ModuleSpec.model_validate(_spec(artifacts=other)).spec_hash() != spec.spec_hash()  # new bytes: it does
+    renamed = [_artifact("src/score.py"), _artifact("model/n.onnx")]
+    assert ModuleSpec.model_validate(_spec(artifacts=renamed)).spec_hash() != spec.spec_hash()
