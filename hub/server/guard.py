@@ -58,6 +58,8 @@ def token_guard(authority: Authority, downloads: DeviceDownloads) -> Callable[[R
             log.info("refused %s %s: %s", method, path, exc)  # messages name a token by id and name only
             raise
         request.state.token = token
+        if method not in ("GET", "HEAD"):  # the audit trail: which token changed what (never the token itself)
+            log.info("%s %s by token %r (id %s, %s)", method, request.url.path, token.name, token.id, token.role.value)
 
     return guard
 

@@ -248,6 +248,9 @@ def test_read_cannot_deploy_deploy_cannot_make_tokens_and_revocation_bites_at_on
     # nothing the hub logged holds a token or its secret (a refusal names the token by id and name)
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "refused" in logged and "issued read token 'ci-read'" in logged
+    # every change names the token that made it: the audit trail of a stolen token
+    assert re.search(r"POST /api/v1/services by token 'ci-deploy' \(id \w+, deploy\)", logged)
+    assert re.search(r"DELETE /api/v1/tokens/ci-deploy by token 'root' \(id \w+, admin\)", logged)
     for token in seen:
         assert token not in logged and token.split("_")[2] not in logged
 
