@@ -10,6 +10,10 @@ Secrets (the scoring keys, ``ModuleSecret``) come from the environment only: the
 them, so they never show in ``ps``. The entry script must be a relative path inside the source
 directory (the agent checks the same; ``service`` checks it again after resolving symlinks).
 
+The serving options (``ServingOption``: transport, workers, cpu, back-pressure) are the module's
+own, not yet part of the contract: the agent does not pass them, and the defaults hold without them
+(``workers`` follows the cpu the process may use, see ``server.available_cpus``).
+
 A dataclass and argparse rather than pydantic-settings: the server must be Ready fast (the agent's
 goal is manifest -> Healthy in under 1.5 s), and this parses in microseconds. The contract module
 costs nothing extra: the server imports ``edgefleet.protocol`` (and pydantic) anyway.
@@ -18,9 +22,11 @@ costs nothing extra: the server imports ``edgefleet.protocol`` (and pydantic) an
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +41,24 @@ from edgefleet.protocol.module import (
 )
 
 ACCELERATOR_KINDS = ("fpga", "opencl", "cpu")
+TRANSPORTS = ("asyncio", "threading")
 DEFAULT_PORT = 5001  # the Azure ML inference server's default
-__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "DEFAULT_PORT", "ServerConfig", "build_parser", "parse_config"]
+# Requests admitted at once (running or waiting for an inference thread), for the whole module: enough
+# that 32 kept-alive clients of a fast model never see a 503, few enough that their bodies stay within
+# the byte budget (server.admission_for); a slow model meets max_queue_wait_ms first.
+DEFAULT_MAX_CONCURRENT_REQUESTS = 64
+DEFAULT_MAX_QUEUE_WAIT_MS = 500  # Azure ML's default maxQueueWaitMs
+MAX_WORKERS = 64
+__all__ = [
+    "DEFAULT_MAX_CONCURRENT_REQUESTS",
+    "DEFAULT_MAX_QUEUE_WAIT_MS",
+    "DEFAULT_MAX_REQUEST_BYTES",
+    "DEFAULT_PORT",
+    "ServerConfig",
+    "ServingOption",
+    "build_parser",
+    "parse_config",
+]
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -58,12 +80,41 @@ class ServerConfig:
     tls_cert: Path | None = None  # with tls_key: serve HTTPS
     tls_key: Path | None = None
     auth_keys: tuple[str, ...] = field(default=(), repr=False)  # empty: scoring needs no key
+    transport: str = "asyncio"
+    workers: int | None = None  # None: from the cpu (server.workers_for)
+    cpu: float | None = None  # the deployment's cpu cores, when the caller says
+    max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS
+    max_queue_wait_ms: int = DEFAULT_MAX_QUEUE_WAIT_MS
 
     @property
     def entry_script_path(self) -> Path | None:
         if self.entry_script is None:
             return None
         return (self.source_dir or Path.cwd()) / self.entry_script
+
+
+class ServingOption(Enum):
+    """The module's own serving options (flag, environment variable), shaped like ``ModuleOption``."""
+
+    TRANSPORT = ("--transport", "EDGEFLEET_TRANSPORT")
+    WORKERS = ("--workers", "EDGEFLEET_WORKERS")
+    CPU = ("--cpu", "EDGEFLEET_CPU")
+    MAX_CONCURRENT_REQUESTS = ("--max-concurrent-requests", "EDGEFLEET_MAX_CONCURRENT_REQUESTS")
+    MAX_QUEUE_WAIT_MS = ("--max-queue-wait-ms", "EDGEFLEET_MAX_QUEUE_WAIT_MS")
+
+    @property
+    def flag(self) -> str:
+        flag: str = self.value[0]
+        return flag
+
+    @property
+    def env(self) -> str:
+        env: str = self.value[1]
+        return env
+
+    @property
+    def dest(self) -> str:
+        return self.flag[2:].replace("-", "_")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Every option can also be set by the environment variable named in its help.",
     )
 
-    def add(option: ModuleOption, text: str, **kwargs: Any) -> None:
+    def add(option: ModuleOption | ServingOption, text: str, **kwargs: Any) -> None:
         p.add_argument(option.flag, help=f"{text} [{option.env}]", **kwargs)
 
     opt = ModuleOption
@@ -96,6 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
     add(opt.LOG_LEVEL, "DEBUG, INFO, WARNING, ... (default INFO)")
     add(opt.TLS_CERT, f"PEM certificate (chain): serve HTTPS (needs {opt.TLS_KEY.flag})")
     add(opt.TLS_KEY, f"PEM private key of {opt.TLS_CERT.flag}")
+    serving = ServingOption
+    add(serving.TRANSPORT, "asyncio (event loop, the default) or threading (the former stdlib server)")
+    add(serving.WORKERS, "worker processes sharing the port (default: from the cpu, see --cpu)")
+    add(serving.CPU, "cpu cores the deployment may use (default: what the process may run on)")
+    add(
+        serving.MAX_CONCURRENT_REQUESTS,
+        f"scoring requests admitted at once, running or queued; more get 503 (Azure ML "
+        f"maxConcurrentRequestsPerContainer; default {DEFAULT_MAX_CONCURRENT_REQUESTS})",
+    )
+    add(
+        serving.MAX_QUEUE_WAIT_MS,
+        f"longest wait for an inference thread before 503 (Azure ML maxQueueWaitMs; default {DEFAULT_MAX_QUEUE_WAIT_MS})",
+    )
     p.epilog = (
         "Scoring keys come from the environment only, never the command line: "
         f"{ModuleSecret.PRIMARY_KEY.env} and {ModuleSecret.SECONDARY_KEY.env}; when either is set, every route but "
@@ -132,6 +196,23 @@ def _parse_int(value: str, source: str, low: int, high: int) -> int:
     return n
 
 
+def _parse_cpu(value: str, source: str) -> float:
+    try:
+        cpu = float(value)
+    except ValueError:
+        raise ConfigError(f"{source}: expected a number of cores, got {value!r}") from None
+    if not (math.isfinite(cpu) and 0 < cpu <= 4096):
+        raise ConfigError(f"{source}: {value!r} is not a number of cores in (0, 4096]")
+    return cpu
+
+
+def _parse_choice(value: str, source: str, choices: Sequence[str]) -> str:
+    v = value.strip().lower()
+    if v not in choices:
+        raise ConfigError(f"{source}: {value!r} must be one of {', '.join(choices)}")
+    return v
+
+
 def _parse_prefer(value: str, source: str) -> tuple[str, ...]:
     kinds = tuple(k.strip().lower() for k in value.split(",") if k.strip())
     unknown = [k for k in kinds if k not in ACCELERATOR_KINDS]
@@ -159,17 +240,17 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> ServerConfig:
     args, unknown = build_parser().parse_known_args(list(argv))
     _check_identification_args(unknown)
     values: dict[str, tuple[str, str]] = {}  # dest -> (raw value, where it came from)
-    for option in ModuleOption:
+    for option in (*ModuleOption, *ServingOption):
         cli = getattr(args, option.dest)
         if cli is not None:
             values[option.dest] = (cli, option.flag)
         elif option.env in env:
             values[option.dest] = (env[option.env], option.env)
 
-    def given(option: ModuleOption) -> tuple[str, str] | None:
+    def given(option: ModuleOption | ServingOption) -> tuple[str, str] | None:
         return values.get(option.dest)
 
-    def raw(option: ModuleOption) -> str | None:
+    def raw(option: ModuleOption | ServingOption) -> str | None:
         found = given(option)
         return found[0] if found else None
 
@@ -207,4 +288,22 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> ServerConfig:
         tls_cert=Path(tls_cert) if tls_cert else None,
         tls_key=Path(tls_key) if tls_key else None,
         auth_keys=_parse_keys(env),
+        **_serving(given),
     )
+
+
+def _serving(given: Any) -> dict[str, Any]:
+    """The ServingOption fields that were given (the dataclass has the defaults)."""
+    parsers: dict[ServingOption, Any] = {
+        ServingOption.TRANSPORT: lambda v, src: _parse_choice(v, src, TRANSPORTS),
+        ServingOption.WORKERS: lambda v, src: _parse_int(v, src, 1, MAX_WORKERS),
+        ServingOption.CPU: _parse_cpu,
+        ServingOption.MAX_CONCURRENT_REQUESTS: lambda v, src: _parse_int(v, src, 1, 1_000_000),
+        ServingOption.MAX_QUEUE_WAIT_MS: lambda v, src: _parse_int(v, src, 1, 3_600_000),
+    }
+    fields = {}
+    for option, parse in parsers.items():
+        found = given(option)
+        if found is not None and found[0].strip():  # an empty variable is no setting
+            fields[option.dest] = parse(*found)
+    return fields

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgefleet.accelerators.base import LoadedModel
-from edgefleet.accelerators.selection import Selection, select_backend
+from edgefleet.accelerators.cpu import CpuBackend
+from edgefleet.accelerators.selection import Selection, available_backends, register_backend, select_backend
 from edgefleet.modules.scoring.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,18 @@ class ScoringContext:
             for record in self.loaded:
                 record.selection.loaded.close()
             self.loaded.clear()
+
+
+def set_cpu_threads(threads: int) -> None:
+    """onnxruntime's intra-op threads for the models this process loads from now on.
+
+    The server gives each worker its share of the cores: onnxruntime's default is a thread per
+    core, whose idle threads spin, so N workers (or the event loop beside one) would fight over
+    them; for the digits model one thread per worker doubles the requests per second at 32
+    connections (bench/README.md, "Scoring HTTP").
+    """
+    available_backends()  # the default kinds first: the registry fills itself only while empty
+    register_backend("cpu", lambda: CpuBackend(threads))
 
 
 _active: ScoringContext | None = None

@@ -1,34 +1,29 @@
-"""HTTP transport: a threading stdlib server that moves bytes between sockets and ScoringService.
-
-The standard library rather than an ASGI stack: it imports in ~50 ms (fastapi + uvicorn take
-~400 ms of the agent's 1.5 s manifest -> Healthy budget), handles raw binary bodies directly,
-and HTTP/1.1 keep-alive serves tritonclient's connection pool. One thread per connection; models
-are thread-safe and entry scripts are serialised by EntryScript.
+"""HTTP pieces both transports share, as pure functions: what a request's headers alone decide, the
+decoding of compressed bodies, and the bytes of a response.
 
 Before a byte of a body is read, a request is refused when it carries no valid key (401), is
-chunked (411) or announces a Content-Length over ``--max-request-bytes`` (413); the connection is
-then closed, so the unread body is never read. ``Expect: 100-continue`` gets the refusal instead of
-the 100. With TLS the handshake runs on the connection's own thread under a timeout, so a client
-that connects and never speaks holds one thread, not the accept loop.
+chunked (411) or announces a Content-Length over ``--max-request-bytes`` (413); the transport then
+closes the connection, so the unread body is never read. ``Expect: 100-continue`` gets the refusal
+instead of the 100.
+
+A response is one buffer, status line, headers and body together (``encode_response``): written
+in two pieces, the second waits on the client's delayed ACK (Nagle), ~40 ms per kept-alive request.
 """
 
 from __future__ import annotations
 
-import logging
-import socket
-import ssl
+import math
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from collections.abc import Mapping
+from email.utils import formatdate
+from http import HTTPStatus
 
 from edgefleet.modules.scoring.errors import BadRequest, LengthRequired, PayloadTooLarge, RequestError
 from edgefleet.modules.scoring.service import Response, ScoringService, error_response
 
-HANDSHAKE_TIMEOUT_S = 10.0
-
-log = logging.getLogger(__name__)
-
+SERVER_HEADER = b"Server: edgefleet-scoring\r\n"
 _DECOMPRESSORS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 
 
 def decode_body(raw: bytes, content_encoding: str | None, limit: int) -> bytes:
@@ -48,116 +43,75 @@ def decode_body(raw: bytes, content_encoding: str | None, limit: int) -> bytes:
     return body
 
 
-class ScoringHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: every response carries Content-Length
-    server_version = "edgefleet-scoring"
-    timeout = 120  # an idle keep-alive connection does not pin a thread forever
-    server: ScoringHTTPServer
-    _length = 0  # the Content-Length of the request being served, once accepted
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header by name, case-insensitively (the asyncio transport's names are lower case already)."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lower = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == lower), None)
 
-    def _refusal(self) -> Response | None:
-        """The answer to a request refused from its headers alone (no valid key, chunked, too
-        long), else None; records the announced length in ``_length``."""
-        service = self.server.service
-        refused = service.authorize(self.command, self.path, dict(self.headers.items()))
-        if refused is not None:
-            return refused
-        limit = service.config.max_request_bytes
+
+def refusal(service: ScoringService, method: str, path: str, headers: Mapping[str, str]) -> tuple[Response | None, int]:
+    """(the answer to a request refused from its headers alone, or None; the announced body length)."""
+    refused = service.authorize(method, path, headers)
+    if refused is not None:
+        return refused, 0
+    limit = service.config.max_request_bytes
+    try:
+        if (header(headers, "transfer-encoding") or "").lower().strip() == "chunked":
+            raise LengthRequired("chunked request bodies are not supported; send Content-Length")
         try:
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                raise LengthRequired("chunked request bodies are not supported; send Content-Length")
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                raise BadRequest("Content-Length is not an integer") from None
-            if length < 0:
-                raise BadRequest("Content-Length is negative")
-            if length > limit:
-                raise PayloadTooLarge(f"request body of {length} bytes exceeds the limit of {limit} bytes")
-        except RequestError as exc:
-            return error_response(exc.status, exc.message)
-        self._length = length
-        return None
-
-    def _refuse(self, response: Response) -> None:
-        if self.headers.get("Content-Length") not in (None, "0") or self.headers.get("Transfer-Encoding"):
-            self.close_connection = True  # the unread body would corrupt the next request on this connection
-        self._send(response)
-
-    def handle_expect_100(self) -> bool:
-        """``Expect: 100-continue``: refuse from the headers before the client sends the body."""
-        refused = self._refusal()
-        if refused is not None:
-            self.close_connection = True
-            self._refuse(refused)
-            return False
-        return super().handle_expect_100()
-
-    def _read_body(self) -> bytes:
-        raw = self.rfile.read(self._length) if self._length else b""
-        return decode_body(raw, self.headers.get("Content-Encoding"), self.server.service.config.max_request_bytes)
-
-    def _dispatch(self) -> None:
-        refused = self._refusal()
-        if refused is not None:
-            self._refuse(refused)
-            return
-        try:
-            body = self._read_body()
-        except RequestError as exc:
-            self._send(error_response(exc.status, exc.message))
-            return
-        response = self.server.service.handle(
-            self.command, self.path, dict(self.headers.items()), body, self.server.server_address[1]
-        )
-        self._send(response)
-
-    def _send(self, response: Response) -> None:
-        self.send_response(response.status)
-        self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
-        for key, value in response.headers.items():
-            self.send_header(key, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.body)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _dispatch
-
-    def log_message(self, format: str, *args: object) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
+            length = int(header(headers, "content-length") or 0)
+        except ValueError:
+            raise BadRequest("Content-Length is not an integer") from None
+        if length < 0:
+            raise BadRequest("Content-Length is negative")
+        if length > limit:
+            raise PayloadTooLarge(f"request body of {length} bytes exceeds the limit of {limit} bytes")
+    except RequestError as exc:
+        return error_response(exc.status, exc.message), 0
+    return None, length
 
 
-class ScoringHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True  # open keep-alive connections must not block process exit
-    allow_reuse_address = True
+def overloaded(retry_after_s: int, why: str) -> Response:
+    """503 for a request the back-pressure turned away before the model ran."""
+    response = error_response(503, f"the server is busy: {why}; retry after {retry_after_s} s")
+    response.headers["Retry-After"] = str(retry_after_s)
+    return response
 
-    def __init__(self, address: tuple[str, int], service: ScoringService, tls: ssl.SSLContext | None = None) -> None:
-        self.service = service
-        self.tls = tls
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, ScoringHandler)
 
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        """On the connection's thread: the TLS handshake (if any), then the HTTP exchange."""
-        if self.tls is None:
-            super().finish_request(request, client_address)
-            return
-        request.settimeout(HANDSHAKE_TIMEOUT_S)
-        try:
-            conn = self.tls.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError) as exc:  # not TLS, a bad handshake, or silence: this connection only
-            log.debug("TLS handshake with %s failed: %s", client_address, exc)
-            request.close()
-            return
-        try:
-            super().finish_request(conn, client_address)
-        finally:
-            try:
-                conn.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-            conn.close()
+def retry_after_s(max_queue_wait_ms: int) -> int:
+    """What Retry-After says: about one queue wait, in whole seconds (at least 1)."""
+    return max(1, math.ceil(max_queue_wait_ms / 1000))
+
+
+def http_date(now: float | None = None) -> bytes:
+    return f"Date: {formatdate(now, usegmt=True)}\r\n".encode()
+
+
+def encode_head(response: Response, *, close: bool, date: bytes = b"") -> bytes:
+    """Status line and headers of ``response`` (Content-Length always: keep-alive needs it)."""
+    status = _STATUS_LINES.get(response.status) or f"HTTP/1.1 {response.status} Unknown\r\n".encode()
+    parts = [
+        status,
+        SERVER_HEADER,
+        date,
+        b"Content-Type: ",
+        response.content_type.encode("latin-1"),
+        b"\r\nContent-Length: ",
+        str(len(response.body)).encode(),
+        b"\r\n",
+    ]
+    for key, value in response.headers.items():
+        parts.append(f"{key}: {value}\r\n".encode("latin-1"))
+    if close:
+        parts.append(b"Connection: close\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def encode_response(response: Response, *, close: bool, head_only: bool = False, date: bytes = b"") -> bytes:
+    """The whole response as one buffer (HEAD: the headers of the GET, no body)."""
+    head = encode_head(response, close=close, date=date)
+    return head if head_only or not response.body else head + response.body

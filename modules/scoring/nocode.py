@@ -7,11 +7,11 @@ classifier's scores) also ``"predictions"``: the argmax of each row.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 
 from edgefleet.accelerators.base import TensorInfo
 from edgefleet.modules.scoring.errors import BadRequest
@@ -20,8 +20,8 @@ from edgefleet.modules.scoring.tensors import coerce_shape, to_array
 
 def parse_score_body(body: bytes, inputs: Sequence[TensorInfo]) -> dict[str, np.ndarray]:
     try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:  # invalid UTF-8 included
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(doc, dict) or ("data" in doc) == ("inputs" in doc):
         raise BadRequest('request body must be a JSON object with either "data" or "inputs"')
@@ -50,7 +50,8 @@ def parse_score_body(body: bytes, inputs: Sequence[TensorInfo]) -> dict[str, np.
 
 
 def format_score_result(outputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    result: dict[str, Any] = {"outputs": {name: np.asarray(v).tolist() for name, v in outputs.items()}}
+    """Arrays stay arrays: orjson writes them without a detour through Python lists."""
+    result: dict[str, Any] = {"outputs": {name: np.asarray(v) for name, v in outputs.items()}}
     if len(outputs) == 1:
         (only,) = outputs.values()
         if only.ndim == 2 and np.issubdtype(only.dtype, np.floating):

@@ -9,11 +9,14 @@ Entry-script mode and v2: /score calls the script's run(); /v2/models/{name}/inf
 model the script loaded through ``edgefleet.modules.scoring.load_model`` directly (no pre/post
 processing), so v2 clients such as tritonclient get raw tensors from the same backend. A script
 that loads no model that way has no v2 model (404 naming the reason).
+
+JSON leaves through orjson: numpy arrays (C-contiguous, numeric) are written natively, anything
+else a script returns goes through ``_json_default``; non-string keys become strings as with
+``json``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from edgefleet.accelerators.base import LoadedModel
 from edgefleet.accelerators.errors import NoVerifiedAccelerator
@@ -57,8 +61,15 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def json_bytes(doc: Any) -> bytes:
+    return orjson.dumps(doc, default=_json_default, option=_JSON_OPTIONS)
+
+
 def json_response(doc: Any, status: int = 200) -> Response:
-    return Response(status, json.dumps(doc, default=_json_default, separators=(",", ":")).encode())
+    return Response(status, json_bytes(doc))
 
 
 def error_response(status: int, message: str) -> Response:
@@ -93,6 +104,16 @@ def _accelerator_error(exc: BaseException) -> NoVerifiedAccelerator | None:
 
 
 _MODEL_PATH = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<action>/ready|/infer)?$")
+_INFER_PATH = re.compile(r"^/v2/models/[^/]+(?:/versions/[^/]+)?/infer$")
+
+
+def uses_model(method: str, path: str) -> bool:
+    """Does the request run the model (or the entry script)? Only those are queued, limited and run
+    off the event loop; every other route answers at once and reads no body."""
+    if method != "POST":
+        return False
+    route = auth.route_path(path)
+    return route == "/score" or _INFER_PATH.match(route) is not None
 
 
 class ScoringService:
@@ -106,6 +127,10 @@ class ScoringService:
         self.model_name = config.model_name or "model"
         self._v2_absent_reason = "the model is not loaded yet"
         self._lock = threading.Lock()
+        self.pid = os.getpid()  # the module's: a worker process reports its supervisor's
+        # a worker's copy of the status its supervisor wrote (every worker measured its own backend
+        # timings; /edgefleet/status says what the status file says)
+        self.published: ModuleStatusFile | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
@@ -171,12 +196,14 @@ class ScoringService:
 
     def status(self, port: int) -> ModuleStatusFile:
         """The current status; ``port`` 0 means "the caller fills it in"."""
+        if self.published is not None and self.state is ModuleRunState.READY:
+            return self.published
         primary = self.context.primary
         sel = primary.selection if primary else None
         return ModuleStatusFile(
             state=self.state,
             message=self.message,
-            pid=os.getpid(),
+            pid=self.pid,
             port=port,
             backend=sel.backend if sel else None,
             backend_reason=sel.reason if sel else None,
@@ -268,7 +295,7 @@ class ScoringService:
             raise ScoringFailed(f"run() in {entry.path.name} raised {type(exc).__name__}: {exc}") from None
         try:
             return json_response(result)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
             raise ScoringFailed(f"run() in {entry.path.name} returned a value that is not JSON: {exc}") from None
 
     # ---- Open Inference Protocol v2 face ---------------------------------------------------------------

@@ -9,17 +9,19 @@ Includes the binary tensor data extension that ``tritonclient.http`` uses by def
   outputs not named in the request, when the request parameter ``binary_data_output`` is true. Its
   JSON entry then carries ``parameters.binary_data_size`` and the bytes follow the JSON header; the
   ``Inference-Header-Content-Length`` response header gives the JSON length.
+
+Binary request tensors are numpy views of the request body (no copy); JSON goes through orjson.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 
 from edgefleet.accelerators.base import TensorInfo
 from edgefleet.modules.scoring.errors import BadRequest
@@ -57,10 +59,10 @@ def parse_header_length(value: str | None, body_length: int) -> int | None:
     return n
 
 
-def _json_object(text: bytes, what: str) -> dict[str, Any]:
+def _json_object(text: bytes | memoryview, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:  # invalid UTF-8 included
         raise BadRequest(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise BadRequest(f"{what} must be a JSON object, got {type(value).__name__}")
@@ -84,13 +86,13 @@ def _shape(value: object, where: str) -> tuple[int, ...]:
 
 def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
     """Decode a v2 infer request (JSON, or JSON header + binary tensors) into numpy inputs."""
-    header, binary = (body, b"") if header_length is None else (body[:header_length], body[header_length:])
+    view = memoryview(body)  # slices of a view share the body's bytes
+    header, binary = (view, view[:0]) if header_length is None else (view[:header_length], view[header_length:])
     doc = _json_object(header, "inference request")
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise BadRequest('inference request: "inputs" must be a non-empty list')
     inputs: dict[str, np.ndarray] = {}
-    view = memoryview(binary)
     offset = 0
     for i, item in enumerate(raw_inputs):
         where = f"inputs[{i}]"
@@ -112,7 +114,7 @@ def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
                 )
             if offset + size > len(binary):
                 raise BadRequest(f"{where}: the body ends before its {size} bytes of binary data")
-            array = np.frombuffer(view[offset : offset + size], dtype=dtype.newbyteorder("<")).reshape(shape)
+            array = np.frombuffer(binary[offset : offset + size], dtype=dtype.newbyteorder("<")).reshape(shape)
             offset += size
         else:
             if "data" not in item:
@@ -169,24 +171,32 @@ def encode_infer_response(
 ) -> tuple[bytes, int | None]:
     """The response body and, when binary tensors follow the JSON, the JSON header's length."""
     entries: list[dict[str, Any]] = []
-    chunks: list[bytes] = []
+    chunks: list[memoryview] = []
     for name, binary in selected:
         array = np.asarray(outputs[name])
         entry: dict[str, Any] = {"name": name, "datatype": v2_datatype(array.dtype), "shape": list(array.shape)}
         if binary:
-            raw = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
-            entry["parameters"] = {"binary_data_size": len(raw)}
+            # a view of the output's bytes: the join below is the one copy
+            raw = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).data.cast("B")
+            entry["parameters"] = {"binary_data_size": raw.nbytes}
             chunks.append(raw)
         else:
-            entry["data"] = array.ravel().tolist()
+            entry["data"] = np.ascontiguousarray(array).ravel()  # orjson writes numeric arrays natively
         entries.append(entry)
     doc: dict[str, Any] = {"model_name": model_name, "model_version": model_version, "outputs": entries}
     if request_id is not None:
         doc["id"] = request_id
-    header = json.dumps(doc, separators=(",", ":")).encode()
+    header = orjson.dumps(doc, default=_tolist, option=orjson.OPT_SERIALIZE_NUMPY)
     if not chunks:
         return header, None
     return b"".join([header, *chunks]), len(header)
+
+
+def _tolist(value: Any) -> Any:
+    """What orjson does not write natively (float16 before orjson 3.x, 0-d arrays): as Python values."""
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def tensor_metadata(infos: Sequence[TensorInfo]) -> list[dict[str, Any]]:

@@ -410,9 +410,10 @@ def test_a_huge_content_length_is_refused_before_the_body_is_read(keyed: Server,
     # Expect: 100-continue gets the refusal instead of a 100
     answer = raw_exchange(keyed.port, request.replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n", 1))
     assert answer.startswith(f"HTTP/1.1 {status}".encode()) and b"100 Continue" not in answer, answer[:200]
-    # a negative length would have read until the client hung up: it is a 400 at once
+    # a negative length would have read until the client hung up: it is a 400 at once, key or not (the
+    # HTTP parser refuses the header itself, so the request is malformed before anyone asks for a key)
     answer = raw_exchange(keyed.port, request.replace(b"10000000000", b"-1"))
-    assert answer.startswith(f"HTTP/1.1 {401 if key is None else 400}".encode()), answer[:200]
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
     assert httpx.get(keyed.url + "/").text == "Healthy" and keyed.proc.poll() is None
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,32 @@ def test_invalid_configuration_names_the_option(argv: list[str], env: dict[str, 
     with pytest.raises(ConfigError) as info:
         parse_config(argv, env)
     assert fragment in str(info.value)
+
+
+def test_serving_options_from_the_command_line_and_the_environment() -> None:
+    cfg = parse_config(
+        ["--model-dir", "/m", "--workers", "3", "--cpu", "1.5", "--max-concurrent-requests", "10"],
+        {"EDGEFLEET_MAX_QUEUE_WAIT_MS": "250", "EDGEFLEET_TRANSPORT": "Threading", "EDGEFLEET_WORKERS": "1"},
+    )
+    assert (cfg.workers, cfg.cpu, cfg.max_concurrent_requests, cfg.max_queue_wait_ms) == (3, 1.5, 10, 250)
+    assert cfg.transport == "threading"
+    defaults = parse_config(["--model-dir", "/m"], {"EDGEFLEET_WORKERS": ""})  # empty: not set
+    assert (defaults.transport, defaults.workers, defaults.cpu) == ("asyncio", None, None)
+    assert (defaults.max_concurrent_requests, defaults.max_queue_wait_ms) == (64, 500)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--workers", "0"], "--workers: 0 is outside 1..64"),
+        (["--cpu", "0"], "--cpu: '0' is not a number of cores"),
+        (["--cpu", "nan"], "--cpu: 'nan' is not a number of cores"),
+        (["--cpu", "two"], "--cpu: expected a number of cores"),
+        (["--max-concurrent-requests", "-1"], "--max-concurrent-requests: -1 is outside"),
+        (["--max-queue-wait-ms", "0"], "--max-queue-wait-ms: 0 is outside"),
+        (["--transport", "twisted"], "--transport: 'twisted' must be one of asyncio, threading"),
+    ],
+)
+def test_bad_serving_options_are_config_errors(args: list[str], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        parse_config(["--model-dir", "/m", *args], {})
