@@ -19,12 +19,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian packages the tests use for real: a Mosquitto broker, a Docker engine, and busybox-static
-# (the root filesystem of the test container image, made with `docker import`).
+# (the root filesystem of the test container image, made with `docker import`); and wrk, the load
+# generator of bench/scoring_http.py.
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || missing="$$missing docker.io"; \
 	command -v busybox >/dev/null 2>&1 || [ -x /bin/busybox ] || missing="$$missing busybox-static"; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi; \
 	  echo "installing Debian packages:$$missing"; \
