@@ -6,7 +6,8 @@ then forks one worker per socket after the heavy imports (their pages are shared
 Every worker loads the model itself: a loaded onnxruntime session owns threads, which do not
 survive a fork.
 
-The module's process stays as the supervisor and the only writer of the status file: each worker
+The module's process stays as the supervisor, the only one carrying the agent's marks on its
+command line (``hide_marks``) and the only writer of the status file: each worker
 reports its initialisation outcome over a socket pair (a status JSON line) and, when that is Ready,
 waits for the supervisor's go, which comes once every worker is Ready and the status file says so
 (the agent reads Ready there before any worker answers ready). A worker that fails its
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from edgefleet.protocol.module import EXIT_FAILED, EXIT_OK, ModuleRunState, ModuleStatusFile
+from edgefleet.protocol.module import EXIT_FAILED, EXIT_OK, MARK_PREFIX, ModuleRunState, ModuleStatusFile
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,30 @@ def listen_sockets(host: str, port: int, count: int) -> list[socket.socket]:
 
 # ---- worker side ------------------------------------------------------------------------------------------
 
+WORKER_MARK = b"--ef-worker-"  # what a worker shows instead of MARK_PREFIX (the same length)
+
+
+def hide_marks() -> bool:
+    """Make this forked worker's command line (/proc/PID/cmdline, ``ps``) carry none of the agent's
+    identification marks: a restarted agent adopts a module by them and stops every other process
+    that carries them, so only the supervisor may. A fork shares its parent's command line; this
+    rewrites it in place, as setproctitle does (the argv area's bounds are fields 48-49 of
+    /proc/self/stat; CPython keeps its own copy of argv). False where that is not possible."""
+    import ctypes
+
+    mark = MARK_PREFIX.encode()
+    assert len(WORKER_MARK) == len(mark)
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        start, end = int(fields[45]), int(fields[46])  # fields[0] is field 3 (state)
+        area = ctypes.string_at(start, end - start)
+        if mark in area:
+            ctypes.memmove(start, area.replace(mark, WORKER_MARK), len(area))
+    except (OSError, ValueError, IndexError) as exc:
+        log.warning("cannot rewrite the worker's command line: %s", exc)
+        return False
+    return True
+
 
 class Abandoned(Exception):
     """The supervisor is gone or stopping: a worker that has not started serving just exits."""
@@ -180,6 +205,7 @@ class Supervisor:
                 try:
                     for signum in (signal.SIGTERM, signal.SIGINT):  # until the worker sets its own
                         signal.signal(signum, signal.SIG_DFL)
+                    hide_marks()
                     ours.close()
                     for other in self.workers:
                         other.link.close()

@@ -120,7 +120,8 @@ def test_workers_share_the_port_and_one_process_writes_the_status(tmp_path: Path
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "edgefleet.modules.scoring", "--model-dir", str(model_dir(tmp_path)),
-             "--port", "0", "--workers", "2", "--status-file", str(status_file), "--log-level", "DEBUG"],
+             "--port", "0", "--workers", "2", "--status-file", str(status_file), "--log-level", "DEBUG",
+             "--edgefleet-device", "dev-1", "--edgefleet-spec", "abc"],
             cwd=REPO, stdout=out, stderr=out,
         )  # fmt: skip
     server = Server(proc, 0, status_file, log)
@@ -134,6 +135,10 @@ def test_workers_share_the_port_and_one_process_writes_the_status(tmp_path: Path
         for pid in workers:
             listening = [c for c in psutil.Process(pid).net_connections("tcp") if c.status == psutil.CONN_LISTEN]
             assert [c.laddr.port for c in listening] == [server.port]
+            # a restarted agent adopts the module by the marks on its command line: the supervisor's only
+            cmdline = psutil.Process(pid).cmdline()
+            assert not any(a.startswith("--edgefleet-") for a in cmdline) and "--status-file" in cmdline
+        assert "--edgefleet-device" in psutil.Process(proc.pid).cmdline()
         assert httpx.get(server.url + "/edgefleet/status").json() == status  # whichever worker answers
         for _ in range(60):  # each on a new connection: the kernel spreads them over the two sockets
             assert httpx.get(server.url + "/v2/health/live").status_code == 200
