@@ -154,14 +154,13 @@ class HttpServer:
         port: int,
         threads: int,
         tls: ssl.SSLContext | None = None,
-        max_queue_wait_ms: int = 500,
     ) -> None:
         self.service = service
         self.admission = admission
         self.port = port
         self.tls = tls
         self.threads = threads
-        self.retry_after = retry_after_s(max_queue_wait_ms)
+        self.retry_after = retry_after_s(round(admission.max_wait_s * 1000))
         self.connections: set[HttpConnection] = set()
         self.stopping = False
         self.date = http_date()

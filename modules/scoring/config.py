@@ -45,7 +45,7 @@ TRANSPORTS = ("asyncio", "threading")
 DEFAULT_PORT = 5001  # the Azure ML inference server's default
 # Requests admitted at once (running or waiting for an inference thread), for the whole module: enough
 # that 32 kept-alive clients of a fast model never see a 503, few enough that their bodies stay within
-# the byte budget (server.admission_for); a slow model meets max_queue_wait_ms first.
+# the byte budget (admission.admission_for); a slow model meets max_queue_wait_ms first.
 DEFAULT_MAX_CONCURRENT_REQUESTS = 64
 DEFAULT_MAX_QUEUE_WAIT_MS = 500  # Azure ML's default maxQueueWaitMs
 MAX_WORKERS = 64

@@ -56,6 +56,8 @@ from edgefleet.protocol.module import (
 log = logging.getLogger(__name__)
 
 DRAIN_S = 30.0  # the agent's SIGKILL (stop_grace_s) usually comes first
+# per worker: entry scripts' run() is serialised anyway, and more threads of one process share its
+# GIL with the event loop; parallelism comes from worker processes
 INFERENCE_THREADS = 1
 
 
@@ -109,7 +111,7 @@ def serve(config: ServerConfig) -> int:
     if config.transport == "threading":
         return _serve_threading(config, tls)
     cpu = config.cpu if config.cpu is not None else available_cpus()
-    workers = config.workers or workers_for(cpu, config.entry_script is not None)
+    workers = config.workers or workers_for(cpu)
     try:
         sockets = listen_sockets(config.host, config.port, workers)
     except OSError as exc:
@@ -141,11 +143,6 @@ def serve(config: ServerConfig) -> int:
     return supervisor.run()
 
 
-def inference_threads(config: ServerConfig) -> int:
-    """Threads per worker that run the model off the event loop (see README, "Transport")."""
-    return 1 if config.entry_script else INFERENCE_THREADS
-
-
 def cpu_threads_per_worker(cpu: float, workers: int) -> int:
     """onnxruntime's intra-op threads in each worker: its share of the cores, at least one."""
     return max(1, math.floor(cpu / workers + 1e-9))
@@ -173,8 +170,7 @@ def run_worker(
         config.max_concurrent_requests, config.max_queue_wait_ms, config.max_request_bytes, workers
     )
     http = HttpServer(
-        service, admission, port=port, threads=inference_threads(config), tls=tls,
-        max_queue_wait_ms=config.max_queue_wait_ms,
+        service, admission, port=port, threads=INFERENCE_THREADS, tls=tls,
     )  # fmt: skip
     loop = LoopThread(http, sock)
     stop = threading.Event()

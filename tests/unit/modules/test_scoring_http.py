@@ -322,7 +322,7 @@ async def test_past_the_limit_the_answer_is_503_with_retry_after_and_the_model_n
     turned_away.send(post("/score", b"second"))
     (answer,) = await turned_away.answers(1)
     status, headers, body = parse(answer)
-    assert status == 503 and headers["retry-after"] == "1" and b"busy" in body
+    assert status == 503 and headers["retry-after"] == "30" and b"busy" in body  # max_wait_s
     assert not turned_away.out.closed  # its body was dropped as it came: the connection goes on
     probe.send(GET_LIVE)  # the event loop is not blocked by the model
     assert parse((await probe.answers(1))[0])[0] == 200
