@@ -12,7 +12,7 @@ directory (the agent checks the same; ``service`` checks it again after resolvin
 
 The serving options (``ServingOption``: transport, workers, cpu, back-pressure) are the module's
 own, not yet part of the contract: the agent does not pass them, and the defaults hold without them
-(``workers`` follows the cpu the process may use, see ``server.available_cpus``).
+(``workers`` follows the cpu the process may use, see ``workers.available_cpus``).
 
 A dataclass and argparse rather than pydantic-settings: the server must be Ready fast (the agent's
 goal is manifest -> Healthy in under 1.5 s), and this parses in microseconds. The contract module
@@ -81,7 +81,7 @@ class ServerConfig:
     tls_key: Path | None = None
     auth_keys: tuple[str, ...] = field(default=(), repr=False)  # empty: scoring needs no key
     transport: str = "asyncio"
-    workers: int | None = None  # None: from the cpu (server.workers_for)
+    workers: int | None = None  # None: from the cpu (workers.workers_for)
     cpu: float | None = None  # the deployment's cpu cores, when the caller says
     max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS
     max_queue_wait_ms: int = DEFAULT_MAX_QUEUE_WAIT_MS
