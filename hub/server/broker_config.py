@@ -78,6 +78,7 @@ def render_acl(placeholder: str = "%u") -> str:
     lines += [f"pattern write {topic_pattern(kind, placeholder)}" for kind in DEVICE_WRITES]
     return "\n".join(lines) + "\n"
 
+
 MAX_QUEUED_MESSAGES = 100_000  # ~10 messages for each of 10,000 devices; devices themselves get few
 
 
