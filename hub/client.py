@@ -5,13 +5,20 @@ callers never see raw JSON, and a failure is raised as the hub's own error class
 Conflict, Unauthenticated, Forbidden, ...) with the server's message. The operator token goes in
 every request's ``Authorization: Bearer`` header; the client never shows it (not in its repr, nor
 in an error). Imports no server code.
+
+TLS: an https:// hub's certificate is verified against ``ca_file`` (or ``ca_pem``) when given, the
+hub's own CA for a hub serving ``hub serve --tls``, else against the public CAs httpx trusts; a
+certificate that does not verify is a ClientError saying which CA file to give. Only
+``verify=False`` skips that, for the one tokenless request of ``edgefleet hub ca --fetch``.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import TypeAdapter, ValidationError
@@ -88,8 +95,22 @@ _TOKENS = TypeAdapter(list[TokenView])
 _TOKEN_CREATED = TypeAdapter(TokenCreated)
 
 
+def trust(ca_file: str | Path | None = None, ca_pem: str | None = None) -> ssl.SSLContext:
+    """A TLS context that trusts only the CA in ``ca_file`` (or the PEM ``ca_pem``); ClientError if unusable."""
+    try:
+        return ssl.create_default_context(cafile=str(ca_file) if ca_file else None, cadata=ca_pem)
+    except FileNotFoundError:
+        raise ClientError(
+            f"CA file {ca_file} does not exist; `edgefleet hub ca --out {ca_file}` on the hub machine writes it"
+        ) from None
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise ClientError(f"CA file {ca_file or '(PEM)'}: not a PEM CA certificate ({exc})") from None
+
+
 class HubClient:
-    """``token``: an operator token; without one only the open routes (health, hub info, blob downloads) answer."""
+    """``token``: an operator token; without one only the open routes (health, hub info, blob downloads) answer.
+
+    ``ca_file`` / ``ca_pem``: the CA an https:// hub's certificate must chain to (default: the public CAs)."""
 
     def __init__(
         self,
@@ -97,12 +118,19 @@ class HubClient:
         token: str | None = None,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        ca_file: str | Path | None = None,
+        ca_pem: str | None = None,
+        verify: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.ca_file = Path(ca_file) if ca_file else None
+        if not verify and token:
+            raise ValueError("a client that does not verify the hub's certificate must not send a token")
+        tls: ssl.SSLContext | bool = trust(ca_file, ca_pem) if (ca_file or ca_pem) else verify
         headers = {"Authorization": f"Bearer {token}"} if token else None
         # redirects are not followed (httpx's default), so the token only ever goes to base_url
         self._http = httpx.Client(
-            base_url=self.base_url + "/api/v1", timeout=timeout, transport=transport, headers=headers
+            base_url=self.base_url + "/api/v1", timeout=timeout, transport=transport, headers=headers, verify=tls
         )
 
     def __repr__(self) -> str:
@@ -263,11 +291,8 @@ class HubClient:
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self._http.request(method, path, **kwargs)
-        except httpx.ConnectError:
-            raise ClientError(
-                f"cannot reach the hub at {self.base_url}; is `edgefleet hub serve` running? "
-                "(set --hub or EDGEFLEET_HUB)"
-            ) from None
+        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            raise ClientError(connect_failure(self.base_url, exc, self.ca_file)) from None
         except httpx.TimeoutException:
             raise ClientError(f"the hub at {self.base_url} did not answer {method} {path} in time") from None
         except httpx.HTTPError as exc:
@@ -297,6 +322,55 @@ def _unchecked(
     words the errors, so a bad name gets the same message from the CLI as from any other client."""
     # warnings=False: an unvalidated value (a role given as text) is sent as it is, for the hub to judge
     return schema.model_construct(**fields).model_dump(mode="json", by_alias=True, warnings=False)
+
+
+_HOST_MISMATCH = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
+
+def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error beneath an httpx error, if there is one (httpx and httpcore chain them)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def connect_failure(base_url: str, exc: BaseException, ca_file: Path | None = None) -> str:
+    """One line for a connection that failed: unreachable, a certificate that does not verify (and
+    which CA to give), TLS spoken to a plain port or plain HTTP to a TLS one."""
+    parts = urlsplit(base_url)
+    tls_error = _ssl_error(exc)
+    if isinstance(tls_error, ssl.SSLCertVerificationError):
+        reason = tls_error.verify_message or tls_error.reason or str(tls_error)
+        if tls_error.verify_code in _HOST_MISMATCH:
+            return (
+                f"the hub at {base_url} presented a certificate that is not valid for {parts.hostname} ({reason}); "
+                f"use a name it was issued for, or have the hub add this one (`edgefleet hub serve --tls --server-name "
+                f"{parts.hostname}`)"
+            )
+        trusted = f"the CA in {ca_file}" if ca_file else "the public CAs this CLI trusts"
+        return (
+            f"the hub at {base_url} presented a certificate that {trusted} did not issue ({reason}); for a hub with "
+            "its own CA (`hub serve --tls`), write that CA with `edgefleet hub ca --out hub-ca.pem` on the hub "
+            "machine and give --ca-file hub-ca.pem (or EDGEFLEET_CA_FILE, or `edgefleet login --ca-file hub-ca.pem`)"
+        )
+    if tls_error is not None:
+        return (
+            f"TLS with the hub at {base_url} failed ({tls_error.reason or tls_error}); if the hub serves plain HTTP, "
+            f"use http://{parts.netloc}"
+        )
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot reach the hub at {base_url}; is `edgefleet hub serve` running? (set --hub or EDGEFLEET_HUB)"
+    if parts.scheme == "http":
+        return (
+            f"the hub at {base_url} closed the connection without an answer; if it serves HTTPS (`hub serve --tls`), "
+            f"use https://{parts.netloc}"
+        )
+    return f"the hub at {base_url} closed the connection without an answer ({exc})"
 
 
 def _error_text(response: httpx.Response) -> str:

@@ -63,6 +63,12 @@ class HubInfo(ApiModel):
     broker_connected: bool
     next_key_id: str | None = Field(default=None, description="key rotation: the key being announced")
     next_key_fingerprint: str | None = None
+    ca_certificate: str | None = Field(
+        default=None,
+        description="PEM of the hub's CA (issues the broker's and, with --tls, the API's certificate); fetched over "
+        "the network it is trust on first use: compare caFingerprint with `edgefleet hub ca` on the hub machine",
+    )
+    ca_fingerprint: str | None = Field(default=None, description="sha256:<hex> of the CA certificate's DER bytes")
 
 
 class DeviceKeyAck(ApiModel):

@@ -24,7 +24,7 @@ _API_DOCS = "the API's own description (OpenAPI, Swagger UI, ReDoc): no fleet da
 OPEN_ROUTES: Mapping[Route, str] = {
     ("GET", "/api/v1/health"): "liveness probes",
     ("GET", "/api/v1/hub"): "public: the manifest-signing key, its fingerprint (agents may pin it on first use "
-    "against one given to them) and the broker URL",
+    "against one given to them), the broker URL and the hub CA's certificate",
     ("GET", "/openapi.json"): _API_DOCS,
     ("HEAD", "/openapi.json"): _API_DOCS,
     ("GET", "/docs"): _API_DOCS,

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgefleet import hub
+from edgefleet.hub.certs import fingerprint
 from edgefleet.hub.errors import Forbidden, HubError, RangeNotSatisfiable, Unauthenticated, http_status
 from edgefleet.hub.schemas import (
     BlobStored,
@@ -71,6 +72,8 @@ def _describe_validation(exc: RequestValidationError) -> str:
 
 def create_app(hub_: Hub) -> FastAPI:
     registry, blobs, keys, controller = hub_.registry, hub_.blobs, hub_.keys, hub_.controller
+    ca_pem = hub_.ca.cert_pem
+    ca_fingerprint = fingerprint(ca_pem)
     app = FastAPI(
         dependencies=[Depends(token_guard(hub_.auth, hub_.downloads))],  # every API route: see guard.py
         title="edgefleet hub",
@@ -129,6 +132,8 @@ def create_app(hub_: Hub) -> FastAPI:
             broker_connected=controller.connected.is_set(),
             next_key_id=nxt.key_id if nxt else None,
             next_key_fingerprint=nxt.fingerprint if nxt else None,
+            ca_certificate=ca_pem,
+            ca_fingerprint=ca_fingerprint,
         )
 
     @api.get(
