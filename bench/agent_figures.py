@@ -38,7 +38,7 @@ from bench.accel_common import write_results
 from bench.fleet import register_device
 from edgefleet.hub.server.ca import CertificateAuthority, TlsFiles, hub_client_identity
 from edgefleet.hub.server.settings import HubSettings
-from edgefleet.protocol import ArtifactRef, HubKey, ModuleSpec, ReportedState
+from edgefleet.protocol import ArtifactRef, ModuleSpec, ReportedState
 from tests.support.agent_harness import (
     FAKE_MODULE,
     TestHub,
@@ -78,9 +78,9 @@ class StampedHub(TestHub):
 
     __test__ = False
 
-    def __init__(self, broker_port: int, device_id: str) -> None:
+    def __init__(self, broker_port: int, device_id: str, tls: TlsFiles | None = None) -> None:
         self.arrivals: list[tuple[float, ReportedState]] = []
-        super().__init__(broker_port, device_id)
+        super().__init__(broker_port, device_id, tls)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         super()._on_message(client, userdata, msg)
@@ -94,36 +94,6 @@ class StampedHub(TestHub):
         at = wait_for(found, timeout, interval=0.01, what="a matching report")
         assert at is not None
         return at
-
-
-class TlsStampedHub(StampedHub):
-    """The stamped test hub over mqtts://, proving itself with the hub's own client certificate
-    (subject CN edgefleet-hub, issued by the hub CA: the generated ACL lets it use every topic).
-
-    ``TestHub.__init__`` connects at once, so this sets up the same state itself and adds TLS
-    before connecting; everything after the connection is TestHub's and StampedHub's."""
-
-    __test__ = False
-
-    def __init__(self, broker_port: int, device_id: str, tls: TlsFiles) -> None:
-        self.arrivals = []
-        self.key = HubKey.generate()
-        self.device_id = device_id
-        self.reports = []
-        self.responses = {}
-        self.presence = []
-        self.telemetry = []
-        self._sequence = 0
-        self._lock = threading.Lock()
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edgefleet-hub")
-        client.tls_set(ca_certs=str(tls.ca_file), certfile=str(tls.cert_file), keyfile=str(tls.key_file))
-        client.on_connect = self._on_connect
-        client.on_message = self._on_message
-        client.reconnect_delay_set(1, 2)
-        client.connect_async("127.0.0.1", broker_port, keepalive=10)
-        client.loop_start()
-        self.client = client
-        wait_for(client.is_connected, 15, what="test hub connected to the broker over TLS")
 
 
 @dataclass
@@ -218,7 +188,7 @@ def bench_idle(tls: bool = False) -> dict[str, Any]:
             settings = HubSettings(data_dir=root / "hub", port=0, broker_url=broker.url)
             bootstrap = register_device(settings.data_dir, broker.url, dev, root / "identities").bundle_file
             own = hub_client_identity(CertificateAuthority.load_or_create(settings.ca_dir), settings.identity_dir)
-            hub = TlsStampedHub(broker.port, dev, own)
+            hub = StampedHub(broker.port, dev, own)
         else:
             hub = StampedHub(broker.port, dev)
         device = Device(dev, root, broker, hub, {"module_command": FAKE_MODULE}, bootstrap=bootstrap)
