@@ -54,6 +54,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from bench.accel_common import write_results
 from bench.fleet import ClientFiles, register_devices
 from edgefleet.hub.broker import find_mosquitto
+from edgefleet.hub.server.broker_config import MAX_QUEUED_MESSAGES
 from edgefleet.protocol.models import Presence, PresenceState, ReportedState, utcnow
 from edgefleet.protocol.topics import TopicKind, topic
 from tests.support.processes import Mosquitto, free_port, wait_for, wait_port
@@ -73,9 +74,9 @@ log = logging.getLogger("bench.storm")
 
 @dataclass
 class StormBroker(Mosquitto):
-    """Mosquitto as it is deployed: the generated configuration without the tests' additions
-    (``autosave_interval 1``, ``max_queued_messages 10000``), or, plain, an open listener with the
-    same persistence and logging lines; ``extra`` lines (``--broker-extra``) go into both."""
+    """Mosquitto as it is deployed: the generated configuration without the tests' addition
+    (``autosave_interval 1``), or, plain, an open listener with the same persistence, queue and
+    logging lines; ``extra`` lines (``--broker-extra``) go into both."""
 
     extra: tuple[str, ...] = ()
 
@@ -105,6 +106,7 @@ class StormBroker(Mosquitto):
             "log_dest stderr",
             *(f"log_type {t}" for t in ("error", "warning", "notice", "information")),
             "connection_messages true",
+            f"max_queued_messages {MAX_QUEUED_MESSAGES}",  # as the generated configuration
             *self.extra,
         ]
         conf.write_text("\n".join(lines) + "\n")
