@@ -14,10 +14,12 @@ certificate that does not verify is a ClientError saying which CA file to give. 
 
 from __future__ import annotations
 
+import hashlib
 import ssl
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, BinaryIO, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -51,7 +53,9 @@ from edgefleet.hub.schemas import (
     ModelView,
     Role,
     ServiceCreate,
+    ServiceDeployed,
     ServiceKeys,
+    ServiceUpdate,
     ServiceView,
     TokenCreate,
     TokenCreated,
@@ -81,6 +85,7 @@ _BLOB = TypeAdapter(BlobStored)
 _MODEL = TypeAdapter(ModelView)
 _MODELS = TypeAdapter(list[ModelView])
 _SERVICE = TypeAdapter(ServiceView)
+_DEPLOYED = TypeAdapter(ServiceDeployed)
 _SERVICES = TypeAdapter(list[ServiceView])
 _KEYS = TypeAdapter(ServiceKeys)
 _DEVICE = TypeAdapter(DeviceView)
@@ -188,6 +193,29 @@ class HubClient:
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(total)},
         )
 
+    def download_blob(self, digest: str, out: BinaryIO, progress: ProgressFn | None = None) -> int:
+        """Write the blob's bytes to ``out``, hashing them on the way; the byte count. A ClientError
+        when they do not hash to ``digest`` (the caller then discards what was written)."""
+        path = f"/blobs/{digest}"
+        h, written = hashlib.sha256(), 0
+        with self._reaching("GET", path), self._http.stream("GET", path) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise RAISED_FOR_STATUS.get(response.status_code, ClientError)(_error_text(response))
+            total = int(response.headers.get("Content-Length") or 0)
+            for chunk in response.iter_bytes(_CHUNK):
+                h.update(chunk)
+                out.write(chunk)
+                written += len(chunk)
+                if progress:
+                    progress(written, total)
+        actual = "sha256:" + h.hexdigest()
+        if actual != digest:
+            raise ClientError(
+                f"blob {digest}: the hub at {self.base_url} sent {written} bytes whose digest is {actual}; discarded"
+            )
+        return written
+
     # models ------------------------------------------------------------------------------------
     def create_model(
         self, name: str, files: Sequence[FileEntry], tags: dict[str, str] | None = None, description: str = ""
@@ -213,7 +241,8 @@ class HubClient:
         deployment_config: dict[str, Any] | None = None,
         source_files: Sequence[FileEntry] = (),
         overwrite: bool = False,
-    ) -> ServiceView:
+    ) -> ServiceDeployed:
+        """The service, with a warning per config field the hub did not apply as written."""
         body = _unchecked(
             ServiceCreate,
             name=name,
@@ -223,7 +252,25 @@ class HubClient:
             source_files=list(source_files),
             overwrite=overwrite,
         )
-        return self._call(_SERVICE, "POST", "/services", json=body)
+        return self._call(_DEPLOYED, "POST", "/services", json=body)
+
+    def update_service(
+        self,
+        name: str,
+        models: Sequence[str] | None = None,
+        inference_config: dict[str, Any] | None = None,
+        deployment_config: dict[str, Any] | None = None,
+        source_files: Sequence[FileEntry] | None = None,
+    ) -> ServiceDeployed:
+        """Replace the parts given (None: keep the service's); answers like ``deploy``."""
+        body = _unchecked(
+            ServiceUpdate,
+            models=list(models) if models is not None else None,
+            inference_config=inference_config,
+            deployment_config=deployment_config,
+            source_files=list(source_files) if source_files is not None else None,
+        )
+        return self._call(_DEPLOYED, "PATCH", f"/services/{name}", json=body)
 
     def list_services(self) -> list[ServiceView]:
         return self._call(_SERVICES, "GET", "/services")
@@ -288,15 +335,21 @@ class HubClient:
         return self._call(_TOKEN, "DELETE", f"/tokens/{ref}")
 
     # transport ---------------------------------------------------------------------------------
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    @contextmanager
+    def _reaching(self, method: str, path: str) -> Iterator[None]:
+        """Transport failures as one-line ClientErrors saying what to do."""
         try:
-            response = self._http.request(method, path, **kwargs)
+            yield
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
             raise ClientError(connect_failure(self.base_url, exc, self.ca_file)) from None
         except httpx.TimeoutException:
             raise ClientError(f"the hub at {self.base_url} did not answer {method} {path} in time") from None
         except httpx.HTTPError as exc:
             raise ClientError(f"{method} {self.base_url}/api/v1{path} failed: {exc}") from None
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        with self._reaching(method, path):
+            response = self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
             raise RAISED_FOR_STATUS.get(response.status_code, ClientError)(_error_text(response))
         return response
@@ -315,7 +368,16 @@ class HubClient:
 
 
 def _unchecked(
-    schema: type[ModelCreate | ServiceCreate | MethodCall | TokenCreate | KeyRegenerate | DeviceCreate | LabelsUpdate],
+    schema: type[
+        ModelCreate
+        | ServiceCreate
+        | ServiceUpdate
+        | MethodCall
+        | TokenCreate
+        | KeyRegenerate
+        | DeviceCreate
+        | LabelsUpdate
+    ],
     **fields: Any,
 ) -> dict[str, Any]:
     """The request body in the API's JSON names. Not validated here: the hub judges requests and

@@ -5,8 +5,8 @@
     edgefleet hub token create|list|revoke      (on the hub machine, in its database)
     edgefleet login
     edgefleet token create|list|revoke          (through the API, admin role)
-    edgefleet model register|list|show|delete|deploy
-    edgefleet service list|show|score|delete
+    edgefleet model register|list|show|download|delete|deploy
+    edgefleet service list|show|update|score|logs|keys|delete
     edgefleet device register|label|revoke|delete|list|show|ping|restart-module|logs
 
 Commands that call the hub need an operator token: ``--token``, else ``EDGEFLEET_TOKEN``, else the

@@ -52,6 +52,7 @@ ROUTE_ROLES: Mapping[Route, Role] = {
     ("POST", "/api/v1/models"): Role.DEPLOY,
     ("DELETE", "/api/v1/models/{name}/versions/{version}"): Role.DEPLOY,
     ("POST", "/api/v1/services"): Role.DEPLOY,
+    ("PATCH", "/api/v1/services/{name}"): Role.DEPLOY,
     ("DELETE", "/api/v1/services/{name}"): Role.DEPLOY,
     ("POST", "/api/v1/devices/{device_id}/methods/{method}"): Role.DEPLOY,
     # scoring endpoint keys: whoever may deploy a service may call it (deploy, not read)

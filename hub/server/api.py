@@ -40,7 +40,9 @@ from edgefleet.hub.schemas import (
     ModelCreate,
     ModelView,
     ServiceCreate,
+    ServiceDeployed,
     ServiceKeys,
+    ServiceUpdate,
     ServiceView,
     TokenCreate,
     TokenCreated,
@@ -232,9 +234,24 @@ def create_app(hub_: Hub) -> FastAPI:
         return Response(status_code=204)
 
     # services ----------------------------------------------------------------------------------
-    @api.post("/services", tags=["services"], status_code=201, response_model=ServiceView, summary="Deploy a service")
-    def deploy(req: ServiceCreate) -> ServiceView:
+    @api.post(
+        "/services",
+        tags=["services"],
+        status_code=201,
+        response_model=ServiceDeployed,
+        summary="Deploy a service; warnings name the config fields not applied as written",
+    )
+    def deploy(req: ServiceCreate) -> ServiceDeployed:
         return registry.deploy(req)
+
+    @api.patch(
+        "/services/{name}",
+        tags=["services"],
+        response_model=ServiceDeployed,
+        summary="Update a service: the parts given replace the service's, the others stay",
+    )
+    def update_service(name: str, req: ServiceUpdate) -> ServiceDeployed:
+        return registry.update(name, req)
 
     @api.get("/services", tags=["services"], response_model=list[ServiceView])
     def list_services() -> list[ServiceView]:
