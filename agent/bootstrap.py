@@ -9,8 +9,9 @@ beneath every other settings source, and the bundle is installed into the data d
     <data-dir>/identity/client.pem       the device's client certificate (subject CN = device id)
     <data-dir>/identity/client.key       its private key (0600)
 
-The agent's MQTT client reads the PEM files from there (TLS needs them as files). Nothing of the
-bundle's secrets is logged; ``BootstrapBundle``'s repr leaves them out.
+The agent's MQTT client reads the PEM files from there (TLS needs them as files), and the CA also
+verifies an https:// hub (``hubtls``). Nothing of the bundle's secrets is logged;
+``BootstrapBundle``'s repr leaves them out.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ class MqttCredentials:
 
 def installed_bundle(data_dir: Path) -> Path:
     return data_dir / IDENTITY_DIR / BUNDLE_FILE
+
+
+def bundle_ca_file(bootstrap: Path | None, data_dir: Path) -> Path | None:
+    """The bundle's CA as installed (by ``mqtt_credentials``), if the agent runs from a bundle."""
+    return installed_bundle(data_dir).parent / "ca.pem" if bootstrap is not None else None
 
 
 def read_bundle(path: Path) -> BootstrapBundle:

@@ -21,6 +21,10 @@ touched.
 reporting during a long download. A failed download is retried after a cool-off when its error is
 temporary; a permanent one (``ArtifactCorrupt``, ``CacheFull``) is a refusal, not retried until the
 generation changes (``retry``).
+
+An https:// URL's certificate is verified against ``trust`` (the hub's CA from the bootstrap bundle
+by default, ``hubtls``); a certificate that does not verify fails the download, saying which CA
+setting to give, and is retried like any failed download.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from urllib.parse import urlsplit
 from edgefleet.agent.copying import copy_fd, open_inside
 from edgefleet.agent.errors import ArtifactCorrupt, ArtifactDownloadError, ArtifactError, CacheFull
 from edgefleet.agent.eviction import Blob, plan_eviction
+from edgefleet.agent.hubtls import HubTrust
 from edgefleet.agent.observed import FetchFailure
 from edgefleet.agent.retry import Attempt, RetryTuning, failed_attempt
 from edgefleet.protocol.digests import format_digest, parse_digest
@@ -57,8 +62,13 @@ DEFAULT_MAX_BYTES = 2 << 30
 
 
 class ArtifactCache:
-    def __init__(self, root: Path, timeout_s: float = 30.0, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    """``trust``: the CA an https:// artifact URL's certificate must chain to (``hubtls``)."""
+
+    def __init__(
+        self, root: Path, timeout_s: float = 30.0, max_bytes: int = DEFAULT_MAX_BYTES, trust: HubTrust | None = None
+    ) -> None:
         self.root = root
+        self.trust = trust or HubTrust()
         self.blobs = root / "blobs"
         self.partial = root / "partial"
         self.timeout_s = timeout_s
@@ -189,7 +199,7 @@ class ArtifactCache:
         if have:
             request.add_header("Range", f"bytes={have}-")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
+            with urllib.request.urlopen(request, timeout=self.timeout_s, context=self.trust.context) as resp:
                 resumed = have > 0 and resp.status == 206
                 if have and not resumed:
                     log.info("server ignored Range for %s; downloading it again from the start", shown)
@@ -218,7 +228,7 @@ class ArtifactCache:
                     "that file system"
                 ) from exc
             # the partial file stays: the next attempt resumes with Range
-            raise ArtifactDownloadError(f"downloading {shown}: {exc}") from exc
+            raise ArtifactDownloadError(f"downloading {shown}: {self.trust.failure(exc) or exc}") from exc
         except http.client.HTTPException as exc:
             raise ArtifactDownloadError(f"downloading {shown}: {exc}") from exc
 

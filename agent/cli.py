@@ -43,6 +43,9 @@ def _run_parser() -> argparse.ArgumentParser:
         "--hub-key-fingerprint",
         help="without a key: pin the hub's key on first use if its fingerprint is this sha256:HEX",
     )
+    p.add_argument(
+        "--hub-ca-file", type=Path, help="CA an https:// hub's certificate must chain to (default: the bundle's CA)"
+    )
     p.add_argument("--config", type=Path, help="settings file (JSON or TOML)")
     p.add_argument("--fpga-sim", metavar="BOARD", help="give this device a simulated FPGA board (e.g. kv260)")
     p.add_argument(
@@ -119,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             labels=dict(args.label) or None,
             hub_public_key=args.hub_public_key,
             hub_key_fingerprint=args.hub_key_fingerprint,
+            hub_ca_file=args.hub_ca_file,
             mqtt={"broker_url": args.broker_url},
             modules={"stop_on_exit": args.stop_modules_on_exit},
             discovery={"fpga_sim": args.fpga_sim},

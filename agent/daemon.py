@@ -16,13 +16,14 @@ import time
 from collections.abc import Callable
 
 from edgefleet.agent import __version__
-from edgefleet.agent.bootstrap import mqtt_credentials
+from edgefleet.agent.bootstrap import bundle_ca_file, mqtt_credentials
 from edgefleet.agent.cache import ArtifactCache, BackgroundFetcher
 from edgefleet.agent.capabilities import Discovery, simulate_fpga
 from edgefleet.agent.context import AgentContext
 from edgefleet.agent.eviction import referenced
 from edgefleet.agent.executors import EXECUTORS
 from edgefleet.agent.health_memory import remember_health
+from edgefleet.agent.hubtls import HubTrust, hub_ca_file
 from edgefleet.agent.intake import ManifestIntake
 from edgefleet.agent.link import MqttLink
 from edgefleet.agent.methods import answer
@@ -57,7 +58,15 @@ class Agent:
         if s.discovery.fpga_sim:
             simulate_fpga(s.discovery.fpga_sim, self.data_dir)
         self.saved = SavedState(StateStore(self.data_dir / "state.json"))
-        self.cache = ArtifactCache(self.data_dir / "cache", s.cache.download_timeout_s, s.cache.max_bytes)
+        m = s.mqtt
+        credentials = mqtt_credentials(  # installs the bundle, whose CA also verifies an https:// hub
+            s.bootstrap, self.data_dir, tls=m.tls, ca_file=m.ca_file, cert_file=m.cert_file, key_file=m.key_file,
+            username=m.username, password=m.password,
+        )  # fmt: skip
+        hub_trust = HubTrust.load(hub_ca_file(s.hub_ca_file, bundle_ca_file(s.bootstrap, self.data_dir)))
+        self.cache = ArtifactCache(
+            self.data_dir / "cache", s.cache.download_timeout_s, s.cache.max_bytes, trust=hub_trust
+        )
         self._keep: frozenset[str] = frozenset()  # digests eviction must spare; rebound by the loop
         self.fetcher = BackgroundFetcher(self.cache, lambda: self._keep, self.wake, s.retry.base_s, s.retry.max_s)
         limits = ProcessLimits(self.device_id, s.modules.resource_limits, s.modules.limits_cgroup_parent)
@@ -77,13 +86,8 @@ class Agent:
         )  # fmt: skip
         self.runner = PlanRunner(lambda step: EXECUTORS.run(step, self.ctx), s.retry.base_s, s.retry.max_s)
         self.intake = ManifestIntake(
-            self.device_id, self.data_dir, s.hub_public_key, s.hub_url, self.state, s.hub_key_fingerprint
+            self.device_id, self.data_dir, s.hub_public_key, s.hub_url, self.state, s.hub_key_fingerprint, hub_trust
         )
-        m = s.mqtt
-        credentials = mqtt_credentials(
-            s.bootstrap, self.data_dir, tls=m.tls, ca_file=m.ca_file, cert_file=m.cert_file, key_file=m.key_file,
-            username=m.username, password=m.password,
-        )  # fmt: skip
         self.link = MqttLink(
             self.device_id, m.host, m.port, self._on_message, agent_version=__version__,
             keepalive_s=m.keepalive_s, reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s,

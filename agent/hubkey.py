@@ -8,7 +8,8 @@ In order:
 3. trust on first use, only with ``--hub-key-fingerprint sha256:<hex>``: the agent asks
    ``GET <hub>/api/v1/hub`` once, and pins the answer only if its fingerprint is the one given
    (``edgefleet hub info`` or ``GET /api/v1/hub`` on a trusted path shows it). A different key is
-   refused: whoever answered is not the hub the operator meant.
+   refused: whoever answered is not the hub the operator meant. An https:// hub's certificate is
+   verified first (``hubtls``: ``hub_ca_file``, else the system's CAs).
 
 Without any of these the agent refuses to start: a key fetched from whoever answers the URL would
 let that party sign manifests.
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from edgefleet.agent.errors import HubKeyUnavailable, SettingsError
+from edgefleet.agent.hubtls import HubTrust
 from edgefleet.protocol.files import write_atomic
 from edgefleet.protocol.signing import key_fingerprint, key_id, public_key_raw
 
@@ -64,8 +66,11 @@ def resolve_hub_key(
     hub_url: str,
     timeout_s: float = 10.0,
     fingerprint: str | None = None,
+    trust: HubTrust | None = None,
 ) -> str:
     """Return the base64 hub key: configured > pinned > fetched, matching ``fingerprint``, and pinned.
+
+    ``trust``: the CA an https:// hub's certificate must chain to (``hubtls``).
 
     Raises SettingsError when no source is allowed or the fetched key does not match (permanent),
     HubKeyUnavailable when the hub cannot be asked yet (tried again)."""
@@ -84,12 +89,14 @@ def resolve_hub_key(
         )
     expected = normalize_fingerprint(fingerprint)
     url = f"{hub_url}/api/v1/hub"
+    trust = trust or HubTrust()
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        with urllib.request.urlopen(url, timeout=timeout_s, context=trust.context) as resp:
             answer = json.loads(resp.read())
         public = str(answer["publicKey"])
     except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
-        raise HubKeyUnavailable(f"no hub key configured or pinned, and {url} did not provide one: {exc}") from exc
+        why = trust.failure(exc) or exc
+        raise HubKeyUnavailable(f"no hub key configured or pinned, and {url} did not provide one: {why}") from exc
     raw = public_key_raw(_checked(public, url))
     offered = key_fingerprint(raw)
     if offered != expected:

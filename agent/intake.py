@@ -19,6 +19,7 @@ from typing import Any
 
 from edgefleet.agent.errors import HubKeyUnavailable
 from edgefleet.agent.hubkey import announced_key, pin_announced, pin_rotated, resolve_hub_key
+from edgefleet.agent.hubtls import HubTrust
 from edgefleet.agent.state import AgentState
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.errors import ManifestRejected, StaleGeneration
@@ -58,8 +59,10 @@ class ManifestIntake:
         hub_url: str,
         state: AgentState,
         key_fingerprint: str | None = None,
+        hub_trust: HubTrust | None = None,
     ) -> None:
         self.device_id = device_id
+        self._hub_trust = hub_trust
         self._data_dir = data_dir
         self._configured_key = configured_key
         self._hub_url = hub_url
@@ -110,8 +113,9 @@ class ManifestIntake:
             return
         try:
             self.hub_key = resolve_hub_key(
-                self._configured_key, self._data_dir, self._hub_url, timeout_s=5.0, fingerprint=self._key_fingerprint
-            )
+                self._configured_key, self._data_dir, self._hub_url, timeout_s=5.0, fingerprint=self._key_fingerprint,
+                trust=self._hub_trust,
+            )  # fmt: skip
             self.next_hub_key = announced_key(self._data_dir, self.hub_key)
         except HubKeyUnavailable as exc:
             self._key_failures += 1

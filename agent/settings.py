@@ -231,6 +231,11 @@ class AgentSettings(BaseModel):
         description="without a key: pin the hub's key on first use, only if its sha256 fingerprint is this "
         "(`--hub-key-fingerprint`)",
     )
+    hub_ca_file: Path | None = Field(
+        default=None,
+        description="CA an https:// hub's certificate must chain to (`--hub-ca-file`); none: the bundle's CA, "
+        "else the system's",
+    )
 
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     modules: ModulesSettings = Field(default_factory=ModulesSettings)

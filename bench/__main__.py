@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-BENCHES = ["accel_gemm", "accel_digits", "agent_figures", "agent_materialize", "scoring_http"]
+BENCHES = ["accel_gemm", "accel_digits", "agent_figures", "agent_materialize", "broker_storm", "scoring_http"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,10 +2,12 @@
 
     python -m bench.agent_figures                     # ~2 min: 60 s soak
     python -m bench.agent_figures --soak-seconds 600  # the full 10-minute soak figure
-    python -m bench.agent_figures --only idle,soak    # a subset: idle, soak, deploy, gap
+    python -m bench.agent_figures --only idle,soak    # a subset: idle, idle-tls, soak, deploy, gap
+    python -m bench.agent_figures --only idle-tls     # idle memory over mqtts:// next to plain MQTT
 
 Everything is real: a private Mosquitto, the agent as its own process (``python -m agent``), an
-HTTP artifact server, and for deploy/gap the real scoring module (``python -m edgefleet.modules.scoring``)
+HTTP artifact server (for idle-tls: Mosquitto under the configuration ``edgefleet hub broker-config``
+writes, and the device registered at the hub, started with its bootstrap bundle), and for deploy/gap the real scoring module (``python -m edgefleet.modules.scoring``)
 serving ``modules/samples/digits/digits_int8.onnx``. Prints a table and writes
 bench/results/agent_figures.json. See bench/README.md for what each figure means.
 """
@@ -33,6 +35,9 @@ import paho.mqtt.client as mqtt
 import psutil
 
 from bench.accel_common import write_results
+from bench.fleet import register_device
+from edgefleet.hub.server.ca import CertificateAuthority, TlsFiles, hub_client_identity
+from edgefleet.hub.server.settings import HubSettings
 from edgefleet.protocol import ArtifactRef, ModuleSpec, ReportedState
 from tests.support.agent_harness import (
     FAKE_MODULE,
@@ -53,6 +58,7 @@ from tests.support.processes import Mosquitto, wait_for
 # and https://docs.aws.amazon.com/greengrass/v2/developerguide/setting-up.html#greengrass-v2-requirements).
 GREENGRASS_NUCLEUS_MIN_MB = 96.0
 IDLE_GOAL_MB = 40.0  # issue 4
+IDLE_TLS_GOAL_MB = 45.0  # issue 8: the same figures over mqtts:// with a client certificate
 PUBLISH_TO_HEALTHY_GOAL_S = 1.5  # issue 4
 SERVING_GAP_GOAL_S = 1.0  # issue 4
 
@@ -72,9 +78,9 @@ class StampedHub(TestHub):
 
     __test__ = False
 
-    def __init__(self, broker_port: int, device_id: str) -> None:
+    def __init__(self, broker_port: int, device_id: str, tls: TlsFiles | None = None) -> None:
         self.arrivals: list[tuple[float, ReportedState]] = []
-        super().__init__(broker_port, device_id)
+        super().__init__(broker_port, device_id, tls)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         super()._on_message(client, userdata, msg)
@@ -100,6 +106,7 @@ class Device:
     hub: StampedHub
     settings: dict[str, Any] = field(default_factory=dict)
     proc: Any = None
+    bootstrap: Path | None = None  # mqtts://: the bundle from registration (identity, CA)
 
     @property
     def log_path(self) -> Path:
@@ -108,6 +115,8 @@ class Device:
     def start(self) -> None:
         args = ["--device-id", self.device_id, "--broker", self.broker.url, "--data-dir", str(self.workdir / "data")]
         args += ["--hub", "http://127.0.0.1:9", "--hub-key", self.hub.key.public_key_b64]
+        if self.bootstrap is not None:
+            args += ["--bootstrap", str(self.bootstrap)]
         env = agent_env(discovery_command=QUICK_DISCOVERY, **self.settings)
         online = self.hub.presence.count("online")
         self.proc = start_agent_process(args, env, self.log_path)
@@ -142,10 +151,12 @@ class Device:
 
 
 @contextmanager
-def environment(name: str) -> Iterator[tuple[Path, Mosquitto, ArtifactServer]]:
+def environment(name: str, secure: bool = False) -> Iterator[tuple[Path, Mosquitto, ArtifactServer]]:
+    """A private broker (``secure``: the generated TLS configuration for the hub in ``root/hub``)
+    and an artifact server."""
     with tempfile.TemporaryDirectory(prefix=f"edgefleet-bench-{name}-") as tmp:
         root = Path(tmp)
-        broker = Mosquitto(root / "mosquitto")
+        broker = Mosquitto(root / "mosquitto", hub_data_dir=root / "hub" if secure else None)
         broker.start()
         try:
             with ArtifactServer(root / "artifacts") as artifacts:
@@ -166,11 +177,21 @@ def healthy(generation: int, name: str) -> Callable[[ReportedState], bool]:
 # --- idle memory -----------------------------------------------------------------------------------
 
 
-def bench_idle() -> dict[str, Any]:
-    with environment("idle") as (root, broker, artifacts):
+def bench_idle(tls: bool = False) -> dict[str, Any]:
+    """Idle RSS of a connected agent; ``tls``: over mqtts:// with the client certificate the device
+    got at registration (started with its bootstrap bundle), the test hub with the hub's identity."""
+    with environment("idle-tls" if tls else "idle", secure=tls) as (root, broker, artifacts):
         dev = "bench-idle"
-        hub = StampedHub(broker.port, dev)
-        device = Device(dev, root, broker, hub, {"module_command": FAKE_MODULE})
+        bootstrap = None
+        hub: StampedHub
+        if tls:
+            settings = HubSettings(data_dir=root / "hub", port=0, broker_url=broker.url)
+            bootstrap = register_device(settings.data_dir, broker.url, dev, root / "identities").bundle_file
+            own = hub_client_identity(CertificateAuthority.load_or_create(settings.ca_dir), settings.identity_dir)
+            hub = StampedHub(broker.port, dev, own)
+        else:
+            hub = StampedHub(broker.port, dev)
+        device = Device(dev, root, broker, hub, {"module_command": FAKE_MODULE}, bootstrap=bootstrap)
         try:
             device.start()
             no_modules = device.settled_rss_mb()
@@ -188,10 +209,11 @@ def bench_idle() -> dict[str, Any]:
             kill_module_processes(dev)
     worst = max(no_modules, one_module)
     return {
+        "transport": "mqtts (TLS 1.2+, client certificate)" if tls else "mqtt (plain)",
         "no_modules_mb": no_modules,
         "one_module_mb": one_module,
         "one_module_after_restart_mb": adopted,
-        "goal_mb": IDLE_GOAL_MB,
+        "goal_mb": IDLE_TLS_GOAL_MB if tls else IDLE_GOAL_MB,
         "greengrass_nucleus_min_mb": GREENGRASS_NUCLEUS_MIN_MB,
         "ratio_to_greengrass": worst / GREENGRASS_NUCLEUS_MIN_MB,
     }
@@ -415,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--soak-seconds", type=float, default=60.0, help="soak duration (600 for the full figure)")
     p.add_argument("--runs", type=int, default=5, help="publish-to-Healthy runs (median reported)")
     p.add_argument("--updates", type=int, default=5, help="updates measured for the serving gap")
-    p.add_argument("--only", default="idle,soak,deploy,gap", help="comma-separated subset")
+    p.add_argument("--only", default="idle,idle-tls,soak,deploy,gap", help="comma-separated subset")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     only = set(args.only.split(","))
@@ -437,6 +459,25 @@ def main(argv: list[str] | None = None) -> int:
                 f"of {GREENGRASS_NUCLEUS_MIN_MB:g} MB (worst of the two above)",
             ),
         ]
+    if "idle-tls" in only:
+        plain = results.get("idle") or bench_idle()
+        secure = bench_idle(tls=True)
+        keys = ["no_modules_mb", "one_module_mb", "one_module_after_restart_mb"]
+        ratio = {k.removesuffix("_mb"): secure[k] / plain[k] for k in keys}
+        results["idle_tls"] = {"tls": secure, "plain": plain, "ratio_tls_to_plain": ratio}
+        goal = f"goal <= {IDLE_TLS_GOAL_MB:g} MB"
+        for key, label in [
+            ("no_modules_mb", "no modules"),
+            ("one_module_mb", "one module"),
+            ("one_module_after_restart_mb", "one module, agent restarted"),
+        ]:
+            rows.append(
+                (
+                    f"idle RSS over mqtts://, {label}",
+                    _fmt(secure[key], "MB"),
+                    f"{goal}; plain {plain[key]:.2f} MB, TLS/plain {ratio[key.removesuffix('_mb')]:.3f}x",
+                )
+            )
     if "soak" in only:
         soak = results["soak"] = bench_soak(args.soak_seconds)
         rows += [

@@ -5,13 +5,22 @@ callers never see raw JSON, and a failure is raised as the hub's own error class
 Conflict, Unauthenticated, Forbidden, ...) with the server's message. The operator token goes in
 every request's ``Authorization: Bearer`` header; the client never shows it (not in its repr, nor
 in an error). Imports no server code.
+
+TLS: an https:// hub's certificate is verified against ``ca_file`` (or ``ca_pem``) when given, the
+hub's own CA for a hub serving ``hub serve --tls``, else against the public CAs httpx trusts; a
+certificate that does not verify is a ClientError saying which CA file to give. Only
+``verify=False`` skips that, for the one tokenless request of ``edgefleet hub ca --fetch``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import ssl
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, BinaryIO, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import TypeAdapter, ValidationError
@@ -44,7 +53,9 @@ from edgefleet.hub.schemas import (
     ModelView,
     Role,
     ServiceCreate,
+    ServiceDeployed,
     ServiceKeys,
+    ServiceUpdate,
     ServiceView,
     TokenCreate,
     TokenCreated,
@@ -74,6 +85,7 @@ _BLOB = TypeAdapter(BlobStored)
 _MODEL = TypeAdapter(ModelView)
 _MODELS = TypeAdapter(list[ModelView])
 _SERVICE = TypeAdapter(ServiceView)
+_DEPLOYED = TypeAdapter(ServiceDeployed)
 _SERVICES = TypeAdapter(list[ServiceView])
 _KEYS = TypeAdapter(ServiceKeys)
 _DEVICE = TypeAdapter(DeviceView)
@@ -88,8 +100,22 @@ _TOKENS = TypeAdapter(list[TokenView])
 _TOKEN_CREATED = TypeAdapter(TokenCreated)
 
 
+def trust(ca_file: str | Path | None = None, ca_pem: str | None = None) -> ssl.SSLContext:
+    """A TLS context that trusts only the CA in ``ca_file`` (or the PEM ``ca_pem``); ClientError if unusable."""
+    try:
+        return ssl.create_default_context(cafile=str(ca_file) if ca_file else None, cadata=ca_pem)
+    except FileNotFoundError:
+        raise ClientError(
+            f"CA file {ca_file} does not exist; `edgefleet hub ca --out {ca_file}` on the hub machine writes it"
+        ) from None
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise ClientError(f"CA file {ca_file or '(PEM)'}: not a PEM CA certificate ({exc})") from None
+
+
 class HubClient:
-    """``token``: an operator token; without one only the open routes (health, hub info, blob downloads) answer."""
+    """``token``: an operator token; without one only the open routes (health, hub info, blob downloads) answer.
+
+    ``ca_file`` / ``ca_pem``: the CA an https:// hub's certificate must chain to (default: the public CAs)."""
 
     def __init__(
         self,
@@ -97,12 +123,19 @@ class HubClient:
         token: str | None = None,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        ca_file: str | Path | None = None,
+        ca_pem: str | None = None,
+        verify: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.ca_file = Path(ca_file) if ca_file else None
+        if not verify and token:
+            raise ValueError("a client that does not verify the hub's certificate must not send a token")
+        tls: ssl.SSLContext | bool = trust(ca_file, ca_pem) if (ca_file or ca_pem) else verify
         headers = {"Authorization": f"Bearer {token}"} if token else None
         # redirects are not followed (httpx's default), so the token only ever goes to base_url
         self._http = httpx.Client(
-            base_url=self.base_url + "/api/v1", timeout=timeout, transport=transport, headers=headers
+            base_url=self.base_url + "/api/v1", timeout=timeout, transport=transport, headers=headers, verify=tls
         )
 
     def __repr__(self) -> str:
@@ -160,6 +193,29 @@ class HubClient:
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(total)},
         )
 
+    def download_blob(self, digest: str, out: BinaryIO, progress: ProgressFn | None = None) -> int:
+        """Write the blob's bytes to ``out``, hashing them on the way; the byte count. A ClientError
+        when they do not hash to ``digest`` (the caller then discards what was written)."""
+        path = f"/blobs/{digest}"
+        h, written = hashlib.sha256(), 0
+        with self._reaching("GET", path), self._http.stream("GET", path) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise RAISED_FOR_STATUS.get(response.status_code, ClientError)(_error_text(response))
+            total = int(response.headers.get("Content-Length") or 0)
+            for chunk in response.iter_bytes(_CHUNK):
+                h.update(chunk)
+                out.write(chunk)
+                written += len(chunk)
+                if progress:
+                    progress(written, total)
+        actual = "sha256:" + h.hexdigest()
+        if actual != digest:
+            raise ClientError(
+                f"blob {digest}: the hub at {self.base_url} sent {written} bytes whose digest is {actual}; discarded"
+            )
+        return written
+
     # models ------------------------------------------------------------------------------------
     def create_model(
         self, name: str, files: Sequence[FileEntry], tags: dict[str, str] | None = None, description: str = ""
@@ -185,7 +241,8 @@ class HubClient:
         deployment_config: dict[str, Any] | None = None,
         source_files: Sequence[FileEntry] = (),
         overwrite: bool = False,
-    ) -> ServiceView:
+    ) -> ServiceDeployed:
+        """The service, with a warning per config field the hub did not apply as written."""
         body = _unchecked(
             ServiceCreate,
             name=name,
@@ -195,7 +252,25 @@ class HubClient:
             source_files=list(source_files),
             overwrite=overwrite,
         )
-        return self._call(_SERVICE, "POST", "/services", json=body)
+        return self._call(_DEPLOYED, "POST", "/services", json=body)
+
+    def update_service(
+        self,
+        name: str,
+        models: Sequence[str] | None = None,
+        inference_config: dict[str, Any] | None = None,
+        deployment_config: dict[str, Any] | None = None,
+        source_files: Sequence[FileEntry] | None = None,
+    ) -> ServiceDeployed:
+        """Replace the parts given (None: keep the service's); answers like ``deploy``."""
+        body = _unchecked(
+            ServiceUpdate,
+            models=list(models) if models is not None else None,
+            inference_config=inference_config,
+            deployment_config=deployment_config,
+            source_files=list(source_files) if source_files is not None else None,
+        )
+        return self._call(_DEPLOYED, "PATCH", f"/services/{name}", json=body)
 
     def list_services(self) -> list[ServiceView]:
         return self._call(_SERVICES, "GET", "/services")
@@ -260,18 +335,21 @@ class HubClient:
         return self._call(_TOKEN, "DELETE", f"/tokens/{ref}")
 
     # transport ---------------------------------------------------------------------------------
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    @contextmanager
+    def _reaching(self, method: str, path: str) -> Iterator[None]:
+        """Transport failures as one-line ClientErrors saying what to do."""
         try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.ConnectError:
-            raise ClientError(
-                f"cannot reach the hub at {self.base_url}; is `edgefleet hub serve` running? "
-                "(set --hub or EDGEFLEET_HUB)"
-            ) from None
+            yield
+        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            raise ClientError(connect_failure(self.base_url, exc, self.ca_file)) from None
         except httpx.TimeoutException:
             raise ClientError(f"the hub at {self.base_url} did not answer {method} {path} in time") from None
         except httpx.HTTPError as exc:
             raise ClientError(f"{method} {self.base_url}/api/v1{path} failed: {exc}") from None
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        with self._reaching(method, path):
+            response = self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
             raise RAISED_FOR_STATUS.get(response.status_code, ClientError)(_error_text(response))
         return response
@@ -290,13 +368,71 @@ class HubClient:
 
 
 def _unchecked(
-    schema: type[ModelCreate | ServiceCreate | MethodCall | TokenCreate | KeyRegenerate | DeviceCreate | LabelsUpdate],
+    schema: type[
+        ModelCreate
+        | ServiceCreate
+        | ServiceUpdate
+        | MethodCall
+        | TokenCreate
+        | KeyRegenerate
+        | DeviceCreate
+        | LabelsUpdate
+    ],
     **fields: Any,
 ) -> dict[str, Any]:
     """The request body in the API's JSON names. Not validated here: the hub judges requests and
     words the errors, so a bad name gets the same message from the CLI as from any other client."""
     # warnings=False: an unvalidated value (a role given as text) is sent as it is, for the hub to judge
     return schema.model_construct(**fields).model_dump(mode="json", by_alias=True, warnings=False)
+
+
+_HOST_MISMATCH = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
+
+def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error beneath an httpx error, if there is one (httpx and httpcore chain them)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def connect_failure(base_url: str, exc: BaseException, ca_file: Path | None = None) -> str:
+    """One line for a connection that failed: unreachable, a certificate that does not verify (and
+    which CA to give), TLS spoken to a plain port or plain HTTP to a TLS one."""
+    parts = urlsplit(base_url)
+    tls_error = _ssl_error(exc)
+    if isinstance(tls_error, ssl.SSLCertVerificationError):
+        reason = tls_error.verify_message or tls_error.reason or str(tls_error)
+        if tls_error.verify_code in _HOST_MISMATCH:
+            return (
+                f"the hub at {base_url} presented a certificate that is not valid for {parts.hostname} ({reason}); "
+                f"use a name it was issued for, or have the hub add this one (`edgefleet hub serve --tls --server-name "
+                f"{parts.hostname}`)"
+            )
+        trusted = f"the CA in {ca_file}" if ca_file else "the public CAs this CLI trusts"
+        return (
+            f"the hub at {base_url} presented a certificate that {trusted} did not issue ({reason}); for a hub with "
+            "its own CA (`hub serve --tls`), write that CA with `edgefleet hub ca --out hub-ca.pem` on the hub "
+            "machine and give --ca-file hub-ca.pem (or EDGEFLEET_CA_FILE, or `edgefleet login --ca-file hub-ca.pem`)"
+        )
+    if tls_error is not None:
+        return (
+            f"TLS with the hub at {base_url} failed ({tls_error.reason or tls_error}); if the hub serves plain HTTP, "
+            f"use http://{parts.netloc}"
+        )
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot reach the hub at {base_url}; is `edgefleet hub serve` running? (set --hub or EDGEFLEET_HUB)"
+    if parts.scheme == "http":
+        return (
+            f"the hub at {base_url} closed the connection without an answer; if it serves HTTPS (`hub serve --tls`), "
+            f"use https://{parts.netloc}"
+        )
+    return f"the hub at {base_url} closed the connection without an answer ({exc})"
 
 
 def _error_text(response: httpx.Response) -> str:

@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from edgefleet.hub.configs import DeploymentConfig, InferenceConfig
+from edgefleet.hub.refs import MODEL_NAME_PATTERN
 from edgefleet.protocol.bootstrap import AuthKind, BootstrapBundle
 from edgefleet.protocol.models import DeviceCapabilities, ModelRef, ModuleState, ReportedState, Telemetry
 
-MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 PresenceValue = Literal["online", "offline", "unknown"]
 DeviceStatus = Literal["registered", "revoked"]
 TOKEN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
@@ -63,6 +63,12 @@ class HubInfo(ApiModel):
     broker_connected: bool
     next_key_id: str | None = Field(default=None, description="key rotation: the key being announced")
     next_key_fingerprint: str | None = None
+    ca_certificate: str | None = Field(
+        default=None,
+        description="PEM of the hub's CA (issues the broker's and, with --tls, the API's certificate); fetched over "
+        "the network it is trust on first use: compare caFingerprint with `edgefleet hub ca` on the hub machine",
+    )
+    ca_fingerprint: str | None = Field(default=None, description="sha256:<hex> of the CA certificate's DER bytes")
 
 
 class DeviceKeyAck(ApiModel):
@@ -112,13 +118,27 @@ class ModelView(ApiModel):
 
 
 # services --------------------------------------------------------------------------------------
+_MODELS = "NAME:VERSION of registered models, or NAME for its latest version (resolved when deployed)"
+_INFERENCE = "inferenceconfig.json as is (edgefleet's or Azure ML's)"
+_DEPLOYMENT = "deploymentconfig.json as is (edgefleet's, or Azure ML's for local, ACI or AKS)"
+
+
 class ServiceCreate(ApiModel):
     name: str = Field(description="lowercase letters, digits and '-'; also the module name on devices")
-    models: list[str] = Field(min_length=1, description="NAME:VERSION of registered models")
-    inference_config: dict[str, Any] | None = Field(default=None, description="inferenceconfig.json as is")
-    deployment_config: dict[str, Any] | None = Field(default=None, description="deploymentconfig.json as is")
+    models: list[str] = Field(min_length=1, description=_MODELS)
+    inference_config: dict[str, Any] | None = Field(default=None, description=_INFERENCE)
+    deployment_config: dict[str, Any] | None = Field(default=None, description=_DEPLOYMENT)
     source_files: list[FileEntry] = Field(default_factory=list, description="paths relative to sourceDirectory")
     overwrite: bool = Field(default=False, description="replace a service of the same name")
+
+
+class ServiceUpdate(ApiModel):
+    """Change a deployed service: each part given replaces the service's; the others stay as they are."""
+
+    models: list[str] | None = Field(default=None, min_length=1, description=_MODELS)
+    inference_config: dict[str, Any] | None = Field(default=None, description=_INFERENCE)
+    deployment_config: dict[str, Any] | None = Field(default=None, description=_DEPLOYMENT)
+    source_files: list[FileEntry] | None = Field(default=None, description="the service's source files, all of them")
 
 
 class ServiceKeys(ApiModel):
@@ -163,6 +183,13 @@ class ServiceView(ApiModel):
     reason: str = ""
     target: str = Field(description="the device selector in words")
     devices: list[DeviceServiceState] = Field(default_factory=list)
+
+
+class ServiceDeployed(ServiceView):
+    """The answer to a deploy or an update: the service, and what its config files asked for that
+    edgefleet does not do as asked (one line each, naming the file and the field)."""
+
+    warnings: list[str] = Field(default_factory=list)
 
 
 # devices ---------------------------------------------------------------------------------------

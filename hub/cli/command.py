@@ -13,7 +13,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from edgefleet.hub.cli.config import Connection, config_path, load_config, missing_token, resolve
+from edgefleet.hub.cli.config import (
+    Connection,
+    allows_plain_http,
+    config_path,
+    load_config,
+    missing_token,
+    plain_http_refusal,
+    resolve,
+)
 from edgefleet.hub.cli.output import FORMATS, Result
 from edgefleet.hub.client import HubClient
 from edgefleet.hub.errors import ClientError
@@ -37,10 +45,19 @@ class Context:
         """The hub and token (flags, environment, config file), read on first use."""
         if self._connection is None:
             config = load_config(self.config_path)
+            a = self.args
             self._connection = resolve(
-                getattr(self.args, "hub", None), getattr(self.args, "token", None), self.env, config
+                getattr(a, "hub", None), getattr(a, "token", None), self.env, config, getattr(a, "ca_file", None)
             )
         return self._connection
+
+    def open_client(self, hub: str, token: str) -> HubClient:
+        """A client for ``hub`` sending ``token``, trusting the connection's CA; refused over plain HTTP
+        beyond loopback unless the user allowed it."""
+        refusal = plain_http_refusal(hub, allows_plain_http(getattr(self.args, "allow_plain_http", False), self.env))
+        if refusal:
+            raise ClientError(refusal)
+        return HubClient(hub, token, ca_file=self.connection.ca_file)
 
     @property
     def client(self) -> HubClient:
@@ -49,7 +66,7 @@ class Context:
             connection = self.connection
             if not connection.token:
                 raise ClientError(missing_token(connection, self.config_path))
-            self._client = HubClient(connection.hub, connection.token)
+            self._client = self.open_client(connection.hub, connection.token)
         return self._client
 
     def close(self) -> None:

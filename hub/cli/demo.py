@@ -8,7 +8,8 @@ endpoint, prints per-device accuracy, and stops everything it started — also o
 Secure as in production when Mosquitto is installed: ``edgefleet hub broker-config`` writes the
 broker's locked-down configuration (TLS, client certificates from the hub's CA, ACL, CRL), each
 device is registered (``device register``) and its agent starts from its bootstrap bundle alone,
-and at the end one device is revoked. With the embedded amqtt broker it says plainly that there is
+and at the end one device is revoked. The hub's API is HTTPS either way (``hub serve --tls``): the
+demo trusts the hub CA as an operator does (``edgefleet hub ca``), the agents through their bundles. With the embedded amqtt broker it says plainly that there is
 no TLS and no identity check.
 
 The demo drives the hub only through its REST API (HubClient), exactly as the CLI does; the hub,
@@ -40,7 +41,7 @@ from edgefleet.hub.cli.bootstrap import provision
 from edgefleet.hub.cli.output import table
 from edgefleet.hub.cli.tables import model_ref
 from edgefleet.hub.cli.workflow import deploy_service, register_model, wait_for_removal, wait_for_service
-from edgefleet.hub.client import HubClient
+from edgefleet.hub.client import HubClient, trust
 from edgefleet.hub.errors import ClientError, HubError
 from edgefleet.protocol.models import ModuleState
 
@@ -137,12 +138,30 @@ def _admin_token(hub_dir: Path) -> str:
     return str(json.loads(done.stdout)["token"])
 
 
-def _wait_http(url: str, stack: Stack, timeout: float = 30.0) -> None:
+def _hub_ca(hub_dir: Path, out: Path, stack: Stack, timeout: float = 30.0) -> Path:
+    """The hub CA's certificate, written as an operator gets it on the hub machine (`edgefleet hub ca`),
+    once the starting hub has made it."""
     deadline = time.monotonic() + timeout
+    while True:
+        stack.check_alive()
+        done = subprocess.run(
+            [_console_script("edgefleet"), "hub", "ca", "--data-dir", str(hub_dir), "--out", str(out)],
+            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        if done.returncode == 0:
+            return out
+        if time.monotonic() > deadline:
+            raise ClientError(f"`edgefleet hub ca` failed: {done.stderr.strip()}")
+        time.sleep(0.2)
+
+
+def _wait_http(url: str, stack: Stack, timeout: float = 30.0, ca_file: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    verify = trust(ca_file) if ca_file else True
     while time.monotonic() < deadline:
         stack.check_alive()
         try:
-            if httpx.get(url, timeout=1.0).status_code < 500:
+            if httpx.get(url, timeout=1.0, verify=verify).status_code < 500:
                 return
         except httpx.HTTPError:
             pass
@@ -204,22 +223,26 @@ def run_demo(
             say("         read every manifest and forge reports (install mosquitto for the locked-down broker)")
 
         hub_port = free_port()
-        hub_url = f"http://127.0.0.1:{hub_port}"
+        hub_url = f"https://127.0.0.1:{hub_port}"
         token = _admin_token(workdir / "hub")
         stack.spawn(
             "hub",
-            [_console_script("edgefleet"), "hub", "serve", "--port", str(hub_port),
+            [_console_script("edgefleet"), "hub", "serve", "--tls", "--port", str(hub_port),
              "--broker", stack.broker.url, "--data-dir", str(workdir / "hub")],
         )  # fmt: skip
-        _wait_http(hub_url + "/api/v1/health", stack)
+        ca_file = _hub_ca(workdir / "hub", workdir / "hub-ca.pem", stack)
+        _wait_http(hub_url + "/api/v1/health", stack, ca_file=ca_file)
         say(f"hub      {hub_url} (SQLite + artifact store in {workdir / 'hub'})")
+        say(
+            f"         HTTPS, certificate from the hub CA; the CLI trusts it with --ca-file {ca_file} (edgefleet hub ca)"
+        )
         say("token    admin token 'demo', made in the hub's database (edgefleet hub token create)")
 
         ids = [f"dev-{i + 1}" for i in range(devices)]
         fpga_ids = ids[len(ids) - fpga_devices :] if fpga_devices else []
         bundles = workdir / "bundles"
         bundles.mkdir()
-        with HubClient(hub_url, token) as client:
+        with HubClient(hub_url, token, ca_file=ca_file) as client:
             for i, dev in enumerate(ids):
                 provision(client, dev, {"site": "demo", "rack": str(i % 2)}, bundles / f"{dev}.json")
             say(f"register {', '.join(ids)}: a client certificate each; bootstrap bundles (0600) in {bundles}")

@@ -34,6 +34,16 @@ def collect_files(path: Path) -> list[tuple[str, Path]]:
     raise ClientError(f"{path}: no such file or folder")
 
 
+def directory_files(root: Path, entry_script: str | None) -> list[tuple[str, Path]]:
+    """Every file of a source folder given on the command line (``--source-dir``), relative to it;
+    the entry script must be one of them."""
+    if not root.is_dir():
+        raise ClientError(f"--source-dir {root}: not a folder")
+    if entry_script and not (root / entry_script).is_file():
+        raise ClientError(f"--source-dir {root}: the entry script {entry_script!r} is not in it")
+    return _walk(root)
+
+
 def source_files(ic_path: Path, ic: InferenceConfig) -> list[tuple[str, Path]]:
     """The service's source files, relative to sourceDirectory (itself relative to the config file).
 
@@ -41,7 +51,7 @@ def source_files(ic_path: Path, ic: InferenceConfig) -> list[tuple[str, Path]]:
     """
     base = ic_path.parent
     if ic.source_directory:
-        root = (base / ic.source_directory).resolve()
+        root = (base / ic.source_directory.replace("\\", "/")).resolve()
         if not root.is_dir():
             raise ConfigError(f"{ic_path}: sourceDirectory {ic.source_directory!r} is not a folder (looked at {root})")
         files = _walk(root)

@@ -1,11 +1,12 @@
-"""``edgefleet hub serve|broker-config|info|rotate-key``, ``edgefleet hub token ...`` and ``edgefleet
-demo``: commands that act on the system here (``hub info`` and ``hub rotate-key`` go through the API).
+"""``edgefleet hub serve|broker-config|ca|info|rotate-key``, ``edgefleet hub token ...`` and ``edgefleet
+demo``: commands that act on the system here (``hub info`` and ``hub rotate-key`` go through the API,
+``hub ca --fetch`` too).
 
-Each imports what it runs inside its handler: ``hub serve``, ``hub token`` and ``hub broker-config``
-are the CLI's only imports of the server (the runner, the token authority, the broker configuration
-that opens the hub's CA and store; one ignore each in the import-linter contract), the demo its
-numpy and process supervisor. So the REST commands start fast and never
-load FastAPI, uvicorn or the store.
+Each imports what it runs inside its handler: ``hub serve``, ``hub token``, ``hub broker-config`` and
+``hub ca`` are the CLI's only imports of the server (the runner, the token authority, the broker
+configuration that opens the hub's CA and store, the settings that say where the CA is; one ignore
+each in the import-linter contract), the demo its numpy and process supervisor. So the REST commands
+start fast and never load FastAPI, uvicorn or the store.
 
 ``hub token`` works on the hub's database directly, so it needs no token: being able to open the
 hub's files on the hub machine is what makes someone its admin. It is how the first admin token
@@ -19,12 +20,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from edgefleet.hub.cli.command import Context, add_command, add_group
+from edgefleet.hub.certs import fingerprint, normalize_fingerprint
+from edgefleet.hub.cli.command import Context, add_command, add_group, say
 from edgefleet.hub.cli.output import Result, table
 from edgefleet.hub.cli.tables import token_line, token_table
 from edgefleet.hub.cli.tokens import add_expiry_and_role, created, token_request
+from edgefleet.hub.client import HubClient
+from edgefleet.hub.errors import ClientError
 from edgefleet.hub.schemas import HubInfo, KeyRotationView, TokenCreated, TokenView
+from edgefleet.protocol.files import write_atomic
 
 if TYPE_CHECKING:
     from edgefleet.hub.server.auth import Authority
@@ -43,6 +49,10 @@ def hub_serve(ctx: Context) -> int:
         "database_url": a.database_url,
         "device_broker_url": a.device_broker,
         "broker_config_dir": a.broker_config_dir,
+        "tls": a.tls,
+        "server_names": a.server_name,
+        "tls_cert_file": a.tls_cert,
+        "tls_key_file": a.tls_key,
     }
     logging.basicConfig(
         level=getattr(logging, a.log_level.upper()),
@@ -93,10 +103,104 @@ def hub_info(ctx: Context) -> Result[HubInfo]:
                 f"key:         {i.key_id}  (fingerprint {i.key_fingerprint})",
                 *([f"next key:    {i.next_key_id}  (rotation running)"] if i.next_key_id else []),
                 f"broker:      {i.broker_url} ({state})",
+                *([f"CA:          {i.ca_fingerprint}  (`edgefleet hub ca` writes it)"] if i.ca_fingerprint else []),
             ]
         )
 
     return Result(ctx.client.hub_info(), readable)
+
+
+def _local_ca(data_dir: str | None) -> tuple[str, str]:
+    from edgefleet.hub.server.settings import HubSettings  # where the CA is, as `hub serve` has it
+
+    settings = HubSettings(data_dir=Path(data_dir)) if data_dir else HubSettings()
+    path = settings.ca_dir / "ca.pem"
+    try:
+        return path.read_text(), str(path)
+    except FileNotFoundError:
+        raise ClientError(
+            f"no hub CA in {settings.ca_dir}: the hub makes it when it first starts (`edgefleet hub serve --data-dir "
+            f"{settings.data_dir}`); give the data dir the hub uses with --data-dir"
+        ) from None
+    except OSError as exc:
+        raise ClientError(f"cannot read the hub CA {path}: {exc.strerror}") from None
+
+
+def _fetched_ca(ctx: Context, expected: str | None) -> tuple[str, str]:
+    """The CA the hub at --hub offers, trusted on first use (or checked against ``expected``)."""
+    hub = ctx.connection.hub
+    with HubClient(hub, verify=False) as client:  # nothing to verify against yet; no token goes along
+        pem = client.hub_info().ca_certificate
+    if not pem:
+        raise ClientError(
+            f"the hub at {hub} does not offer its CA (older than this CLI?); run `edgefleet hub ca --out FILE` on the "
+            "hub machine"
+        )
+    offered = fingerprint(pem)
+    if expected is not None and offered != expected:
+        raise ClientError(
+            f"the hub at {hub} offers a CA with fingerprint {offered}, not the {expected} given: not trusted; check "
+            "who answers at that address"
+        )
+    if urlsplit(hub).scheme == "https":
+        try:
+            with HubClient(hub, ca_pem=pem) as client:
+                client.health()
+        except ClientError:
+            raise ClientError(
+                f"the hub at {hub} serves a certificate that the CA it offers ({offered}) did not issue: not "
+                "trusted. A hub with its own certificate from a public CA (`--tls-cert`) needs no --ca-file; "
+                "otherwise someone else answered"
+            ) from None
+    return pem, hub
+
+
+def hub_ca(ctx: Context) -> Result[dict[str, Any]]:
+    """The hub CA's certificate: from the data dir on the hub machine, or fetched from --hub (trust on first use)."""
+    a = ctx.args
+    try:
+        expected = normalize_fingerprint(a.fingerprint) if a.fingerprint else None
+    except ValueError as exc:
+        raise ClientError(f"--fingerprint: {exc}") from None
+    if expected is not None and not a.fetch:
+        raise ClientError("--fingerprint checks a CA fetched from the hub: give --fetch as well")
+    pem, source = _fetched_ca(ctx, expected) if a.fetch else _local_ca(a.data_dir)
+    hub = source if a.fetch else "https://HUB:PORT"
+    data: dict[str, Any] = {
+        "certificate": pem,
+        "fingerprint": fingerprint(pem),
+        "source": source,
+        "verified": not a.fetch or expected is not None,  # fetched without --fingerprint: trust on first use
+        "file": None,
+    }
+    if a.out:
+        out = Path(a.out)
+        try:
+            write_atomic(out, pem.encode(), mode=0o644)  # public: a certificate, no key
+        except OSError as exc:
+            raise ClientError(f"cannot write {out}: {exc.strerror}") from None
+        data["file"] = str(out)
+    if not data["verified"]:
+        say(
+            f"fetched over the network from {source}/api/v1/hub without verifying who answered (trust on first "
+            f"use): compare the fingerprint {data['fingerprint']} with `edgefleet hub ca` on the hub machine before "
+            "you trust it, or fetch again with --fingerprint"
+        )
+    elif not a.out:
+        say(f"hub CA {data['fingerprint']} from {source}")  # stdout holds only the PEM
+
+    def readable(d: dict[str, Any]) -> str:
+        if d["file"] is None:
+            return str(d["certificate"]).rstrip("\n")
+        return "\n".join(
+            [
+                f"wrote the hub CA certificate to {d['file']} (fingerprint {d['fingerprint']}, from {d['source']})",
+                f"trust it:   edgefleet login --hub {hub} --ca-file {d['file']}  (or --ca-file on any command, or "
+                "EDGEFLEET_CA_FILE)",
+            ]
+        )
+
+    return Result(data, readable)
 
 
 def rotation_text(r: KeyRotationView) -> str:
@@ -179,13 +283,30 @@ def add_commands(groups: Any) -> None:
     s.add_argument("--host", help="listen address (default 127.0.0.1)")
     s.add_argument("--port", type=int, help="listen port (default 8080; 0 picks a free one)")
     s.add_argument("--broker", help="MQTT broker URL (default mqtt://127.0.0.1:1883)")
-    s.add_argument("--public-url", help="base URL devices use for artifacts (default http://HOST:PORT)")
+    s.add_argument("--public-url", help="base URL devices use for artifacts (default http(s)://HOST:PORT)")
+    s.add_argument(
+        "--tls", action="store_true", default=None, help="serve HTTPS with a certificate from the hub's CA, kept in "
+        "DATA_DIR/identity/api.pem (default: plain HTTP, for development)"
+    )  # fmt: skip
+    s.add_argument(
+        "--server-name", action="append", metavar="NAME", help="with --tls: DNS name or IP clients and devices use "
+        "(repeatable; default localhost, 127.0.0.1, the --host if an IP, the --public-url host)"
+    )  # fmt: skip
+    s.add_argument("--tls-cert", help="serve HTTPS with your own certificate instead (PEM, server first, then chain)")
+    s.add_argument("--tls-key", help="the private key of --tls-cert (PEM)")
     s.add_argument("--database-url", help="default sqlite:///DATA_DIR/hub.db")
     s.add_argument("--device-broker", help="broker URL written into bootstrap bundles (default --broker)")
     s.add_argument("--broker-config-dir", help="where `hub broker-config` wrote the broker's files (default: recorded)")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     add_command(hub_p, "info", hub_info, "the hub's key (and its fingerprint) and broker, as devices see them")
+    s = add_command(hub_p, "ca", hub_ca, "the hub CA's certificate, for --ca-file: from the data dir, or --fetch")
+    s.add_argument("--data-dir", help="on the hub machine: the hub's data dir (default ./.edgefleet/hub)")
+    s.add_argument("--out", help="write it to this file (default: print it)")
+    s.add_argument(
+        "--fetch", action="store_true", help="from the hub at --hub (GET /api/v1/hub) instead: trust on first use"
+    )
+    s.add_argument("--fingerprint", help="with --fetch: refuse a CA whose sha256 fingerprint is not this")
     s = add_command(hub_p, "rotate-key", rotate_key, "rotate the manifest key: announce a next key, then switch to it")
     s.add_argument("--status", action="store_true", help="show the rotation and which devices acknowledged it")
     s.add_argument("--finish", action="store_true", help="sign with the next key (every device acknowledged it)")

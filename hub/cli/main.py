@@ -1,16 +1,17 @@
 """``edgefleet``: the operator's command line (talks to the hub's REST API only).
 
     edgefleet demo
-    edgefleet hub serve|broker-config|info|rotate-key
+    edgefleet hub serve|broker-config|ca|info|rotate-key
     edgefleet hub token create|list|revoke      (on the hub machine, in its database)
     edgefleet login
     edgefleet token create|list|revoke          (through the API, admin role)
-    edgefleet model register|list|show|delete|deploy
-    edgefleet service list|show|score|delete
+    edgefleet model register|list|show|download|delete|deploy
+    edgefleet service list|show|update|score|logs|keys|delete
     edgefleet device register|label|revoke|delete|list|show|ping|restart-module|logs
 
 Commands that call the hub need an operator token: ``--token``, else ``EDGEFLEET_TOKEN``, else the
-config file ``edgefleet login`` writes (config.py).
+config file ``edgefleet login`` writes (config.py); an https:// hub with its own CA needs
+``--ca-file`` (``edgefleet hub ca`` writes the CA on the hub machine).
 
 Progress goes to stderr, results to stdout (``--output json`` for scripts). User errors are one
 line on stderr and exit status 1, never a traceback.
@@ -38,6 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--token",
         help="operator token (else EDGEFLEET_TOKEN, else the config file); others on this machine can see a "
         "command line, so prefer those",
+    )
+    p.add_argument(
+        "--ca-file",
+        help="CA certificate (PEM) an https:// hub's certificate must chain to, e.g. from `edgefleet hub ca` (else "
+        "EDGEFLEET_CA_FILE, else the config file; default: the public CAs)",
+    )
+    p.add_argument(
+        "--allow-plain-http",
+        action="store_true",
+        help="send the token to an http:// hub beyond this machine, in clear (else EDGEFLEET_ALLOW_PLAIN_HTTP=1)",
     )
     p.add_argument("-o", "--output", choices=FORMATS, default="table", help="output format")
     groups = p.add_subparsers(dest="group", metavar="COMMAND", required=True)

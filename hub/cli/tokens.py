@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,7 +20,6 @@ from edgefleet.hub.cli.command import Context, add_command, add_group, say
 from edgefleet.hub.cli.config import write_config
 from edgefleet.hub.cli.output import Result
 from edgefleet.hub.cli.tables import token_line, token_table
-from edgefleet.hub.client import HubClient
 from edgefleet.hub.errors import ClientError
 from edgefleet.hub.schemas import Role, TokenCreate, TokenCreated, TokenView
 
@@ -71,16 +71,18 @@ def _read_token() -> str:
 
 
 def login(ctx: Context) -> Result[TokenView]:
-    """Check the token against the hub, then keep both in the config file (0600)."""
+    """Check the token against the hub, then keep hub, token and CA file in the config file (0600)."""
     hub = ctx.connection.hub
+    ca_file = ctx.connection.ca_file
     token = ctx.args.token or _read_token()
     if not token:
         raise ClientError("no token given: pass --token TOKEN, or type or pipe it in")
-    with HubClient(hub, token) as client:
+    with ctx.open_client(hub, token) as client:
         me = client.whoami()
     path = ctx.config_path
-    write_config(path, hub, token)
-    say(f"wrote {path} (readable by you only)")
+    stored_ca = str(Path(ca_file).expanduser().resolve()) if ca_file else None  # later commands run anywhere
+    write_config(path, hub, token, stored_ca)
+    say(f"wrote {path} (readable by you only)" + (f", trusting the CA in {stored_ca}" if stored_ca else ""))
     return Result(me, lambda t: f"logged in to {hub} with {token_line(t)}")
 
 
@@ -105,3 +107,6 @@ def add_commands(groups: Any) -> None:
     # SUPPRESS: `edgefleet --hub URL login` and `edgefleet login --hub URL` both work
     s.add_argument("--hub", default=argparse.SUPPRESS, help="hub URL (default: as for every command)")
     s.add_argument("--token", default=argparse.SUPPRESS, help="the token (default: read from the terminal or stdin)")
+    s.add_argument(
+        "--ca-file", default=argparse.SUPPRESS, help="the hub's CA certificate (PEM), kept in the config file too"
+    )

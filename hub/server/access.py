@@ -24,7 +24,7 @@ _API_DOCS = "the API's own description (OpenAPI, Swagger UI, ReDoc): no fleet da
 OPEN_ROUTES: Mapping[Route, str] = {
     ("GET", "/api/v1/health"): "liveness probes",
     ("GET", "/api/v1/hub"): "public: the manifest-signing key, its fingerprint (agents may pin it on first use "
-    "against one given to them) and the broker URL",
+    "against one given to them), the broker URL and the hub CA's certificate",
     ("GET", "/openapi.json"): _API_DOCS,
     ("HEAD", "/openapi.json"): _API_DOCS,
     ("GET", "/docs"): _API_DOCS,
@@ -52,6 +52,7 @@ ROUTE_ROLES: Mapping[Route, Role] = {
     ("POST", "/api/v1/models"): Role.DEPLOY,
     ("DELETE", "/api/v1/models/{name}/versions/{version}"): Role.DEPLOY,
     ("POST", "/api/v1/services"): Role.DEPLOY,
+    ("PATCH", "/api/v1/services/{name}"): Role.DEPLOY,
     ("DELETE", "/api/v1/services/{name}"): Role.DEPLOY,
     ("POST", "/api/v1/devices/{device_id}/methods/{method}"): Role.DEPLOY,
     # scoring endpoint keys: whoever may deploy a service may call it (deploy, not read)

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgefleet import hub
+from edgefleet.hub.certs import fingerprint
 from edgefleet.hub.errors import Forbidden, HubError, RangeNotSatisfiable, Unauthenticated, http_status
 from edgefleet.hub.schemas import (
     BlobStored,
@@ -39,7 +40,9 @@ from edgefleet.hub.schemas import (
     ModelCreate,
     ModelView,
     ServiceCreate,
+    ServiceDeployed,
     ServiceKeys,
+    ServiceUpdate,
     ServiceView,
     TokenCreate,
     TokenCreated,
@@ -71,6 +74,8 @@ def _describe_validation(exc: RequestValidationError) -> str:
 
 def create_app(hub_: Hub) -> FastAPI:
     registry, blobs, keys, controller = hub_.registry, hub_.blobs, hub_.keys, hub_.controller
+    ca_pem = hub_.ca.cert_pem
+    ca_fingerprint = fingerprint(ca_pem)
     app = FastAPI(
         dependencies=[Depends(token_guard(hub_.auth, hub_.downloads))],  # every API route: see guard.py
         title="edgefleet hub",
@@ -129,6 +134,8 @@ def create_app(hub_: Hub) -> FastAPI:
             broker_connected=controller.connected.is_set(),
             next_key_id=nxt.key_id if nxt else None,
             next_key_fingerprint=nxt.fingerprint if nxt else None,
+            ca_certificate=ca_pem,
+            ca_fingerprint=ca_fingerprint,
         )
 
     @api.get(
@@ -227,9 +234,24 @@ def create_app(hub_: Hub) -> FastAPI:
         return Response(status_code=204)
 
     # services ----------------------------------------------------------------------------------
-    @api.post("/services", tags=["services"], status_code=201, response_model=ServiceView, summary="Deploy a service")
-    def deploy(req: ServiceCreate) -> ServiceView:
+    @api.post(
+        "/services",
+        tags=["services"],
+        status_code=201,
+        response_model=ServiceDeployed,
+        summary="Deploy a service; warnings name the config fields not applied as written",
+    )
+    def deploy(req: ServiceCreate) -> ServiceDeployed:
         return registry.deploy(req)
+
+    @api.patch(
+        "/services/{name}",
+        tags=["services"],
+        response_model=ServiceDeployed,
+        summary="Update a service: the parts given replace the service's, the others stay",
+    )
+    def update_service(name: str, req: ServiceUpdate) -> ServiceDeployed:
+        return registry.update(name, req)
 
     @api.get("/services", tags=["services"], response_model=list[ServiceView])
     def list_services() -> list[ServiceView]:

@@ -79,6 +79,9 @@ def render_acl(placeholder: str = "%u") -> str:
     return "\n".join(lines) + "\n"
 
 
+MAX_QUEUED_MESSAGES = 100_000  # ~10 messages for each of 10,000 devices; devices themselves get few
+
+
 def render_mosquitto_conf(directory: Path, options: BrokerOptions) -> str:
     d = directory.resolve()
     lines = [
@@ -90,6 +93,10 @@ def render_mosquitto_conf(directory: Path, options: BrokerOptions) -> str:
         f"pid_file {d / PID_FILE}",
         "persistence true",
         f"persistence_location {d / 'data'}/",
+        # the hub's one session takes every device's presence, report and telemetry: after a broker
+        # restart the whole fleet's arrive at once, and Mosquitto's default queue (1000 per client)
+        # drops what does not fit (bench/broker_storm.py lost up to half of 1,000 devices' reports)
+        f"max_queued_messages {MAX_QUEUED_MESSAGES}",
         "log_dest stderr",
         "log_type error",
         "log_type warning",

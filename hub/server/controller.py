@@ -3,11 +3,20 @@
 - ingests registered devices' reported state, presence, telemetry and direct-method responses into
   the store; a device that is not registered, or is revoked, is not listened to (logged once, nothing
   stored), and a report's labels are never the device's (operators set labels);
+- believes no device about generations it was never issued: once the hub has issued a device a
+  manifest and believed a report of it, a report of a generation past the last one issued is refused
+  (not stored; logged once per device and claim: forged, or the database restored from an older
+  backup). Before that, a device ahead of the hub is caught up (generations.py);
+- answers a device that reports it rejected a manifest, and a generation below the current one (it
+  never took the current manifest: e.g. garbage left retained over it on its desired topic), by
+  publishing the stored manifest again, retained, with a per-device back-off so a device that
+  rejects the real manifest too is not flooded (republish.py);
 - connects as the hub's own identity (client certificate or username/password, over TLS for
   ``mqtts://``), so a locked-down broker gives it every edgefleet topic and devices only their own;
 - reconciles: renders every device's modules and, when they differ from the manifest last
   published to it (or the key it is signed with, or announces, changed: rotation.py), signs a new
-  manifest with the next generation and publishes it retained, QoS 1;
+  manifest with the next generation and publishes it retained, QoS 1; whatever one device's data
+  makes fail is logged and skipped, and the pass goes on with the other devices;
 - republishes every stored manifest after (re)connecting, so a broker that lost its retained
   messages gets them back;
 - calls direct methods: a call signed for one device with the next sequence number on its
@@ -15,7 +24,8 @@
   pending correlation id and the digest of the very call published (anything else is logged and
   ignored, so no other client can answer for a device).
 
-Rendering is pure (render.py); this module only moves bytes and calls the store.
+Rendering and the decisions are pure (render.py, generations.py, republish.py); this module only
+moves bytes and calls the store.
 """
 
 from __future__ import annotations
@@ -23,7 +33,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, get_args
@@ -33,13 +45,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
 from edgefleet.hub.errors import HubError, InvalidRequest, MethodTimeout
-from edgefleet.hub.server.generations import next_generation
+from edgefleet.hub.server import republish
+from edgefleet.hub.server.generations import next_generation, report_refused
 from edgefleet.hub.server.grants import BlobGrants
 from edgefleet.hub.server.method_sequence import MethodSequence
 from edgefleet.hub.server.mqtt_url import MqttConnection
-from edgefleet.hub.server.render import DeviceView, index_models, modules_wire, render_device
+from edgefleet.hub.server.render import DeviceView, ModelIndex, index_models, modules_wire, render_device
 from edgefleet.hub.server.rotation import HubKeys, trust_of
-from edgefleet.hub.server.store import DesiredRecord, Store
+from edgefleet.hub.server.store import DesiredRecord, DeviceRecord, ServiceRecord, Store
 from edgefleet.protocol.models import (
     DeviceManifest,
     DirectMethodName,
@@ -79,14 +92,25 @@ def parse_presence(device_id: str, payload: bytes) -> Presence | None:
 
 
 class Controller:
-    def __init__(self, store: Store, keys: HubKeys, connection: MqttConnection, grants: BlobGrants) -> None:
+    def __init__(
+        self,
+        store: Store,
+        keys: HubKeys,
+        connection: MqttConnection,
+        grants: BlobGrants,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
+        self.clock = clock  # for the republish back-off (seconds; tests may stop it)
         self.keys = keys
         self.grants = grants
         self.broker_url = connection.url
         self._host, self._port = connection.address.host, connection.address.port
         self.connected = threading.Event()
         self._ignored: set[str] = set()  # ids not listened to, each logged once
+        # Kept by ingest (the MQTT thread), popped when a device leaves: single dict operations.
+        self._refused_claims: dict[str, int] = {}  # device -> the refused generation last logged for it
+        self._republishing: dict[str, republish.Backoff] = {}  # device -> its republish back-off
         self.telemetry: dict[str, Telemetry] = {}
         self._pending: dict[str, _PendingCall] = {}
         self._pending_lock = threading.Lock()
@@ -198,6 +222,8 @@ class Controller:
         for kind in kinds:
             self._client.publish(topic(device_id, kind), b"", qos=1, retain=True)
         self.telemetry.pop(device_id, None)
+        self._republishing.pop(device_id, None)
+        self._refused_claims.pop(device_id, None)
 
     @property
     def ignored(self) -> frozenset[str]:
@@ -215,15 +241,16 @@ class Controller:
                 device_id,
             )
 
-    def _listened(self, device_id: str, kind: TopicKind) -> bool:
+    def _listened(self, device_id: str, kind: TopicKind) -> DeviceRecord | None:
+        """The device when it is listened to (registered), else None (logged once)."""
         device = self.store.get_device(device_id)
         if device is None:
             self._not_listened(device_id, kind, "not registered")
-            return False
+            return None
         if device.status != "registered":
             self._not_listened(device_id, kind, "revoked")
-            return False
-        return True
+            return None
+        return device
 
     # ingestion ---------------------------------------------------------------------------------
     def ingest(self, device_id: str, kind: TopicKind, payload: bytes) -> None:
@@ -237,13 +264,23 @@ class Controller:
             if report.device_id != device_id:
                 log.warning("report on %s's topic names device %s; ignored", device_id, report.device_id)
                 return
-            recorded = self.store.record_report(report, now)  # None: not registered, or revoked
+            device = self._listened(device_id, kind)
+            if device is None:
+                return
+            desired = self.store.get_desired(device_id)
+            if desired is not None and report_refused(
+                desired.generation, device.last_report is not None, report.generation
+            ):
+                self._refuse(device_id, report.generation, desired.generation)
+                return
+            recorded = self.store.record_report(report, now)  # None: revoked since
             if recorded is None:
                 self._not_listened(device_id, kind, "not registered or revoked")
                 return
-            desired = self.store.get_desired(device_id)
             if recorded[1] or (desired is not None and report.generation > desired.generation):
-                self.request_reconcile()
+                self.request_reconcile()  # new capabilities, or a device first heard ahead of the hub
+            if desired is not None:
+                self._answer_rejection(report, desired)
         elif kind is TopicKind.PRESENCE:
             presence = parse_presence(device_id, payload)
             if presence is None:
@@ -294,9 +331,66 @@ class Controller:
                     call.response = response
                     call.done.set()
 
+    def _refuse(self, device_id: str, claimed: int, issued: int) -> None:
+        """A report claims a generation the hub never issued (generations.report_refused): not stored."""
+        if self._refused_claims.get(device_id) == claimed:
+            return  # a retained forgery comes back on every reconnect: said once is enough
+        self._refused_claims[device_id] = claimed
+        log.warning(
+            "device %s reports generation %d, but the hub issued it only up to generation %d: report refused, "
+            "nothing in it is believed (logged again only for another claimed generation). Either the report is forged (by the "
+            "device, or by anyone who can publish on its topic: a broker without ACLs, see `edgefleet hub "
+            "broker-config`), or the hub's database was restored from an older backup and the device really took "
+            "a later generation. Then it refuses every manifest up to that one, and no command raises the hub's "
+            "generation: delete the device (`edgefleet device delete %s`), register it again (`edgefleet device "
+            "register %s`) and start it with the new bundle; the hub then publishes past what it reports",
+            device_id,
+            claimed,
+            issued,
+            device_id,
+            device_id,
+        )
+
+    def _answer_rejection(self, report: ReportedState, desired: DesiredRecord) -> None:
+        """Give the stored manifest again to a device that rejected something instead (republish.py)."""
+        device_id = report.device_id
+        decision = republish.decide(
+            self._republishing.get(device_id),
+            desired.generation,
+            report.generation,
+            bool(report.rejected),
+            self.clock(),
+        )
+        if decision.backoff is None:
+            self._republishing.pop(device_id, None)
+        else:
+            self._republishing[device_id] = decision.backoff
+        if decision.action is republish.Action.REPUBLISH:
+            assert decision.backoff is not None
+            self._client.publish(topic(device_id, TopicKind.DESIRED), desired.payload, qos=1, retain=True)
+            log.info(
+                "device %s reports generation %d and rejected a manifest (%.200r): republished generation %d "
+                "(again no sooner than in %.0f s)",
+                device_id,
+                report.generation,
+                report.rejected,
+                desired.generation,
+                decision.backoff.delay_s,
+            )
+        elif decision.action is republish.Action.SUPPRESSED:
+            log.debug(
+                "device %s still rejects (%.200r); generation %d not republished yet (back-off)",
+                device_id,
+                report.rejected,
+                desired.generation,
+            )
+
     # reconcile ---------------------------------------------------------------------------------
     def reconcile(self) -> dict[str, int]:
-        """Publish a new manifest to every device whose rendered modules changed; returns {device: generation}."""
+        """Publish a new manifest to every device whose rendered modules changed; returns {device: generation}.
+
+        One device's data (a corrupted stored manifest, say) fails only that device: the others are
+        still reconciled in the same pass."""
         published: dict[str, int] = {}
         with self._reconcile_lock:
             services = self.store.list_services()
@@ -305,28 +399,38 @@ class Controller:
                 if device.status != "registered":
                     continue  # revoked: its desired state was cleared, nothing is published to it
                 try:
-                    modules = render_device(services, DeviceView.of(device), models, self.grants)
-                except HubError as exc:
-                    log.error("device %s: cannot render its manifest: %s", device.device_id, exc)
+                    generation = self._reconcile_device(device, services, models)
+                except Exception:
+                    log.exception("device %s: reconcile failed; went on with the other devices", device.device_id)
                     continue
-                wire = modules_wire(modules)
-                current = self.store.get_desired(device.device_id)
-                trust = (self.keys.current.key_id, self.keys.announced)
-                resign = trust_of(current.payload) != trust if current else self.keys.announced is not None
-                generation = next_generation(
-                    current.generation if current else None,
-                    current.modules if current else None,
-                    wire,
-                    device.last_report.generation if device.last_report else 0,
-                    resign=resign,
-                )
-                if generation is None:
-                    continue
-                manifest = DeviceManifest(
-                    device_id=device.device_id, generation=generation, modules=modules, next_hub_key=self.keys.announced
-                )
-                published[device.device_id] = self._publish_manifest(manifest, wire)
+                if generation is not None:
+                    published[device.device_id] = generation
         return published
+
+    def _reconcile_device(self, device: DeviceRecord, services: list[ServiceRecord], models: ModelIndex) -> int | None:
+        """The generation published to ``device``, or None when it already has what it should."""
+        try:
+            modules = render_device(services, DeviceView.of(device), models, self.grants)
+        except HubError as exc:
+            log.error("device %s: cannot render its manifest: %s", device.device_id, exc)
+            return None
+        wire = modules_wire(modules)
+        current = self.store.get_desired(device.device_id)
+        trust = (self.keys.current.key_id, self.keys.announced)
+        resign = trust_of(current.payload) != trust if current else self.keys.announced is not None
+        generation = next_generation(
+            current.generation if current else None,
+            current.modules if current else None,
+            wire,
+            device.last_report.generation if device.last_report else 0,
+            resign=resign,
+        )
+        if generation is None:
+            return None
+        manifest = DeviceManifest(
+            device_id=device.device_id, generation=generation, modules=modules, next_hub_key=self.keys.announced
+        )
+        return self._publish_manifest(manifest, wire)
 
     def _publish_manifest(self, manifest: DeviceManifest, wire: list[dict[str, Any]]) -> int:
         signed = sign_manifest(manifest, self.keys.current)

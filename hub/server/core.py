@@ -1,10 +1,11 @@
-"""The hub's parts wired together: settings -> store, blob store, keys and CA, identities, controller, registry,
-token authority."""
+"""The hub's parts wired together: settings -> store, blob store, keys and CA, the API's certificate, identities,
+controller, registry, token authority."""
 
 from __future__ import annotations
 
 import logging
 
+from edgefleet.hub.server.api_tls import check_settings, plain_http_warning, served_certificate
 from edgefleet.hub.server.artifacts import BlobStore
 from edgefleet.hub.server.auth import Authority, DeviceDownloads
 from edgefleet.hub.server.ca import CertificateAuthority
@@ -22,9 +23,11 @@ log = logging.getLogger(__name__)
 class Hub:
     def __init__(self, settings: HubSettings) -> None:
         self.settings = settings
+        check_settings(settings)  # before anything is made in the data dir
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.keys = HubKeys.load_or_create(settings.key_path)
         self.ca = CertificateAuthority.load_or_create(settings.ca_dir)
+        self.api_certificate = served_certificate(settings, self.ca)  # None: plain HTTP
         self.store: Store = open_store(settings.db_url)
         self.blobs = BlobStore(settings.blob_dir)
         self.identities = Identities(settings, self.store, self.ca, self.keys)
@@ -42,6 +45,8 @@ class Hub:
             self.settings.broker_url,
             self.settings.base_url,
         )
+        if (warning := plain_http_warning(self.settings)) is not None:
+            log.warning(warning)
         if self.identities.broker is not None:
             try:  # a fresh CRL each start (each is valid for a year), read by the broker when it (re)loads
                 self.identities.write_broker_files()

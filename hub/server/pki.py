@@ -6,8 +6,8 @@ tests pin subjects, extensions, validity and CRL contents exactly. ``ca.py`` kee
 - the CA: EC P-256, basic constraints CA (path length 0), key usage certificate and CRL signing;
 - a client certificate: subject CN = the identity (a device id, or ``edgefleet-hub``), extended
   key usage clientAuth only, so it cannot serve as a broker's certificate;
-- a server certificate (the broker's): subject alternative names (DNS names and IP addresses),
-  extended key usage serverAuth only;
+- a server certificate (the broker's, the hub API's): subject alternative names (DNS names and IP
+  addresses), extended key usage serverAuth only;
 - the CRL: every revoked serial whose certificate has not expired yet.
 """
 
@@ -139,7 +139,7 @@ def build_server_cert(
     now: datetime,
     days: int = SERVER_DAYS,
 ) -> x509.Certificate:
-    """The broker's certificate: valid for each of ``hosts`` (DNS names or IP addresses)."""
+    """A server's certificate (the broker's, the hub API's): valid for each of ``hosts`` (DNS names or IP addresses)."""
     if not hosts:
         raise ValueError("a server certificate needs at least one host name or IP address")
     names: list[x509.GeneralName] = []
@@ -221,6 +221,16 @@ def load_key(pem: bytes) -> PrivateKey:
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ValueError("not an EC private key")
     return key
+
+
+def alt_names(cert: x509.Certificate) -> tuple[str, ...]:
+    """The DNS names and IP addresses a server certificate is valid for (none: no such extension)."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    ips = [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+    return (*san.get_values_for_type(x509.DNSName), *ips)
 
 
 def common_name(cert: x509.Certificate) -> str:

@@ -8,7 +8,6 @@ and answers go out as API schemas; store records stay inside (``model_view`` & c
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -19,12 +18,13 @@ from edgefleet.hub.configs import (
     DEPLOYMENT_CONFIG,
     INFERENCE_CONFIG,
     DeploymentConfig,
+    DeploymentRead,
     InferenceConfig,
-    parse_deployment_config,
-    parse_inference_config,
+    read_deployment_config,
+    read_inference_config,
 )
 from edgefleet.hub.errors import Conflict, InvalidRequest, NotFound
-from edgefleet.hub.refs import parse_model_ref
+from edgefleet.hub.refs import check_service_name, parse_model_query
 from edgefleet.hub.schemas import (
     BrokerReloadView,
     CredentialView,
@@ -39,7 +39,9 @@ from edgefleet.hub.schemas import (
     ModelCreate,
     ModelView,
     ServiceCreate,
+    ServiceDeployed,
     ServiceKeys,
+    ServiceUpdate,
     ServiceView,
 )
 from edgefleet.hub.server import rotation
@@ -52,7 +54,7 @@ from edgefleet.hub.server.render import describe_target, targets
 from edgefleet.hub.server.service_state import DeviceObservation, service_status
 from edgefleet.hub.server.store import CredentialRecord, DeviceRecord, FileEntry, ModelRecord, ServiceRecord, Store
 from edgefleet.hub.server.store.records import ScoringKeys
-from edgefleet.protocol.models import MODULE_NAME_PATTERN, utcnow
+from edgefleet.protocol.models import ModelRef, utcnow
 from edgefleet.protocol.topics import TopicKind, check_device_id
 
 log = logging.getLogger(__name__)
@@ -104,15 +106,28 @@ def new_scoring_key() -> str:
 
 
 def keys_for_deployment(
-    auth_enabled: bool, existing: ScoringKeys | None, new_key: Callable[[], str] = new_scoring_key
+    auth_enabled: bool,
+    existing: ScoringKeys | None,
+    new_key: Callable[[], str] = new_scoring_key,
+    given: tuple[str | None, str | None] = (None, None),
 ) -> ScoringKeys | None:
-    """The keys a (re)deployed service gets: none without authEnabled; the ones it has when it is
-    deployed again (clients keep working); two new ones when auth is newly enabled."""
+    """The keys a (re)deployed service gets: none without authEnabled; the ones its deployment
+    config gives (Azure ML's ``keys``), each in place of the one it has when it is deployed again
+    (clients keep working) or of a new one when auth is newly enabled."""
     if not auth_enabled:
         return None
-    if existing is not None:
+    primary, secondary = given
+    if existing is not None and primary is None and secondary is None:
         return existing
-    return ScoringKeys(primary_key=new_key(), secondary_key=new_key())
+    keys = ScoringKeys(
+        primary_key=primary or (existing.primary_key if existing else new_key()),
+        secondary_key=secondary or (existing.secondary_key if existing else new_key()),
+    )
+    if keys.primary_key == keys.secondary_key:
+        raise InvalidRequest(
+            f"{DEPLOYMENT_CONFIG}: keys: the key given equals the service's other scoring key; the two must differ"
+        )
+    return keys
 
 
 def rotated(keys: ScoringKeys, which: Literal["primary", "secondary"], fresh: str) -> ScoringKeys:
@@ -182,50 +197,114 @@ class Registry:
         self.store.delete_model(name, version)
 
     # services ----------------------------------------------------------------------------------
-    def deploy(self, req: ServiceCreate) -> ServiceView:
-        if not re.match(MODULE_NAME_PATTERN, req.name):
-            raise InvalidRequest(
-                f"service name {req.name!r}: use 1-63 lowercase letters, digits and '-', starting and ending "
-                "with a letter or digit (it names the module on every device)"
-            )
+    def resolve_model(self, text: str) -> ModelRef:
+        """``NAME:VERSION`` of a registered model, or ``NAME`` for its latest version."""
+        query = parse_model_query(text)
+        if query.version is not None:
+            self.get_model(query.name, query.version)
+            return ModelRef(name=query.name, version=query.version)
+        versions = [m.version for m in self.store.list_models(query.name)]
+        if not versions:
+            raise NotFound(f"model {query.name} is not registered (`edgefleet model list` shows the models)")
+        return ModelRef(name=query.name, version=max(versions))
+
+    def _resolve_models(self, texts: list[str]) -> list[ModelRef]:
+        refs = [self.resolve_model(m) for m in texts]
+        seen = [f"{r.name}:{r.version}" for r in refs]
+        twice = sorted({r for r in seen if seen.count(r) > 1})
+        if twice:
+            raise InvalidRequest(f"model(s) {', '.join(twice)} listed twice (NAME alone is its latest version)")
+        return refs
+
+    def deploy(self, req: ServiceCreate) -> ServiceDeployed:
+        check_service_name(req.name)
         existing = self.store.get_service(req.name)
         if existing is not None and not req.overwrite:
-            raise Conflict(f"service {req.name} already exists; delete it first or deploy with overwrite")
-        refs = [parse_model_ref(m) for m in req.models]
-        for ref in refs:
-            self.get_model(ref.name, ref.version)
-        ic = (
-            parse_inference_config(req.inference_config, INFERENCE_CONFIG)
-            if req.inference_config
-            else InferenceConfig()
+            raise Conflict(
+                f"service {req.name} already exists; delete it first, deploy with overwrite, or update it "
+                f"(`edgefleet service update {req.name}`)"
+            )
+        refs = self._resolve_models(req.models)
+        ic = read_inference_config(req.inference_config, INFERENCE_CONFIG) if req.inference_config else None
+        dc = read_deployment_config(req.deployment_config, DEPLOYMENT_CONFIG) if req.deployment_config else None
+        return self._put(
+            req.name,
+            existing,
+            refs,
+            ic.config if ic else InferenceConfig(),
+            dc,
+            req.source_files,
+            (ic.warnings if ic else ()) + (dc.warnings if dc else ()),
         )
+
+    def update(self, name: str, req: ServiceUpdate) -> ServiceDeployed:
+        """Change what the request gives (models, either config, the source files), keep the rest."""
+        existing = self.get_service(name)
+        if all(v is None for v in (req.models, req.inference_config, req.deployment_config, req.source_files)):
+            raise InvalidRequest(
+                f"nothing to update for service {name}: give models, inferenceConfig, deploymentConfig or sourceFiles"
+            )
+        refs = self._resolve_models(req.models) if req.models is not None else list(existing.models)
+        ic = read_inference_config(req.inference_config, INFERENCE_CONFIG) if req.inference_config is not None else None
         dc = (
-            parse_deployment_config(req.deployment_config, DEPLOYMENT_CONFIG)
-            if req.deployment_config
-            else DeploymentConfig()
+            read_deployment_config(req.deployment_config, DEPLOYMENT_CONFIG)
+            if req.deployment_config is not None
+            else DeploymentRead(existing.deployment_config)
         )
-        self._check_files(req.source_files, f"service {req.name} source")
-        if ic.entry_script and ic.entry_script not in {f.path for f in req.source_files}:
+        files = (
+            req.source_files
+            if req.source_files is not None
+            else [schemas.FileEntry(path=f.path, digest=f.digest, size=f.size) for f in existing.source_files]
+        )
+        return self._put(
+            name,
+            existing,
+            refs,
+            ic.config if ic else existing.inference_config,
+            dc,
+            files,
+            (ic.warnings if ic else ()) + (dc.warnings if req.deployment_config is not None else ()),
+        )
+
+    def _put(
+        self,
+        name: str,
+        existing: ServiceRecord | None,
+        refs: list[ModelRef],
+        ic: InferenceConfig,
+        dc: DeploymentRead | None,
+        source_files: list[schemas.FileEntry],
+        warnings: tuple[str, ...],
+    ) -> ServiceDeployed:
+        """Check and store a service as it is to run, and roll it out."""
+        deployment = dc.config if dc else DeploymentConfig()
+        self._check_files(source_files, f"service {name} source")
+        if ic.entry_script and ic.entry_script not in {f.path for f in source_files}:
             raise InvalidRequest(
                 f"{INFERENCE_CONFIG}: entryScript {ic.entry_script!r} is not among the uploaded source files "
-                f"({len(req.source_files)} file(s)); check sourceDirectory"
+                f"({len(source_files)} file(s)); check sourceDirectory"
             )
+        given = (dc.primary_key, dc.secondary_key) if dc else (None, None)
         now = utcnow()
         record = ServiceRecord(
-            name=req.name,
+            name=name,
             models=refs,
             inference_config=ic,
-            deployment_config=dc,
-            source_files=_stored_files(req.source_files),
+            deployment_config=deployment,
+            source_files=_stored_files(source_files),
             created=existing.created if existing else now,
             updated=now,
-            keys=keys_for_deployment(dc.auth_enabled, existing.keys if existing else None),
+            keys=keys_for_deployment(deployment.auth_enabled, existing.keys if existing else None, given=given),
         )
         self.store.put_service(record)
-        log.info("deployed service %s (models %s)", record.name, ", ".join(req.models))
+        what = "updated" if existing else "deployed"
+        log.info("%s service %s (models %s)", what, name, ", ".join(f"{r.name}:{r.version}" for r in refs))
+        for line in warnings:
+            log.info("service %s: %s", name, line)
         # Published before answering, so the state the caller reads next already counts the new manifests.
         self.controller.reconcile()
-        return self.service_view(record)
+        view = self.service_view(record)
+        return ServiceDeployed(**dict(view), warnings=list(warnings))
 
     def get_service(self, name: str) -> ServiceRecord:
         record = self.store.get_service(name)

@@ -4,6 +4,8 @@
 
     with HubServer(HubSettings(data_dir=..., port=0, broker_url=...)) as server:
         httpx.get(server.url + "/api/v1/hub")
+
+With ``tls=True`` the URL is https:// and the certificate is from the hub CA (``<data-dir>/ca/ca.pem``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def _resolve_port(settings: HubSettings) -> HubSettings:
 
 
 def _uvicorn_config(hub: Hub) -> uvicorn.Config:
+    served = hub.api_certificate
     return uvicorn.Config(
         create_app(hub),
         host=hub.settings.host,
@@ -44,6 +47,8 @@ def _uvicorn_config(hub: Hub) -> uvicorn.Config:
         log_level="warning",
         access_log=False,
         lifespan="off",
+        ssl_certfile=served.cert_file if served else None,
+        ssl_keyfile=served.key_file if served else None,
     )
 
 
@@ -53,7 +58,10 @@ def serve(settings: HubSettings) -> None:
     hub.start()
     try:
         server = uvicorn.Server(_uvicorn_config(hub))
-        log.info("hub API listening on http://%s:%d/api/v1 (OpenAPI at /docs)", hub.settings.host, hub.settings.port)
+        scheme = "https" if hub.settings.api_tls else "http"
+        log.info(
+            "hub API listening on %s://%s:%d/api/v1 (OpenAPI at /docs)", scheme, hub.settings.host, hub.settings.port
+        )
         server.run()
         if not server.started:
             raise HubError(
@@ -80,7 +88,7 @@ class HubServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.settings.host}:{self.settings.port}"
+        return self.settings.local_url
 
     def start(self, timeout: float = 30.0) -> HubServer:
         self.hub = Hub(self.settings)

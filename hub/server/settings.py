@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MqttAuth = Literal["certificate", "password", "none"]
 
@@ -24,8 +24,23 @@ class HubSettings(BaseSettings):
         default=None, description="broker URL written into bootstrap bundles (what devices reach); default broker_url"
     )
     public_url: str | None = Field(
-        default=None, description="base URL devices use to fetch artifacts; default http://<host>:<port>"
+        default=None,
+        description="base URL devices use to fetch artifacts; default http(s)://<host>:<port>",
     )
+    # the API over HTTPS (README, Security: "The hub's API over TLS"; api_tls.py)
+    tls: bool = Field(
+        default=False, description="serve the API over HTTPS, with a certificate from the hub CA unless tls_cert_file"
+    )
+    server_names: Annotated[list[str] | None, NoDecode] = Field(
+        default=None,
+        description="DNS names and IP addresses in the hub CA's certificate for the API (comma-separated in the "
+        "environment); default localhost, 127.0.0.1, the listen address if an IP, the public URL's host",
+    )
+    tls_cert_file: Path | None = Field(
+        default=None,
+        description="the operator's own certificate (chain, PEM) for the API, e.g. a public CA's; implies tls",
+    )
+    tls_key_file: Path | None = Field(default=None, description="key of tls_cert_file (PEM)")
     database_url: str | None = Field(default=None, description="default sqlite:///<data_dir>/hub.db")
     method_timeout_s: float = Field(default=10.0, gt=0, description="default wait for a direct-method response")
     # the hub's identity at the broker (README, "Security")
@@ -51,12 +66,26 @@ class HubSettings(BaseSettings):
         default=None, description="where `hub broker-config` wrote the broker's files; default: what it recorded"
     )
 
+    @field_validator("server_names", mode="before")
+    @classmethod
+    def _names(cls, v: Any) -> Any:
+        return [n.strip() for n in v.split(",") if n.strip()] if isinstance(v, str) else v
+
+    @property
+    def api_tls(self) -> bool:
+        """Whether the API is served over HTTPS: ``tls``, or the operator's own certificate."""
+        return self.tls or self.tls_cert_file is not None
+
+    @property
+    def local_url(self) -> str:
+        """The API as a client on this machine reaches it."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"{'https' if self.api_tls else 'http'}://{host}:{self.port}"
+
     @property
     def base_url(self) -> str:
-        if self.public_url:
-            return self.public_url.rstrip("/")
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"http://{host}:{self.port}"
+        return self.public_url.rstrip("/") if self.public_url else self.local_url
 
     @property
     def db_url(self) -> str:
@@ -81,6 +110,14 @@ class HubSettings(BaseSettings):
     @property
     def identity_dir(self) -> Path:
         return self.data_dir / "identity"
+
+    @property
+    def api_cert_path(self) -> Path:
+        return self.identity_dir / "api.pem"
+
+    @property
+    def api_key_path(self) -> Path:
+        return self.identity_dir / "api.key"
 
     @property
     def bundle_broker_url(self) -> str:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from edgefleet.protocol.signing import HubKey
 from tests.support.processes import free_port
 
 DATA = bytes(range(256)) * 40  # 10 KiB
+AZUREML = Path(__file__).resolve().parents[1] / "data" / "azureml"
 
 
 def token_for(server: HubServer, role: Role = Role.ADMIN, name: str | None = None) -> str:
@@ -133,8 +135,12 @@ def test_services_validate_configs_models_and_names(api: httpx.Client) -> None:
     assert r.json()["error"] == "deploymentconfig.json: prot: unknown field (did you mean port?)"
     r = api.post("/services", json={"name": "svc", "models": ["digits:7"]})
     assert r.status_code == 404 and "digits:7" in r.json()["error"]
-    r = api.post("/services", json={"name": "svc", "models": ["digits"]})
-    assert r.status_code == 400 and "NAME:VERSION" in r.json()["error"]
+    r = api.post("/services", json={"name": "svc", "models": ["digits:one"]})
+    assert r.status_code == 400 and "expected NAME or NAME:VERSION" in r.json()["error"]
+    r = api.post("/services", json={"name": "svc", "models": ["resnet"]})
+    assert r.status_code == 404 and r.json()["error"].startswith("model resnet is not registered")
+    r = api.post("/services", json={"name": "svc", "models": ["digits", "digits:1"]})
+    assert r.status_code == 400 and "digits:1 listed twice" in r.json()["error"]
     r = api.post("/services", json={"name": "Svc_1", "models": ["digits:1"]})
     assert r.status_code == 400 and "lowercase" in r.json()["error"]
     r = api.post("/services", json={"name": "svc", "models": ["digits:1"], "inferenceConfig": {"entryScript": "s.py"}})
@@ -205,9 +211,10 @@ def test_every_json_answer_is_an_api_schema_not_a_store_record(api: httpx.Client
         "POST /api/v1/models": "ModelView",
         "GET /api/v1/models": "ModelView",
         "GET /api/v1/models/{name}/versions/{version}": "ModelView",
-        "POST /api/v1/services": "ServiceView",
+        "POST /api/v1/services": "ServiceDeployed",
         "GET /api/v1/services": "ServiceView",
         "GET /api/v1/services/{name}": "ServiceView",
+        "PATCH /api/v1/services/{name}": "ServiceDeployed",
         "GET /api/v1/services/{name}/keys": "ServiceKeys",
         "POST /api/v1/services/{name}/keys/regenerate": "ServiceKeys",
         "GET /api/v1/devices": "DeviceView",
@@ -288,3 +295,58 @@ def test_scoring_keys_are_issued_kept_shown_only_on_their_route_and_rotated_one_
     assert api.get("/services/svc/keys").status_code == 409
     for log in (tmp_path / "hub").rglob("*.log"):
         assert rotated["primaryKey"] not in log.read_text()
+
+
+def test_azure_ml_configs_deploy_with_warnings_and_name_alone_is_the_latest_version(api: httpx.Client) -> None:
+    register(api)
+    register(api, data=DATA[::-1])  # digits:2
+    aks = json.loads((AZUREML / "aks-deploymentconfig.json").read_text())
+    r = api.post("/services", json={"name": "svc", "models": ["digits"], "deploymentConfig": aks})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["models"] == [{"name": "digits", "version": 2}]
+    assert [w.split(": ")[1] for w in body["warnings"]] == ["computeType", "autoScaler", "dataCollection"]
+    dc = body["deploymentConfig"]
+    assert (dc["computeType"], dc["authEnabled"], dc["containerResourceRequirements"]) == (
+        "edge", True, {"cpu": 0.5, "memoryInGB": 1.0}
+    )  # fmt: skip
+    assert "autoScaler" not in dc and "warnings" not in api.get("/services/svc").json()  # said once, when deployed
+
+
+def test_update_changes_only_what_it_is_given(api: httpx.Client) -> None:
+    register(api)
+    register(api, data=DATA[::-1])
+    keys = {"primaryKey": "p" * 32, "secondaryKey": "s" * 32}
+    dc = {"computeType": "aks", "keys": keys, "scoringTimeoutMs": 5000, "target": {"labels": {"site": "lab"}}}
+    r = api.post("/services", json={"name": "svc", "models": ["digits:1"], "deploymentConfig": dc})
+    assert r.status_code == 201, r.text
+    assert api.get("/services/svc/keys").json() == keys  # Azure ML's keys are the service's keys
+    assert "p" * 32 not in api.get("/services/svc").text
+    created = r.json()["created"]
+
+    r = api.patch("/services/svc", json={"models": ["digits"]})  # the latest: digits:2
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["models"] == [{"name": "digits", "version": 2}] and body["warnings"] == []
+    assert body["deploymentConfig"]["target"] == {"labels": {"site": "lab"}, "devices": [], "accelerators": []}
+    assert body["deploymentConfig"]["scoringTimeoutMs"] == 5000 and body["created"] == created
+    assert api.get("/services/svc/keys").json() == keys  # kept: the clients' keys still work
+
+    r = api.patch("/services/svc", json={"deploymentConfig": {"computeType": "aci", "cpu_cores": 1}})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["models"] == [{"name": "digits", "version": 2}]  # untouched
+    assert body["deploymentConfig"]["containerResourceRequirements"]["cpu"] == 1
+    assert body["deploymentConfig"]["target"]["labels"] == {}  # a config file given replaces the service's
+    assert [w.split(": ")[1] for w in body["warnings"]] == ["computeType"]
+    assert api.get("/services/svc/keys").status_code == 409  # ACI: no authEnabled, no keys
+
+    r = api.patch("/services/svc", json={})
+    assert r.status_code == 400 and "nothing to update for service svc" in r.json()["error"]
+    r = api.patch("/services/nope", json={"models": ["digits"]})
+    assert r.status_code == 404 and "service nope does not exist" in r.json()["error"]
+    r = api.patch("/services/svc", json={"inferenceConfig": {"entryScript": "score.py"}})
+    assert r.status_code == 400 and "not among the uploaded source files (0 file(s))" in r.json()["error"]
+    r = api.patch("/services/svc", json={"deploymentConfig": {"autoscaler": {}}})
+    assert r.status_code == 400
+    assert r.json()["error"] == "deploymentconfig.json: autoscaler: unknown field (did you mean autoScaler?)"

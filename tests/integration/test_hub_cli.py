@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -20,8 +21,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edgefleet.protocol.digests import sha256_bytes
+from edgefleet.protocol.models import DirectMethodResponse
+from edgefleet.protocol.signing import request_digest
 from tests.integration.test_hub_controller import SPOOFED, FakeDevice, healthy, spoof_then_answer
 from tests.support.processes import Mosquitto, free_port, wait_for, wait_port
+
+AZUREML = Path(__file__).resolve().parents[1] / "data" / "azureml"
 
 
 class _Score(BaseHTTPRequestHandler):
@@ -175,6 +181,14 @@ def test_register_deploy_score_delete(tmp_path: Path, hub: Hub, mosquitto: Mosqu
         assert _Score.authorization == [None]  # the operator token goes to the hub only, never to a device
         r = edgefleet(hub, "service", "score", "svc", "--data", "{bad")
         assert r.returncode == 1 and "not valid JSON" in r.stderr
+        # the request body from a file, or from stdin (`--input-file -`), as az ml users pass it
+        body = tmp_path / "request.json"
+        body.write_text('{"data": [[3]]}')
+        r = edgefleet(hub, "service", "score", "svc", "--input-file", str(body))
+        assert r.returncode == 0 and json.loads(r.stdout)["echo"] == {"data": [[3]]}, r.stderr
+        env = {"EDGEFLEET_HUB": hub.url, "EDGEFLEET_TOKEN": hub.token, "EDGEFLEET_CONFIG": str(hub.config)}
+        r = run_cli("service", "score", "svc", "--input-file", "-", env=env, stdin_text='{"data": [[4]]}')
+        assert r.returncode == 0 and json.loads(r.stdout)["echo"] == {"data": [[4]]}, r.stderr
         r = edgefleet(hub, "service", "list")
         assert "svc" in r.stdout and "Healthy" in r.stdout
         assert "dev-1" in edgefleet(hub, "device", "list").stdout
@@ -203,7 +217,7 @@ def test_unreachable_hub_and_bad_arguments_are_one_line_errors(tmp_path: Path) -
         "--hub", "http://127.0.0.1:1", "model", "register", "-n", "m", "-p", str(tmp_path / "missing.onnx"), env=env
     )
     assert r.returncode == 1 and "no such file or folder" in r.stderr
-    r = run_cli("--hub", "http://127.0.0.1:1", "model", "show", "digits", env=env)
+    r = run_cli("--hub", "http://127.0.0.1:1", "model", "delete", "digits", env=env)
     assert r.returncode == 1 and "expected NAME:VERSION" in r.stderr
 
 
@@ -358,3 +372,150 @@ def test_device_logs_shows_the_devices_answer_never_a_spoofed_one(
     finally:
         spy.close()
         device.close()
+
+
+def _blob_stored(hub: Hub, data: bytes) -> bool:
+    auth = {"Authorization": f"Bearer {hub.token}"}
+    return httpx.head(f"{hub.url}/api/v1/blobs/{sha256_bytes(data)}", headers=auth).status_code == 200
+
+
+def test_azure_ml_configs_deploy_and_update_with_warnings_and_refusals_come_before_any_upload(
+    tmp_path: Path, hub: Hub
+) -> None:
+    for version, content in ((1, b"onnx-one"), (2, b"onnx-two")):
+        (tmp_path / f"m{version}.onnx").write_bytes(content)
+        r = edgefleet(hub, "model", "register", "-n", "digits", "-p", str(tmp_path / f"m{version}.onnx"))
+        assert r.returncode == 0 and r.stdout.strip() == f"digits:{version}", r.stderr
+    # the published files as they are, next to the source folder the inference config names
+    app = tmp_path / "app"
+    (app / "source_dir").mkdir(parents=True)
+    score = b"def init():\n    pass\n\ndef run(raw):\n    return raw\n"
+    (app / "source_dir" / "score.py").write_bytes(score)
+    ic, aks, local = app / "inferenceconfig.json", app / "aks.json", app / "local.json"
+    shutil.copy(AZUREML / "inferenceconfig-deploy-local.json", ic)
+    shutil.copy(AZUREML / "aks-deploymentconfig.json", aks)
+    shutil.copy(AZUREML / "local-deploymentconfig.json", local)
+    configs = ["--ic", str(ic), "--dc", str(aks), "--no-wait"]
+
+    # a bad service name, a model that is not registered: said before anything is uploaded
+    r = edgefleet(hub, "model", "deploy", "-n", "Digits_Svc", "-m", "digits", *configs)
+    assert r.returncode == 1 and "service name 'Digits_Svc': use 1-63 lowercase letters" in r.stderr
+    r = edgefleet(hub, "model", "deploy", "-n", "svc", "-m", "resnet", *configs)
+    assert r.returncode == 1 and "model resnet is not registered" in r.stderr
+    r = edgefleet(hub, "model", "deploy", "-n", "svc", "-m", "digits:7", *configs)
+    assert r.returncode == 1 and "model digits:7 does not exist (known versions: 1, 2)" in r.stderr
+    assert "upload" not in r.stderr and not _blob_stored(hub, score)
+
+    # accepted: the hub says, one line each, what the files ask for that does not apply on devices
+    r = edgefleet(hub, "model", "deploy", "-n", "svc", "-m", "digits", *configs)
+    assert r.returncode == 0, r.stderr
+    warned = [line for line in r.stderr.splitlines() if line.startswith("warning: ")]
+    assert [w.split(": ")[2] for w in warned] == [
+        "environment.name", "environment.python.condaDependencies", "environment.docker.baseImage",
+        "computeType", "autoScaler", "dataCollection",
+    ]  # fmt: skip
+    assert warned[3].startswith("warning: deploymentconfig.json: computeType: 'aks' is an Azure ML compute target")
+    assert "deployed svc: models digits:2; target any device" in r.stderr  # NAME alone: the latest version
+    assert _blob_stored(hub, score) and "service: svc" in r.stdout
+    r = edgefleet(hub, "model", "deploy", "-n", "svc", "-m", "digits", *configs)
+    assert r.returncode == 1 and "already exists; give --overwrite" in r.stderr and "upload" not in r.stderr
+
+    # an update changes only what it is given
+    r = edgefleet(hub, "-o", "json", "service", "update", "svc", "-m", "digits:1", "--no-wait")
+    assert r.returncode == 0, r.stderr
+    updated = json.loads(r.stdout)
+    assert updated["models"] == [{"name": "digits", "version": 1}] and updated["warnings"] == []
+    assert updated["deploymentConfig"]["authEnabled"] is True
+    assert updated["inferenceConfig"]["environment"]["environmentVariables"] == {"EXAMPLE_ENV_VAR": "EXAMPLE_VALUE"}
+    assert [f["path"] for f in updated["sourceFiles"]] == ["score.py"]
+    r = edgefleet(hub, "-o", "json", "service", "update", "svc", "--dc", str(local), "--no-wait")
+    assert r.returncode == 0, r.stderr
+    updated = json.loads(r.stdout)
+    assert updated["deploymentConfig"]["port"] == 32267 and updated["deploymentConfig"]["authEnabled"] is False
+    assert updated["models"] == [{"name": "digits", "version": 1}]
+    assert [w.split(": ")[1] for w in updated["warnings"]] == ["computeType"]  # in the JSON for scripts
+    assert "warning: deploymentconfig.json: computeType: 'local'" in r.stderr
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "helper.py").write_text("X = 1\n")
+    r = edgefleet(hub, "service", "update", "svc", "--source-dir", str(other), "--no-wait")
+    assert r.returncode == 1 and f"--source-dir {other}: the entry script 'score.py' is not in it" in r.stderr
+    r = edgefleet(hub, "service", "update", "svc")
+    assert (
+        r.returncode == 1 and "nothing to update: give -m MODEL, --ic FILE, --dc FILE or --source-dir DIR" in r.stderr
+    )
+    (app / "source_dir" / "score.py").write_bytes(score + b"# changed\n")
+    r = edgefleet(hub, "service", "update", "nope", "--ic", str(ic), "--no-wait")
+    assert r.returncode == 1 and "service nope does not exist" in r.stderr and "upload" not in r.stderr
+    assert not _blob_stored(hub, score + b"# changed\n")
+    r = edgefleet(hub, "-o", "json", "service", "update", "svc", "--ic", str(ic), "--no-wait")
+    assert r.returncode == 0 and "uploaded score.py" in r.stderr, r.stderr
+    assert _blob_stored(hub, score + b"# changed\n") and len(json.loads(r.stdout)["warnings"]) == 3
+
+
+def test_service_logs_asks_each_device_the_service_runs_on(tmp_path: Path, hub: Hub, mosquitto: Mosquitto) -> None:
+    for device_id in ("dev-1", "dev-2"):
+        r = edgefleet(hub, "device", "register", device_id, "--label", "site=lab", "--out", str(tmp_path / device_id))
+        assert r.returncode == 0, r.stderr
+    (tmp_path / "m.onnx").write_bytes(b"onnx")
+    assert edgefleet(hub, "model", "register", "-n", "digits", "-p", str(tmp_path / "m.onnx")).returncode == 0
+    dc = tmp_path / "dc.json"
+    dc.write_text(json.dumps({"target": {"labels": {"site": "lab"}}}))
+    r = edgefleet(hub, "model", "deploy", "-n", "svc", "-m", "digits", "--dc", str(dc), "--no-wait")
+    assert r.returncode == 0, r.stderr
+    one, two = (FakeDevice(mosquitto, d, answer_methods=False) for d in ("dev-1", "dev-2"))
+    try:
+
+        def answer_logs(device: FakeDevice, seen: int, lines: list[str]) -> None:
+            wait_for(lambda: len(device.methods) > seen, 30, what=f"the hub's call to {device.device_id}")
+            request = device.methods[seen].request
+            assert (request.method, request.params) == ("logs", {"module": "svc", "tail": 5})
+            digest = request_digest(device.commands[seen])
+            device.answer(DirectMethodResponse(correlation_id=request.correlation_id, status=200,
+                                               payload={"lines": lines}, request_digest=digest))  # fmt: skip
+
+        cli = start(hub, "service", "logs", "svc", "--tail", "5", "--timeout", "3")
+        answer_logs(one, 0, ["loaded digits:1", "scored 3 requests"])  # dev-2 stays silent
+        out, err = cli.communicate(timeout=60)
+        assert cli.returncode == 1, err  # one device did not answer: said, and the status says so
+        assert out.startswith("==> dev-1 <==\nloaded digits:1\nscored 3 requests\n\n==> dev-2 <==\nerror: ")
+        assert "did not answer 'logs'" in out
+
+        cli = start(hub, "-o", "json", "service", "logs", "svc", "--device", "dev-1", "--tail", "5")
+        answer_logs(one, 1, ["only dev-1"])
+        out, err = cli.communicate(timeout=60)
+        assert cli.returncode == 0, err
+        assert json.loads(out) == [{"device": "dev-1", "lines": ["only dev-1"]}]
+        assert len(two.methods) == 1  # not asked again
+        r = edgefleet(hub, "service", "logs", "svc", "--device", "dev-9")
+        assert r.returncode == 1 and "service svc does not run on device dev-9 (it runs on: dev-1, dev-2)" in r.stderr
+    finally:
+        one.close()
+        two.close()
+
+
+def test_model_download_writes_each_file_checked_and_refuses_to_overwrite(tmp_path: Path, hub: Hub) -> None:
+    model = tmp_path / "model"
+    (model / "sub").mkdir(parents=True)
+    (model / "digits.onnx").write_bytes(bytes(range(256)) * 300)
+    (model / "sub" / "labels.txt").write_text("0\n1\n")
+    assert edgefleet(hub, "model", "register", "-n", "digits", "-p", str(model)).returncode == 0
+    (model / "digits.onnx").write_bytes(b"version two")
+    assert edgefleet(hub, "model", "register", "-n", "digits", "-p", str(model)).returncode == 0
+
+    out = tmp_path / "out"
+    r = edgefleet(hub, "model", "download", "digits:1", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert (out / "digits.onnx").read_bytes() == bytes(range(256)) * 300
+    assert (out / "sub" / "labels.txt").read_text() == "0\n1\n"
+    assert r.stdout.split() == [str(out / "digits.onnx"), str(out / "sub" / "labels.txt")]
+    assert not list(out.rglob("*.part"))
+    r = edgefleet(hub, "model", "download", "digits", "--out", str(out))  # the latest: digits:2
+    assert r.returncode == 1 and f"{out / 'digits.onnx'} exists; give --overwrite" in r.stderr
+    assert (out / "digits.onnx").read_bytes() == bytes(range(256)) * 300  # untouched
+    r = edgefleet(hub, "-o", "json", "model", "download", "digits", "-t", str(out), "--overwrite")
+    assert r.returncode == 0 and json.loads(r.stdout)["model"] == "digits:2", r.stderr
+    assert (out / "digits.onnx").read_bytes() == b"version two"
+    reader = edgefleet(hub, "token", "create", "--role", "read", "--name", "reader").stdout.strip()
+    r = edgefleet(hub, "model", "download", "digits", "--out", str(tmp_path / "r"), token=reader)
+    assert r.returncode == 1 and "needs the deploy role" in r.stderr

@@ -1,16 +1,23 @@
 """The hub's MQTT side against a real Mosquitto: signed retained manifests, generations, reports, methods,
-and who the hub listens to (registered devices only; labels are the operator's).
+who the hub listens to (registered devices only; labels are the operator's), what it believes of
+reports (no generation it never issued), and a pass that one device's bad data cannot stop.
 
 A test paho client plays the device, so these tests depend only on the protocol package (and on the
-hub's API for registering devices, as operators do).
+hub's API for registering devices, as operators do); one test runs a real agent, to show that a
+device that rejected garbage over its manifest ends up at the hub's generation.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import queue
+import sqlite3
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +26,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edgefleet.hub.configs import InferenceConfig
 from edgefleet.hub.server.runner import HubServer
 from edgefleet.hub.server.settings import HubSettings
 from edgefleet.protocol.bootstrap import BootstrapBundle
@@ -33,9 +41,11 @@ from edgefleet.protocol.models import (
     ReportedState,
     SignedMethodCall,
 )
-from edgefleet.protocol.signing import request_digest, verify_manifest, verify_method
+from edgefleet.protocol.signing import request_digest, sign_manifest, verify_manifest, verify_method
 from edgefleet.protocol.topics import TopicKind, topic
+from tests.integration.test_agent_reconcile import RunningAgent, fast_settings
 from tests.integration.test_hub_api import api_client, token_in
+from tests.support.agent_harness import TestHub, kill_module_processes
 from tests.support.identities import DeviceIdentity, register
 from tests.support.processes import Mosquitto, free_port, wait_for
 
@@ -127,6 +137,7 @@ class FakeDevice:
         modules: list[ModuleStatus] | None = None,
         converged: bool = True,
         device_id: str | None = None,
+        rejected: str | None = None,
     ) -> None:
         """Publish a report on ``device_id``'s topic (default: its own) naming that device."""
         target = device_id or self.device_id
@@ -136,6 +147,7 @@ class FakeDevice:
             converged=converged,
             modules=modules or [],
             capabilities=DeviceCapabilities(labels=self.labels),
+            rejected=rejected,
         )
         info = self.client.publish(topic(target, TopicKind.REPORTED), json.dumps(state.to_wire()), qos=1, retain=True)
         info.wait_for_publish(10)
@@ -438,11 +450,16 @@ def test_key_rotation_announces_under_the_old_key_then_signs_with_the_new(
     assert BootstrapBundle.model_validate_json(late.bundle_file.read_text()).hub_public_key == new_key
 
 
-def _last_published(server: HubServer, device_id: str) -> dict[str, Any]:
+def _stored(server: HubServer, device_id: str = "dev-1") -> str:
+    """The signed manifest the hub stored for the device, exactly as it published it."""
     assert server.hub is not None
     record = server.hub.store.get_desired(device_id)
     assert record is not None
-    return dict(json.loads(record.payload))
+    return record.payload
+
+
+def _last_published(server: HubServer, device_id: str) -> dict[str, Any]:
+    return dict(json.loads(_stored(server, device_id)))
 
 
 def test_calls_are_signed_and_only_the_called_devices_answer_to_that_call_counts(
@@ -473,3 +490,212 @@ def test_calls_are_signed_and_only_the_called_devices_answer_to_that_call_counts
         assert r.status_code == 504 and "did not answer 'logs'" in r.json()["error"]  # the spoofs are no answer
     finally:
         spy.close()
+
+
+def _last_report(api: httpx.Client, device_id: str = "dev-1") -> dict[str, Any]:
+    """The hub's last stored report of the device ({} when none)."""
+    return dict(api.get(f"/devices/{device_id}").json()["lastReport"] or {})
+
+
+def _logged(caplog: pytest.LogCaptureFixture, words: str, level: int = logging.DEBUG) -> list[str]:
+    """The controller's messages (at ``level`` or above) containing ``words``."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == CONTROLLER_LOG and r.levelno >= level and words in r.getMessage()
+    ]
+
+
+def _next_where(messages: queue.Queue[bytes], wanted: Callable[[bytes], bool], timeout: float = 15) -> bytes:
+    """The next message that is ``wanted``, skipping the others."""
+    deadline = time.monotonic() + timeout
+    while not wanted(payload := messages.get(timeout=max(deadline - time.monotonic(), 0.01))):
+        pass
+    return payload
+
+
+CONTROLLER_LOG = "edgefleet.hub.server.controller"
+FORGED = 10**12
+
+
+def test_a_report_of_a_generation_the_hub_never_issued_is_refused_and_logged_once(
+    api: httpx.Client, device: FakeDevice, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=CONTROLLER_LOG)
+    key = api.get("/hub").json()["publicKey"]
+    device.report(0)
+    wait_for(lambda: _last_report(api), 15, what="the device's first report")
+    _register(api)
+    _deploy(api)
+    assert device.next_manifest(key, 0).generation == 1
+    device.report(1, [healthy("svc")])
+    wait_for(lambda: _state(api) == "Healthy", 15, what="service Healthy")
+
+    # anyone on a broker without ACLs, twice (a retained forgery comes back whenever the hub reconnects)
+    forger = FakeDevice(mosquitto, "dev-1", client_id="dev-1-forger")
+    try:
+        for _ in range(2):
+            forger.report(FORGED, converged=False)
+        wait_for(lambda: _logged(caplog, "report refused"), 15, what="the refusal logged")
+        assert _last_report(api)["converged"] is True  # still the device's own report
+        forger.report(1, [healthy("svc")], converged=False)  # after both forgeries, on the same topic
+        wait_for(lambda: _last_report(api)["converged"] is False, 15, what="the report after the forgeries")
+    finally:
+        forger.close()
+    [refusal] = _logged(caplog, "report refused", logging.WARNING)
+    assert f"reports generation {FORGED}, but the hub issued it only up to generation 1" in refusal
+    assert "forged" in refusal and "older backup" in refusal and "edgefleet device delete dev-1" in refusal
+
+    # the next deploy signs one past what the hub issued, not past the forged claim
+    _deploy(api, env={"MODE": "fast"}, overwrite=True)
+    assert device.next_manifest(key, 1).generation == 2
+    assert api.get("/devices/dev-1").json()["desiredGeneration"] == 2
+
+
+def test_a_device_first_heard_ahead_of_a_manifest_issued_blind_is_caught_up(
+    api: httpx.Client, device: FakeDevice, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Registered while a service targets it, a device is issued generation 1 before it reports; if it
+    ran under another hub (or this one before it lost its database) it is ahead: caught up, not refused."""
+    caplog.set_level(logging.INFO, logger=CONTROLLER_LOG)
+    key = api.get("/hub").json()["publicKey"]
+    _register(api)
+    _deploy(api)
+    assert device.next_manifest(key, 0).generation == 1  # the device has not reported yet
+    device.report(7)
+    assert device.next_manifest(key, 7).generation == 8
+    device.report(8)
+    wait_for(lambda: _last_report(api).get("generation") == 8, 15, what="generation 8 reported")
+    assert not _logged(caplog, "report refused")
+    device.report(9)  # heard from now: a claim past what was issued is refused
+    wait_for(lambda: _logged(caplog, "report refused", logging.WARNING), 15, what="the refusal logged")
+    assert _last_report(api)["generation"] == 8
+
+
+class StoppedClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_a_device_that_rejects_its_manifest_gets_it_again_with_a_back_off(
+    api: httpx.Client, hub_server: HubServer, device: FakeDevice, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=CONTROLLER_LOG)
+    assert hub_server.hub is not None
+    clock = hub_server.hub.controller.clock = StoppedClock()
+    key = api.get("/hub").json()["publicKey"]
+    _register(api)
+    _deploy(api)
+    published = device.desired.get(timeout=15)
+    assert verify_manifest(published, key, device_id="dev-1", last_generation=0).generation == 1
+    fences = 0
+
+    def rejecting(times: int) -> None:
+        """Reports that it rejected a manifest and runs nothing; then a report the hub is waited for
+        (once it stored that one, it has handled the others)."""
+        nonlocal fences
+        for _ in range(times):
+            device.report(0, converged=False, rejected="signature does not verify with the pinned hub key")
+        fences += 1
+        device.report(0, [healthy(f"fence-{fences}")], converged=False)
+        wait_for(lambda: _last_report(api)["modules"][0]["name"] == f"fence-{fences}", 15, what="reports handled")
+
+    rejecting(3)  # at once: republished after the first; the back-off holds the other two
+    clock.t += 1.0  # the first quiet second is over: republished
+    rejecting(1)
+    clock.t += 1.0  # the next quiet time is 2 s: held
+    rejecting(1)
+    _deploy(api, env={"MODE": "fast"}, overwrite=True)  # published after every republish: a fence
+    seen = []
+    while (payload := device.desired.get(timeout=15)) == published:
+        seen.append(payload)
+    assert json.loads(payload)["manifest"]["generation"] == 2
+    assert len(seen) == 2  # the very bytes the hub signed for generation 1, twice: not five times, nor never
+    assert len(_logged(caplog, "republished generation 1", logging.INFO)) == 2
+    assert len(_logged(caplog, "not republished yet")) == 3
+
+
+NO_ACCELERATORS = [sys.executable, "-c", "print('[]')"]
+
+
+def test_garbage_left_retained_while_a_device_was_offline_is_replaced_once_the_device_rejects_it(
+    api: httpx.Client, hub_server: HubServer, mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real agent takes generation 1 and goes offline; the hub publishes generation 2, which an attacker
+    overwrites on the broker with a manifest of its own. Back, the agent rejects that, and the hub
+    publishes generation 2 again: the device takes it, and the broker keeps it for the next start."""
+    caplog.set_level(logging.INFO, logger=CONTROLLER_LOG)
+    register(hub_server, "dev-1", tmp_path, {"site": "lab"})
+    _register(api)
+    _deploy(api)
+    key = api.get("/hub").json()["publicKey"]
+    settings = fast_settings("dev-1", mosquitto, tmp_path / "agent", key, discovery={"command": NO_ACCELERATORS})
+    attacker = TestHub(mosquitto.port, "dev-1")  # signs with a key of its own; collects the device's reports
+    garbage = sign_manifest(DeviceManifest(device_id="dev-1", generation=99, modules=[]), attacker.key)
+    garbage_bytes = json.dumps(garbage.to_wire()).encode()
+    observer = FakeDevice(mosquitto, "dev-1", client_id="dev-1-observer")  # sees what the broker holds
+    agent = RunningAgent(settings)
+    try:
+        wait_for(lambda: _last_report(api).get("generation") == 1, 30, what="the agent took generation 1")
+        agent.stop()
+        _deploy(api, env={"MODE": "fast"}, overwrite=True)
+        _next_where(observer.desired, lambda p: p == _stored(hub_server).encode())  # generation 2 on the broker
+        attacker.publish_raw(garbage_bytes)
+        _next_where(observer.desired, lambda p: p == garbage_bytes)  # ...overwritten
+
+        agent = RunningAgent(settings)  # back online: the broker hands it the attacker's manifest
+        wait_for(lambda: _last_report(api).get("generation") == 2, 30, what="the agent took generation 2")
+        rejected = [r for r in attacker.reports if r.rejected]
+        assert rejected and rejected[0].generation == 1  # it did reject the garbage first
+        assert _logged(caplog, "republished generation 2", logging.INFO)
+    finally:
+        agent.stop()
+        kill_module_processes("dev-1")
+        attacker.close()
+        observer.close()
+    late = FakeDevice(mosquitto, "dev-1", client_id="dev-1-late")
+    try:  # republished retained: what a device starting now is handed
+        assert late.desired.get(timeout=15) == _stored(hub_server).encode()
+    finally:
+        late.close()
+
+
+def test_one_devices_bad_data_does_not_stop_the_pass_for_the_others(
+    api: httpx.Client, hub_server: HubServer, mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert hub_server.hub is not None
+    controller, store = hub_server.hub.controller, hub_server.hub.store
+    key = api.get("/hub").json()["publicKey"]
+    ids = ["dev-a", "dev-b", "dev-c"]  # reconciled in this order: the broken one first
+    devices = {}
+    for device_id in ids:
+        register(hub_server, device_id, tmp_path, {"site": "lab"})
+        devices[device_id] = FakeDevice(mosquitto, device_id)
+    try:
+        _register(api)
+        _deploy(api)
+        for device_id in ids:
+            assert devices[device_id].next_manifest(key, 0).generation == 1
+        # dev-a's stored manifest is damaged (a torn write, a bad restore): reading it fails
+        with closing(sqlite3.connect(hub_server.settings.data_dir / "hub.db")) as db, db:
+            db.execute("""UPDATE desired SET modules = '[{"name": "sv' WHERE device_id = 'dev-a'""")
+        with pytest.raises(ValueError):
+            store.get_desired("dev-a")
+        service = store.get_service("svc")
+        assert service is not None
+        changed = InferenceConfig.model_validate({"environment": {"environmentVariables": {"MODE": "fast"}}})
+        store.put_service(service.model_copy(update={"inference_config": changed}))
+
+        caplog.set_level(logging.ERROR, logger=CONTROLLER_LOG)
+        assert controller.reconcile() == {"dev-b": 2, "dev-c": 2}
+        for device_id in ("dev-b", "dev-c"):
+            manifest = devices[device_id].next_manifest(key, 1)
+            assert manifest.generation == 2 and manifest.modules[0].env == {"MODE": "fast"}
+        [failure] = [r for r in caplog.records if r.name == CONTROLLER_LOG and r.levelno >= logging.ERROR]
+        assert "device dev-a: reconcile failed" in failure.getMessage() and failure.exc_info is not None
+    finally:
+        for dev in devices.values():
+            dev.close()

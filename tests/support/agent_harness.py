@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 import psutil
@@ -37,6 +37,9 @@ from edgefleet.protocol import (
 from edgefleet.protocol.models import utcnow
 from tests.support.processes import wait_for
 
+if TYPE_CHECKING:
+    from edgefleet.hub.server.ca import TlsFiles
+
 REPO = Path(__file__).resolve().parents[2]
 FAKE_MODULE = [sys.executable, str(REPO / "tests" / "support" / "fake_module.py")]
 
@@ -46,7 +49,10 @@ class TestHub:
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, broker_port: int, device_id: str) -> None:
+    def __init__(self, broker_port: int, device_id: str, tls: TlsFiles | None = None) -> None:
+        """``tls``: over mqtts://, proving itself with these files (the hub's own client certificate,
+        subject edgefleet-hub: the generated ACL gives it every topic, and the broker takes the
+        certificate's name as its client id)."""
         self.key = HubKey.generate()
         self.device_id = device_id
         self.reports: list[ReportedState] = []
@@ -56,13 +62,15 @@ class TestHub:
         self._sequence = 0
         self._lock = threading.Lock()
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-hub-{os.getpid()}-{id(self)}")
+        if tls is not None:
+            client.tls_set(ca_certs=str(tls.ca_file), certfile=str(tls.cert_file), keyfile=str(tls.key_file))
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.reconnect_delay_set(1, 2)
         client.connect_async("127.0.0.1", broker_port, keepalive=10)
         client.loop_start()
         self.client = client
-        wait_for(client.is_connected, 15, what="test hub connected to the broker")
+        wait_for(client.is_connected, 15, what=f"test hub connected to the broker{' over TLS' if tls else ''}")
 
     def _on_connect(self, client: mqtt.Client, *_: Any) -> None:
         client.subscribe(

@@ -55,6 +55,7 @@ def register(
     directory = workdir / "identities" / device_id
     directory.mkdir(parents=True, exist_ok=True)
     bundle_file = directory / "bootstrap.json"
-    with HubClient(hub.url, token) as client:
+    ca_file = hub.settings.ca_dir / "ca.pem" if hub.settings.api_tls else None  # an https hub: its own CA
+    with HubClient(hub.url, token, ca_file=ca_file) as client:
         provision(client, device_id, labels or {}, bundle_file, auth, overwrite=True)
     return identity_files(bundle_file, directory)

@@ -49,8 +49,10 @@ def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None
     wait_for(open_, timeout, what=f"{host}:{port} to accept connections")
 
 
-# Test-only additions to the generated configuration: save retained messages often, queue more.
-_TEST_LINES = ("autosave_interval 1", "max_queued_messages 10000")
+# Test-only additions: save retained messages often; the open broker queues as much as the generated
+# configuration does (hub/server/broker_config.py MAX_QUEUED_MESSAGES).
+_TEST_LINES = ("autosave_interval 1",)
+_OPEN_LINES = (*_TEST_LINES, "max_queued_messages 100000")
 
 
 @dataclass
@@ -105,7 +107,7 @@ class Mosquitto:
             # persistence keeps retained messages across restart, as a production broker would
             conf.write_text(
                 f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                f"persistence_location {self.workdir}/\n" + "\n".join(_TEST_LINES) + "\n"
+                f"persistence_location {self.workdir}/\n" + "\n".join(_OPEN_LINES) + "\n"
             )
         with open(self.log_file, "ab") as log:
             self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)

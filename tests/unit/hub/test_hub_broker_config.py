@@ -64,6 +64,7 @@ def test_config_locks_the_listener_down(tmp_path: Path) -> None:
         "use_identity_as_username true",
         "use_username_as_clientid true",
         f"crlfile {tmp_path / 'crl.pem'}",
+        "max_queued_messages 100000",  # the hub's session holds a whole fleet's reconnect storm
     ]:
         assert line in conf
     # listener options before the first listener would open a default listener on 1883: none may

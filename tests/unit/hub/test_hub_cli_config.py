@@ -12,9 +12,11 @@ from edgefleet.hub.cli.config import (
     DEFAULT_HUB,
     Config,
     Connection,
+    allows_plain_http,
     config_path,
     load_config,
     missing_token,
+    plain_http_refusal,
     resolve,
     write_config,
 )
@@ -81,7 +83,7 @@ def test_a_broken_config_file_is_one_line_naming_the_file_and_key(tmp_path: Path
     assert load_config(tmp_path / "none.toml") == Config(tmp_path / "none.toml")
     path = tmp_path / "c.toml"
     path.write_text('hub = "http://h"\ntokn = "x"\n')
-    with pytest.raises(ClientError, match=r"c\.toml: tokn: unknown key \(the config file knows hub, token\)"):
+    with pytest.raises(ClientError, match=r"c\.toml: tokn: unknown key \(the config file knows hub, token, ca_file\)"):
         load_config(path)
     path.write_text("hub = 3\n")
     with pytest.raises(ClientError, match=r"c\.toml: hub: expected a string"):
@@ -101,3 +103,55 @@ def test_a_command_without_a_token_fails_before_calling_the_hub(
     err = capsys.readouterr().err
     assert err.startswith("error: no token for the hub at http://127.0.0.1:9: give --token TOKEN, set EDGEFLEET_TOKEN")
     assert err.count("\n") == 1
+
+
+def test_the_ca_file_comes_from_the_flag_then_the_environment_then_the_file_for_its_own_hub() -> None:
+    cfg = Config(Path("/c"), hub="https://hub-a:8443", token="t", ca_file="/etc/hub-a-ca.pem")
+    assert resolve(None, None, {}, cfg).ca_file == "/etc/hub-a-ca.pem"
+    assert resolve(None, None, {"EDGEFLEET_CA_FILE": "/env.pem"}, cfg).ca_file == "/env.pem"
+    assert resolve(None, None, {"EDGEFLEET_CA_FILE": "/env.pem"}, cfg, "/flag.pem").ca_file == "/flag.pem"
+    # like the token, the file's CA is for the file's hub only
+    other = resolve("https://hub-b:8443", None, {}, cfg)
+    assert (other.ca_file, other.token) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("hub", "allowed", "refused"),
+    [
+        ("http://127.0.0.1:8080", False, False),
+        ("http://localhost:8080", False, False),
+        ("http://[::1]:8080", False, False),
+        ("https://hub.lan:8443", False, False),
+        ("http://hub.lan:8080", False, True),
+        ("http://10.0.0.5:8080", False, True),
+        ("http://10.0.0.5:8080", True, False),
+    ],
+)
+def test_a_token_goes_over_plain_http_only_on_loopback_or_when_allowed(hub: str, allowed: bool, refused: bool) -> None:
+    refusal = plain_http_refusal(hub, allowed)
+    assert (refusal is not None) == refused
+    if refusal:
+        assert "in clear" in refusal and "--tls" in refusal and "--allow-plain-http" in refusal
+        assert "EDGEFLEET_ALLOW_PLAIN_HTTP=1" in refusal and "https://" in refusal
+
+
+def test_plain_http_is_allowed_by_the_flag_or_the_environment() -> None:
+    assert allows_plain_http(True, {}) and allows_plain_http(False, {"EDGEFLEET_ALLOW_PLAIN_HTTP": "1"})
+    assert not allows_plain_http(False, {}) and not allows_plain_http(False, {"EDGEFLEET_ALLOW_PLAIN_HTTP": "0"})
+
+
+def test_the_cli_refuses_to_send_a_token_over_plain_http_beyond_loopback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("EDGEFLEET_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.delenv("EDGEFLEET_ALLOW_PLAIN_HTTP", raising=False)
+    assert main(["--hub", "http://192.0.2.1:9", "--token", "eft_x_secret", "model", "list"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the hub at http://192.0.2.1:9 is plain HTTP") and err.count("\n") == 1
+    assert "eft_x_secret" not in err
+
+
+def test_the_config_file_keeps_the_ca_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    write_config(path, "https://hub:8443", "t", "/etc/hub-ca.pem")
+    assert load_config(path) == Config(path, hub="https://hub:8443", token="t", ca_file="/etc/hub-ca.pem")

@@ -74,10 +74,15 @@ def test_readable_forms_of_schemas() -> None:
 
 
 def test_user_errors_are_one_line_and_status_1(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["model", "show", "digits"]) == 1
+    assert main(["model", "delete", "digits"]) == 1  # a delete names its version: "the latest" is no guess to delete
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == "error: model reference 'digits': expected NAME:VERSION, e.g. digits:1\n"
+    assert main(["model", "show", "digits:0"]) == 1  # refused before the CLI looks for a hub or a token
+    assert capsys.readouterr().err == (
+        "error: model reference 'digits:0': expected NAME or NAME:VERSION, e.g. digits (its latest version) or "
+        "digits:1\n"
+    )
 
 
 def test_the_cli_loads_neither_the_server_nor_fastapi() -> None:

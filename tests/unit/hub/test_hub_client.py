@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import httpx
@@ -20,6 +21,7 @@ from edgefleet.hub.errors import (
     Unauthenticated,
 )
 from edgefleet.hub.schemas import FileEntry
+from edgefleet.protocol.digests import sha256_bytes
 
 TOKEN = "eft_0123456789ab_" + "5" * 48
 
@@ -135,3 +137,41 @@ def test_token_requests_use_the_api_names() -> None:
     assert answer.token == TOKEN and answer.role.value == "deploy"
     assert json.loads(seen[0].content) == {"name": "ci", "role": "deploy", "expiresInDays": 7}
     assert json.loads(seen[1].content) == {"name": "ci", "role": "superuser", "expiresInDays": None}
+
+
+def test_a_download_is_checked_against_its_digest_as_it_is_written() -> None:
+    data = bytes(range(256)) * 1000
+    served = {"body": data}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/missing"):
+            return httpx.Response(404, json={"error": "blob sha256:missing is not stored"})
+        return httpx.Response(200, content=served["body"], headers={"Content-Length": str(len(served["body"]))})
+
+    seen: list[tuple[int, int]] = []
+    with HubClient("http://hub.test", TOKEN, transport=httpx.MockTransport(answer)) as client:
+        out = io.BytesIO()
+        assert client.download_blob(sha256_bytes(data), out, lambda got, total: seen.append((got, total))) == len(data)
+        assert out.getvalue() == data and seen[-1] == (len(data), len(data))
+        served["body"] = data[:-1] + b"x"  # a hub (or a proxy) sending other bytes
+        with pytest.raises(ClientError, match=r"sent 256000 bytes whose digest is sha256:[0-9a-f]{64}; discarded"):
+            client.download_blob(sha256_bytes(data), io.BytesIO())
+        with pytest.raises(NotFound, match="is not stored"):
+            client.download_blob("missing", io.BytesIO())
+
+
+def test_an_update_sends_only_what_it_changes() -> None:
+    seen: list[httpx.Request] = []
+    at = "2024-01-01T00:00:00Z"
+    answer = {"name": "svc", "models": [], "created": at, "updated": at, "state": "Transitioning",
+              "target": "any device", "warnings": ["deploymentconfig.json: autoScaler: not applied: ..."]}  # fmt: skip
+    with _client(200, answer, seen) as client:
+        updated = client.update_service("svc", models=["digits"])
+    assert seen[0].method == "PATCH" and seen[0].url.path == "/api/v1/services/svc"
+    assert json.loads(seen[0].content) == {
+        "models": ["digits"],
+        "inferenceConfig": None,
+        "deploymentConfig": None,
+        "sourceFiles": None,
+    }
+    assert updated.warnings == ["deploymentconfig.json: autoScaler: not applied: ..."]

@@ -56,9 +56,8 @@ def test_scoring_endpoint_settings_loopback_by_default_keys_when_opened() -> Non
             {"containerResourceRequirements": {"cpu": 1, "memoryInGb": 1}},
             "deploymentconfig.json: containerResourceRequirements.memoryInGb: unknown field (did you mean memoryInGB?)",
         ),
-        ({"computeType": "aks"}, "deploymentconfig.json: computeType: computeType 'aks' deploys to an Azure ML target"),
-        ({"computeType": "ACI"}, 'use "edge"'),
         ({"prot": 80}, "deploymentconfig.json: prot: unknown field (did you mean port?)"),
+        ({"computeType": "AmlCompute"}, 'deploymentconfig.json: computeType: computeType must be "edge", or the local'),
         ({"port": 70000}, "deploymentconfig.json: port: Input should be less than or equal to 65535"),
         ({"accelerator": {"prefer": ["gpu"]}}, "deploymentconfig.json: accelerator.prefer[0]: Input should be"),
         ({"accelerator": {"prefer": ["cpu", "cpu"]}}, "lists an accelerator kind twice"),
@@ -74,7 +73,6 @@ def test_scoring_endpoint_settings_loopback_by_default_keys_when_opened() -> Non
         ),
         ({"tls": {"certificate": "../etc/cert.pem", "key": "k.pem"}}, "deploymentconfig.json: tls.certificate: String"),
         ({"tls": {"certificate": "c.pem"}}, "deploymentconfig.json: tls.key: Field required"),
-        ({"appInsightsEnabled": True}, "deploymentconfig.json: appInsightsEnabled: not supported on edge devices"),
     ],
 )
 def test_deployment_config_errors_name_file_and_field(data: dict[str, object], expected: str) -> None:
@@ -93,7 +91,6 @@ def test_deployment_config_errors_name_file_and_field(data: dict[str, object], e
             {"environment": {"environmentVariables": {"N": 3}}},
             "inferenceconfig.json: environment.environmentVariables.N: Input should be a valid string",
         ),
-        ({"condaFile": "env.yml"}, "inferenceconfig.json: condaFile: not supported on edge devices"),
     ],
 )
 def test_inference_config_errors_name_file_and_field(data: dict[str, object], expected: str) -> None:

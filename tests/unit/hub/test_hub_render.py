@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import pytest
 
 from edgefleet.hub.configs import parse_deployment_config, parse_inference_config
-from edgefleet.hub.errors import NotFound
+from edgefleet.hub.errors import InvalidRequest, NotFound
 from edgefleet.hub.server.grants import BlobGrants
 from edgefleet.hub.server.registry import keys_for_deployment, rotated
 from edgefleet.hub.server.render import DeviceView, index_models, render_device, render_module, targets
@@ -168,3 +168,15 @@ def test_scoring_endpoint_settings_and_keys_reach_the_module_spec() -> None:
         svc.model_copy(update={"keys": rotated(keys, "primary", "n" * 43)}), index_models([model()]), URL
     )
     assert rotated_spec.spec_hash() != spec.spec_hash()  # a regenerated key rolls out as a new spec
+
+
+def test_keys_a_deployment_config_gives_replace_the_services_own_one_each() -> None:
+    fresh = iter(["k" * 43, "j" * 43])
+    given = keys_for_deployment(True, None, lambda: next(fresh), given=("a" * 20, None))
+    assert given == ScoringKeys(primary_key="a" * 20, secondary_key="k" * 43)  # the other one is made
+    kept = ScoringKeys(primary_key="p" * 43, secondary_key="s" * 43)
+    again = keys_for_deployment(True, kept, given=(None, "b" * 20))
+    assert again == ScoringKeys(primary_key="p" * 43, secondary_key="b" * 20)  # the primary stays for its clients
+    assert keys_for_deployment(False, kept, given=("a" * 20, "b" * 20)) is None
+    with pytest.raises(InvalidRequest, match="the two must differ"):
+        keys_for_deployment(True, kept, given=("s" * 43, None))
