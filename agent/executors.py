@@ -78,7 +78,7 @@ def fetch_artifact(step: FetchArtifact, ctx: AgentContext) -> None:
 
 def create_module(step: CreateModule, ctx: AgentContext) -> None:
     state = ctx.saved.current
-    port = step.spec.port or choose_port(step.module, state.ports, ctx.settings.port_range, ctx.device_id)
+    port = step.port or step.spec.port or choose_port(step.module, state.ports, ctx.settings.port_range, ctx.device_id)
     # anything already there was left by a crash between materializing and recording: start clean
     workdir = fresh_directory(ctx.modules_dir, step.module, step.spec_hash)
     try:
@@ -117,7 +117,9 @@ def stop_module(step: StopModule, ctx: AgentContext) -> None:
     log.info("stopping module %s: %s", step.module, step.reason)
     target = ctx.target()
     spec = target.module(step.module) if target else None
-    if spec is not None and step.instance_id != instance_id_for(step.module, spec.spec_hash()):
+    if step.replaced:
+        ctx.gaps.overlapped(step.module)  # start-beside: the new one has been serving beside it
+    elif spec is not None and step.instance_id != instance_id_for(step.module, spec.spec_hash()):
         ctx.gaps.stopped(step.module, time.time())  # an update: the old one stops serving now
     ctx.runtime.stop(step.instance_id, ctx.settings.stop_grace_s)
     ctx.health.pop(step.instance_id, None)

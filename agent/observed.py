@@ -55,3 +55,5 @@ class Observed:
     restarts: Mapping[str, RestartRecord] = field(default_factory=dict)  # by module name
     fetching: frozenset[str] = frozenset()  # digests being downloaded right now (background)
     fetch_failures: Mapping[str, FetchFailure] = field(default_factory=dict)  # by digest
+    # ports of running instances that another process may bind too (SO_REUSEPORT): start-beside
+    shared_ports: frozenset[int] = frozenset()

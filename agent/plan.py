@@ -11,6 +11,13 @@ Order of a plan:
    serving until every artifact of the new generation is verified in the cache.
 2. StopModule / RemoveModule: instances of removed modules, of replaced specs, and restarts.
 3. CreateModule / StartModule by (startup_order, name).
+
+Start-beside (an update that loses no request): when the running old instance's port can be
+shared (``observed.shared_ports``: its listening sockets carry SO_REUSEPORT) and the new spec keeps
+that port, the new instance is created on the same port and started while the old one serves; the
+old one is stopped (it drains) only in a later plan, once the new one is Ready. A new instance that
+never gets Ready leaves the old one serving (restarts and rollback go on as for any instance). A
+changed port, or a port the old instance holds alone, falls back to stop-then-start.
 4. ProbeHealth for running instances whose probe is due (fast while starting).
 
 Each desired module also gets a verdict (state + message) that the daemon reports, and the plan
@@ -48,6 +55,7 @@ class StopModule:
     module: str
     instance_id: str
     reason: str = ""
+    replaced: bool = False  # a Ready instance of the module serves beside it already (no serving gap)
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ class CreateModule:
     module: str
     spec_hash: str
     spec: ModuleSpec = field(compare=False, hash=False, repr=False)
+    port: int | None = None  # start-beside: the old instance's port (None: spec.port or a free one)
 
 
 @dataclass(frozen=True)
@@ -178,9 +187,9 @@ class _Builder:
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     wakes: list[float] = field(default_factory=list)
 
-    def stop_and_remove(self, inst: Instance, reason: str) -> None:
+    def stop_and_remove(self, inst: Instance, reason: str, replaced: bool = False) -> None:
         if inst.running:
-            self.stops.append(StopModule(inst.module, inst.instance_id, reason))
+            self.stops.append(StopModule(inst.module, inst.instance_id, reason, replaced))
         self.stops.append(RemoveModule(inst.module, inst.instance_id))
 
 
@@ -281,17 +290,42 @@ def _plan_module(
                 ModuleState.TRANSITIONING, "waiting for the generation's other downloads before replacing"
             )
         else:
+            beside = beside_port(spec, others, observed.shared_ports)
             for inst in others:
-                b.stop_and_remove(inst, f"replaced by spec {want}")
-            b.starts.append(CreateModule(spec.name, want, spec))
+                if beside is None or not inst.running:
+                    b.stop_and_remove(inst, f"replaced by spec {want}")
+            b.starts.append(CreateModule(spec.name, want, spec, port=beside))
             b.starts.append(StartModule(spec.name, want, reason="new spec"))
-            b.verdicts[spec.name] = Verdict(ModuleState.TRANSITIONING, "starting")
+            message = "starting beside the running instance" if beside is not None else "starting"
+            b.verdicts[spec.name] = Verdict(ModuleState.TRANSITIONING, message)
         return
 
-    for inst in others:  # stale duplicates and old specs next to a current instance
-        if may_disrupt:
+    ready = current.running and (h := observed.health.get(current.instance_id)) is not None and h.ready
+    for inst in others:  # old specs (and stale duplicates) next to a current instance
+        if not may_disrupt:
+            continue
+        if ready:
+            b.stop_and_remove(inst, f"replaced by spec {want}, which is ready", replaced=True)
+        elif inst.running and inst.port == current.port and inst.port in observed.shared_ports:
+            continue  # start-beside: the old one serves until the new one is Ready
+        else:
             b.stop_and_remove(inst, "duplicate or outdated instance")
     _plan_lifecycle(spec, want, current, observed, ctx, b)
+
+
+def beside_port(spec: ModuleSpec, others: list[Instance], shared_ports: frozenset[int]) -> int | None:
+    """The port a new instance of ``spec`` can bind beside the running old one, or None (stop first).
+
+    Only with exactly one running old instance whose port is shared (SO_REUSEPORT) and that the
+    new spec keeps (no port, or the same): a moved port has nobody to take over the old one's clients.
+    """
+    running = [i for i in others if i.running]
+    if len(running) != 1 or running[0].port is None:
+        return None
+    port = running[0].port
+    if port not in shared_ports or (spec.port is not None and spec.port != port):
+        return None
+    return port
 
 
 def _plan_lifecycle(

@@ -104,6 +104,9 @@ class ModuleOption(Enum):
     LOG_LEVEL = ("--log-level", "EDGEFLEET_LOG_LEVEL")
     TLS_CERT = ("--tls-cert", "EDGEFLEET_TLS_CERT")  # PEM certificate (chain); with TLS_KEY: serve HTTPS
     TLS_KEY = ("--tls-key", "EDGEFLEET_TLS_KEY")  # PEM private key of TLS_CERT
+    # the deployment's cpu cores (resources.cpu): the module sizes its worker processes by it
+    # instead of by what it may run on (affinity is whole cores, so 1.5 cores would look like 2)
+    CPU = ("--cpu", "EDGEFLEET_CPU")
 
     @property
     def flag(self) -> str:

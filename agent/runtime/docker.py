@@ -96,6 +96,8 @@ def module_environment(spec: ModuleSpec, port: int) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if spec.resources.cpu is not None:
+        env[opt.CPU.env] = f"{spec.resources.cpu:g}"
     if spec.entry_script:
         env[opt.ENTRY_SCRIPT.env] = spec.entry_script
     else:

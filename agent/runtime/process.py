@@ -97,6 +97,8 @@ def module_command(
     ]  # fmt: skip
     if spec.accelerator.required:
         cmd.append(opt.ACCELERATOR_REQUIRED.flag)
+    if spec.resources.cpu is not None:
+        cmd += [opt.CPU.flag, f"{spec.resources.cpu:g}"]
     if spec.tls is not None:
         tls = workdir / TLS_DIR
         cmd += [opt.TLS_CERT.flag, str(tls / TLS_CERT_FILE), opt.TLS_KEY.flag, str(tls / TLS_KEY_FILE)]

@@ -98,3 +98,13 @@ def test_probes_and_endpoints_follow_the_listen_address_and_tls(
     (probe,) = [s for s in plan.steps if isinstance(s, ProbeHealth)]
     assert (probe.host, probe.tls) == (probe_host, tls)
     assert endpoint_of(spec, 2000, "127.0.0.1") == endpoint
+
+
+def test_the_deployments_cpu_sizes_the_modules_workers_in_both_runtimes(tmp_path: Path) -> None:
+    spec = _spec(resources={"cpu": 1.5})
+    cmd = module_command(["py"], spec, device_id="dev-1", spec_hash="h", port=2000, workdir=Path("/w"))
+    assert _flag(cmd, "--cpu") == "1.5"
+    docker = _spec(runtime="docker", image="scoring:1", resources={"cpu": 2})
+    assert container_config(docker, "h", 2000, tmp_path, device_id="dev-1")["environment"]["EDGEFLEET_CPU"] == "2"
+    # no cpu asked: the module sizes itself by what it may run on
+    assert "--cpu" not in module_command(["py"], _spec(), device_id="d", spec_hash="h", port=2000, workdir=Path("/w"))
