@@ -15,7 +15,8 @@ Order of a plan:
 Start-beside (an update that loses no request): when the running old instance's port can be
 shared (``observed.shared_ports``: its listening sockets carry SO_REUSEPORT) and the new spec keeps
 that port, the new instance is created on the same port and started while the old one serves; the
-old one is stopped (it drains) only in a later plan, once the new one is Ready. A new instance that
+old one is stopped (it drains) only in a later plan, once the new one is Ready. While both are on
+the port a probe may reach either, so neither is probed: the new one's status file says Ready. A new instance that
 never gets Ready leaves the old one serving (restarts and rollback go on as for any instance). A
 changed port, or a port the old instance holds alone, falls back to stop-then-start.
 4. ProbeHealth for running instances whose probe is due (fast while starting).
@@ -300,7 +301,12 @@ def _plan_module(
             b.verdicts[spec.name] = Verdict(ModuleState.TRANSITIONING, message)
         return
 
-    ready = current.running and (h := observed.health.get(current.instance_id)) is not None and h.ready
+    # With an old instance still on the port, a probe of it may reach either one: the new one's
+    # own status file says when it is Ready (the contract: written before it answers ready)
+    sharing = any(i.running and i.port == current.port for i in others)
+    probed = (h := observed.health.get(current.instance_id)) is not None and h.ready
+    says_ready = current.status is not None and current.status.state == ModuleRunState.READY
+    ready = current.running and (probed or says_ready)
     for inst in others:  # old specs (and stale duplicates) next to a current instance
         if not may_disrupt:
             continue
@@ -310,7 +316,7 @@ def _plan_module(
             continue  # start-beside: the old one serves until the new one is Ready
         else:
             b.stop_and_remove(inst, "duplicate or outdated instance")
-    _plan_lifecycle(spec, want, current, observed, ctx, b)
+    _plan_lifecycle(spec, want, current, observed, ctx, b, probe_port=not sharing)
 
 
 def beside_port(spec: ModuleSpec, others: list[Instance], shared_ports: frozenset[int]) -> int | None:
@@ -329,9 +335,16 @@ def beside_port(spec: ModuleSpec, others: list[Instance], shared_ports: frozense
 
 
 def _plan_lifecycle(
-    spec: ModuleSpec, want: str, inst: Instance, observed: Observed, ctx: PlanContext, b: _Builder
+    spec: ModuleSpec,
+    want: str,
+    inst: Instance,
+    observed: Observed,
+    ctx: PlanContext,
+    b: _Builder,
+    probe_port: bool = True,
 ) -> None:
-    """Health, exits and restarts of the instance that matches the desired spec."""
+    """Health, exits and restarts of the instance that matches the desired spec (not probed while
+    ``probe_port`` is False: another instance shares its port; deadlines still apply)."""
     now = ctx.now
     tuning = ctx.restart
     record = effective_restarts(observed.restarts.get(spec.name, RestartRecord()), now, tuning)
@@ -397,7 +410,10 @@ def _plan_lifecycle(
         b.verdicts[spec.name] = Verdict(
             ModuleState.TRANSITIONING, "waiting for the module to be ready", inst.instance_id
         )
-        _schedule_probe(b, probe, health, ctx.startup_probe_interval_s, now)
+        if probe_port:
+            _schedule_probe(b, probe, health, ctx.startup_probe_interval_s, now)
+        else:
+            b.wakes.append(now + ctx.startup_probe_interval_s)  # look at its status file again soon
         b.wakes.append(deadline)
         return
 
@@ -408,12 +424,14 @@ def _plan_lifecycle(
             if b.verdicts[spec.name].state != ModuleState.TRANSITIONING:
                 # waiting out the back-off: still unhealthy, keep probing (it may recover)
                 b.verdicts[spec.name] = Verdict(ModuleState.UNHEALTHY, b.verdicts[spec.name].message, inst.instance_id)
-                _schedule_probe(b, probe, health, spec.health.interval_s, now)
+                if probe_port:
+                    _schedule_probe(b, probe, health, spec.health.interval_s, now)
             return
         b.verdicts[spec.name] = Verdict(ModuleState.UNHEALTHY, failure, inst.instance_id)
     else:
         b.verdicts[spec.name] = Verdict(ModuleState.HEALTHY, "", inst.instance_id)
-    _schedule_probe(b, probe, health, spec.health.interval_s, now)
+    if probe_port:
+        _schedule_probe(b, probe, health, spec.health.interval_s, now)
 
 
 def _schedule_probe(b: _Builder, probe: ProbeHealth, health: Health, interval: float, now: float) -> None:
