@@ -11,15 +11,15 @@ Order of a plan:
    serving until every artifact of the new generation is verified in the cache.
 2. StopModule / RemoveModule: instances of removed modules, of replaced specs, and restarts.
 3. CreateModule / StartModule by (startup_order, name).
+4. ProbeHealth for running instances whose probe is due (fast while starting).
 
 Start-beside (an update that loses no request): when the running old instance's port can be
 shared (``observed.shared_ports``: its listening sockets carry SO_REUSEPORT) and the new spec keeps
 that port, the new instance is created on the same port and started while the old one serves; the
 old one is stopped (it drains) only in a later plan, once the new one is Ready. While both are on
-the port a probe may reach either, so neither is probed: the new one's status file says Ready. A new instance that
-never gets Ready leaves the old one serving (restarts and rollback go on as for any instance). A
-changed port, or a port the old instance holds alone, falls back to stop-then-start.
-4. ProbeHealth for running instances whose probe is due (fast while starting).
+the port a probe may reach either, so neither is probed: the new one's status file says Ready. A
+new instance that never gets Ready leaves the old one serving (restarts and rollback go on as for
+any instance). A changed port, or a port the old instance holds alone, falls back to stop-then-start.
 
 Each desired module also gets a verdict (state + message) that the daemon reports, and the plan
 says when it wants to be re-evaluated (``wake_at``): next probe, end of a back-off, a startup deadline.

@@ -195,3 +195,12 @@ def test_start_beside_phases(desired: ModuleSpec, observed: Observed, steps: lis
 )
 def test_beside_port(others: list[Instance], shared: frozenset[int], port: int | None) -> None:
     assert beside_port(A2, others, shared) == port
+
+
+def test_while_not_probed_the_plan_looks_at_the_status_file_again_soon() -> None:
+    observed = Observed(
+        instances=(inst(A1), inst(A2)), health={**health(A1, True), **health(A2, False)}, shared_ports=SHARED
+    )
+    plan = plan_steps(manifest(A2), observed, CTX)
+    assert plan.wake_at == NOW + CTX.startup_probe_interval_s
+    assert plan.verdicts["a"].message == "waiting for the module to be ready"
