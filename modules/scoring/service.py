@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -126,6 +127,7 @@ def uses_model(method: str, path: str, score_methods: frozenset[str] = SCORE_MET
 
 REQUEST_ID_LIMIT = 100  # characters, as azureml-inference-server-http
 RUN_FAILED = "x-ms-run-function-failed"
+RUN_EXEC_MS = "x-ms-run-fn-exec-ms"  # run()'s time, milliseconds with 3 decimals
 RUN_FAILED_MESSAGE = "An unexpected error occurred in scoring script. Check the logs for more info."
 
 
@@ -349,6 +351,7 @@ class ScoringService:
             return Response(200, b"", "text/html; charset=utf-8", {RUN_FAILED: "False"})
         except RequestError as exc:
             return aml_error(exc.status, exc.message)
+        started = time.perf_counter()
         try:
             result = entry.call(kwargs)
         except BadInput as exc:  # edgefleet's own: the script says the request is wrong
@@ -357,9 +360,11 @@ class ScoringService:
             # the text may hold data or paths: it goes to the module's log, the client gets a generic answer
             log.exception("run() in %s raised", entry.path.name)
             return aml_error(500, RUN_FAILED_MESSAGE, run_failed=True)
+        elapsed = f"{(time.perf_counter() - started) * 1000:.3f}"
         if isinstance(result, AMLResponse):
             extra = dict(result.headers)
             extra[RUN_FAILED] = "True" if result.status_code >= 500 or result.run_function_failed else "False"
+            extra[RUN_EXEC_MS] = elapsed
             return Response(result.status_code, result.body, result.content_type, extra)
         try:
             response = json_response(result)
@@ -367,6 +372,7 @@ class ScoringService:
             log.error("run() in %s returned a value that is not JSON: %s", entry.path.name, exc)
             return aml_error(500, "An unexpected internal error occurred. Check the logs for more info.")
         response.headers[RUN_FAILED] = "False"
+        response.headers[RUN_EXEC_MS] = elapsed
         return response
 
     def _swagger(self, target: str) -> Response:
@@ -460,13 +466,13 @@ class ScoringService:
 
 
 def _azureml_environment(script: Path, source_dir: Path, workers: int) -> None:
-    """What azureml-inference-server-http sets before it loads the script: AML_APP_ROOT (kept when
-    set), AZUREML_ENTRY_SCRIPT, WORKER_COUNT; the working directory is the app root, so a script's
-    relative paths resolve against its source directory."""
-    os.environ.setdefault("AML_APP_ROOT", str(source_dir))
+    """What azureml-inference-server-http sets before it loads the script: AML_APP_ROOT (here always
+    the source directory: it is where the script is), AZUREML_ENTRY_SCRIPT, WORKER_COUNT; the working
+    directory is the app root, so a script's relative paths resolve against its source directory."""
+    os.environ["AML_APP_ROOT"] = str(source_dir)
     os.environ["AZUREML_ENTRY_SCRIPT"] = str(script.resolve())
     os.environ["WORKER_COUNT"] = str(workers)
-    os.chdir(os.environ["AML_APP_ROOT"] if Path(os.environ["AML_APP_ROOT"]).is_dir() else source_dir)
+    os.chdir(source_dir)
 
 
 def _check_inside(script: Path, source_dir: Path) -> None:

@@ -3,6 +3,7 @@ over HTTP, with the answers azureml-inference-server-http 1.5.1 gives (status, b
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import struct
@@ -18,7 +19,10 @@ from tests.integration.test_scoring_server import Server, start_server
 SCRIPTS = Path(__file__).resolve().parents[1] / "data" / "azureml-scripts"
 GENERIC_500 = {"message": "An unexpected error occurred in scoring script. Check the logs for more info."}
 
-pytest.importorskip("inference_schema", reason="the inference_schema scripts need the inference-schema package")
+needs_inference_schema = pytest.mark.skipif(
+    importlib.util.find_spec("inference_schema") is None,
+    reason="the inference_schema scripts need the inference-schema package (dev extras)",
+)
 
 
 def _serve(tmp: Path, script: str, model_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Server:
@@ -61,6 +65,7 @@ def _png(width: int = 2, height: int = 2) -> bytes:
 # ---- inference_schema -----------------------------------------------------------------------------------
 
 
+@needs_inference_schema
 def test_numpy_schema_script_gets_parsed_arguments_415_400_and_swagger(serve, tmp_path: Path) -> None:
     models = tmp_path / "weights"
     models.mkdir()
@@ -92,6 +97,7 @@ def test_numpy_schema_script_gets_parsed_arguments_415_400_and_swagger(serve, tm
     assert r.status_code == 404 and "not valid" in r.json()["message"]
 
 
+@needs_inference_schema
 def test_standard_schema_script_defaults_and_request_headers(serve) -> None:
     server = serve("schema_standard")
     r = httpx.post(server.url + "/score", json={"words": ["x", "y"]}, headers={"X-Tenant": "t1"})
@@ -215,3 +221,35 @@ def test_plain_script_raw_string_environment_and_generic_500(serve, tmp_path: Pa
     r = httpx.post(server.url + "/score", content=b"1", headers={"x-request-id": "x" * 101})
     assert r.status_code == 431
     assert "x-request-id" in httpx.get(server.url + "/").headers  # every answer carries an id
+
+
+def test_rawhttp_on_the_threading_transport_and_the_server_package_import_path(serve, tmp_path: Path) -> None:
+    """--transport threading answers OPTIONS too; newer samples import azureml_inference_server_http.api."""
+    server = serve("cors", None, "--transport", "threading")
+    r = httpx.options(server.url + "/score")
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "*"
+    assert float(r.headers["x-ms-run-fn-exec-ms"]) >= 0 and r.headers["x-request-id"]
+    src = tmp_path / "server-api" / "app"
+    src.mkdir(parents=True)
+    (src / "score.py").write_text(
+        "from azureml_inference_server_http.api.aml_request import rawhttp\n"
+        "from azureml_inference_server_http.api.aml_response import AMLResponse\n"
+        "def init():\n    pass\n"
+        "@rawhttp\n"
+        "def run(request):\n    return AMLResponse({'method': request.method}, 202, json_str=True)\n"
+    )
+    other = start_server(
+        tmp_path / "server-api" / "run",
+        "--model-dir",
+        str(tmp_path),
+        "--source-dir",
+        str(src),
+        "--entry-script",
+        "score.py",
+    )
+    try:
+        assert other.status()["state"] == "Ready", other.log.read_text()
+        r = httpx.get(other.url + "/score")
+        assert r.status_code == 202 and r.json() == {"method": "GET"}
+    finally:
+        assert other.stop() == 0

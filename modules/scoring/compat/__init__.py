@@ -1,9 +1,10 @@
 """Azure ML names edgefleet ships for entry scripts, without the cloud SDK.
 
-``COMPAT_DIR`` holds a top-level ``azureml`` package (``azureml.contrib.services.aml_request`` and
-``aml_response``, ``azureml.core.model``). The scoring module puts it on ``sys.path`` only when it
+``COMPAT_DIR`` holds top-level ``azureml`` (``azureml.contrib.services.aml_request`` and
+``aml_response``, ``azureml.core.model``) and ``azureml_inference_server_http.api`` (the same two
+modules under the name newer samples import). The scoring module puts it on ``sys.path`` only when it
 loads an entry script (``entry.load_entry_script``), so no other process (agent, hub) sees an
-``azureml`` package; in the module it shadows an installed Azure ML SDK.
+``azureml`` package; in the module they shadow an installed Azure ML SDK or inference server.
 """
 
 from __future__ import annotations
