@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 import threading
 from collections.abc import Callable
@@ -13,8 +14,13 @@ from typing import Any
 
 from edgefleet.modules.scoring import rawhttp
 from edgefleet.modules.scoring.amlcall import RunSignature, analyse
-from edgefleet.modules.scoring.compat import COMPAT_DIR
 from edgefleet.modules.scoring.errors import EntryScriptError
+
+log = logging.getLogger(__name__)
+
+# the azureml stand-ins (compat/__init__.py), found by path: the directory must not be imported as
+# a package of ours before it is on sys.path as the top level
+COMPAT_DIR = Path(__file__).resolve().parent / "compat"
 
 
 @dataclass
@@ -39,6 +45,13 @@ class EntryScript:
 
 def add_compat_path() -> None:
     """Make edgefleet's ``azureml`` stand-in importable (first, so it wins over an installed SDK)."""
+    if not (COMPAT_DIR / "azureml" / "contrib" / "services" / "aml_request.py").is_file():
+        log.warning(
+            "edgefleet's azureml stand-ins are not installed (%s): entry scripts importing "
+            "azureml.contrib.services or azureml.core.model will fail",
+            COMPAT_DIR,
+        )
+        return
     if str(COMPAT_DIR) not in sys.path:
         sys.path.insert(0, str(COMPAT_DIR))
 

@@ -111,7 +111,8 @@ _INFER_PATH = re.compile(r"^/v2/models/[^/]+(?:/versions/[^/]+)?/infer$")
 
 SCORE_METHODS_NOCODE = frozenset({"POST"})
 # an entry script's run() is called for GET (the query's arguments) and, @rawhttp, OPTIONS too
-SCORE_METHODS_ENTRY = frozenset({"GET", "POST", "OPTIONS"})
+# (HEAD too: Flask routes it with GET); other methods are a 405 without calling run()
+SCORE_METHODS_ENTRY = frozenset({"GET", "HEAD", "POST", "OPTIONS"})
 
 
 def uses_model(method: str, path: str, score_methods: frozenset[str] = SCORE_METHODS_NOCODE) -> bool:
@@ -343,6 +344,8 @@ class ScoringService:
     def _score_entry(self, method: str, target: str, headers: Mapping[str, str], body: bytes, port: int) -> Response:
         """/score of an entry script, answered as azureml-inference-server-http does (``amlcall``)."""
         entry = self.entry
+        if method not in self.score_methods:  # never run() on the event loop: only these reach a thread
+            return aml_error(405, "The method is not allowed for the requested URL.")
         if self.state is not ModuleRunState.READY or entry is None:
             return aml_error(503, f"the server is {self.state.value}: {self.message}")
         try:

@@ -108,7 +108,9 @@ def test_standard_schema_script_defaults_and_request_headers(serve) -> None:
     r = httpx.options(server.url + "/score")  # not @rawhttp: 200, empty, run() not called
     assert r.status_code == 200 and r.content == b""
     r = httpx.put(server.url + "/score", json={"words": []})
-    assert r.status_code == 405 and r.json() == {"message": "Method not allowed"}
+    assert r.status_code == 405 and r.json() == {"message": "The method is not allowed for the requested URL."}
+    r = httpx.head(server.url + "/score")  # routed with GET, refused by the input parser as the reference does
+    assert r.status_code == 405
 
 
 # ---- rawhttp --------------------------------------------------------------------------------------------
@@ -126,6 +128,7 @@ def test_rawhttp_json_script_gets_the_request_for_get_and_post(serve) -> None:
     r = httpx.options(server.url + "/score")  # reaches run(), which answers 500 itself
     assert r.status_code == 500 and r.text == "bad request"
     assert r.headers["x-ms-run-function-failed"] == "True"
+    assert httpx.delete(server.url + "/score").status_code == 405  # not routed to run()
 
 
 def test_rawhttp_multipart_image_upload(serve) -> None:
