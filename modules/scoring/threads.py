@@ -65,7 +65,7 @@ class ScoringHandler(BaseHTTPRequestHandler):
         except RequestError as exc:
             self._send(error_response(exc.status, exc.message))
             return
-        headers = dict(self.headers.items())
+        headers = {k.lower(): v for k, v in self.headers.items()}  # as the asyncio transport gives them
         response = self.server.service.handle(self.command, self.path, headers, body, self.server.server_address[1])
         self._send(stamp_request_ids(response, headers))
 

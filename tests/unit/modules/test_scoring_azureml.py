@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from edgefleet.modules.scoring import amlcall, rawhttp
 from edgefleet.modules.scoring.amlmodel import Model, ModelNotFound, get_model_path
 from edgefleet.modules.scoring.errors import EntryScriptError
-from edgefleet.modules.scoring.service import request_ids
+from edgefleet.modules.scoring.service import new_request_id, request_ids
 
 
 @pytest.fixture(autouse=True)
@@ -141,9 +142,11 @@ def test_amlresponse_shapes() -> None:
 
 
 def test_request_ids() -> None:
+    generated = {new_request_id() for _ in range(1000)}
+    assert len(generated) == 1000 and all(uuid.UUID(i).version == 4 for i in generated)
     ids = request_ids({})
     assert ids["x-request-id"] == ids["x-ms-request-id"] and "x-ms-client-request-id" not in ids
-    ids = request_ids({"X-Request-Id": "r", "x-ms-client-request-id": "c"})
+    ids = request_ids({"x-request-id": "r", "x-ms-client-request-id": "c"})
     assert ids == {"x-request-id": "r", "x-ms-request-id": "c", "x-ms-client-request-id": "c"}
     ids = request_ids({"x-ms-request-id": "legacy"})
     assert ids["x-ms-request-id"] == ids["x-ms-client-request-id"] == "legacy"
