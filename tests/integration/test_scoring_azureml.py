@@ -224,6 +224,11 @@ def test_plain_script_raw_string_environment_and_generic_500(serve, tmp_path: Pa
     r = httpx.post(server.url + "/score", content=b"1", headers={"x-request-id": "x" * 101})
     assert r.status_code == 431
     assert "x-request-id" in httpx.get(server.url + "/").headers  # every answer carries an id
+    # an undecorated run(): the swagger has empty schemas; a swagger3.json of the app is served as it is
+    swagger = httpx.get(server.url + "/swagger.json").json()
+    assert swagger["definitions"]["ServiceInput"] == {"type": "object", "example": {}}
+    (Path(app) / "swagger3.json").write_text('{"openapi": "3.0.0", "info": {"title": "mine"}}')
+    assert httpx.get(server.url + "/swagger.json?version=3").json()["info"] == {"title": "mine"}
 
 
 def test_rawhttp_on_the_threading_transport_and_the_server_package_import_path(serve, tmp_path: Path) -> None:
