@@ -54,7 +54,7 @@ from edgefleet.modules.scoring.http import (
     refusal,
     retry_after_s,
 )
-from edgefleet.modules.scoring.service import Response, ScoringService, error_response, uses_model
+from edgefleet.modules.scoring.service import Response, ScoringService, error_response, stamp_request_ids, uses_model
 
 HANDSHAKE_TIMEOUT_S = 10.0
 IDLE_TIMEOUT_S = 120.0  # an idle keep-alive connection (or a stalled upload) is closed after this
@@ -355,7 +355,9 @@ class HttpConnection(asyncio.Protocol):
         if refused is not None:
             raise _Refuse(refused)
         keep_alive = self.parser.should_keep_alive() and not server.stopping
-        req = _Request(method, path, headers, length, keep_alive, uses_model(method, path))
+        req = _Request(
+            method, path, headers, length, keep_alive, uses_model(method, path, server.service.score_methods)
+        )
         expect = (headers.get("expect") or "").lower() == "100-continue"
         if req.model:
             why = server.admission.admit(length)
@@ -458,6 +460,7 @@ class HttpConnection(asyncio.Protocol):
             req.admitted = False
         if self._lost or self.transport is None:
             return
+        stamp_request_ids(response, req.headers)
         stopping = self.server.stopping
         close = not req.keep_alive or (stopping and not self._pending and self._current is None)
         if log.isEnabledFor(logging.DEBUG):

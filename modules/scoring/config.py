@@ -273,8 +273,9 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> ServerConfig:
     if (tls_cert is None) != (tls_key is None):
         raise ConfigError(f"HTTPS needs both {opt.TLS_CERT.flag} and {opt.TLS_KEY.flag} (or neither, for HTTP)")
     return ServerConfig(
-        model_dir=Path(model_dir),
-        source_dir=Path(source_dir) if source_dir else None,
+        # absolute: the server changes its working directory to an entry script's source directory
+        model_dir=Path(model_dir).absolute(),
+        source_dir=Path(source_dir).absolute() if source_dir else None,
         entry_script=entry_script,
         model_name=raw(opt.MODEL_NAME) or None,
         model_version=raw(opt.MODEL_VERSION) or "1",
@@ -282,11 +283,11 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> ServerConfig:
         port=_parse_int(*port, 0, 65535) if port else DEFAULT_PORT,
         accelerator_prefer=_parse_prefer(*prefer) if prefer and prefer[0] else ("cpu",),
         accelerator_required=_parse_bool(*required) if required else False,
-        status_file=Path(status_file) if status_file else None,
+        status_file=Path(status_file).absolute() if status_file else None,
         max_request_bytes=_parse_int(*max_bytes, 1024, 2**40) if max_bytes else DEFAULT_MAX_REQUEST_BYTES,
         log_level=(raw(opt.LOG_LEVEL) or "INFO").upper(),
-        tls_cert=Path(tls_cert) if tls_cert else None,
-        tls_key=Path(tls_key) if tls_key else None,
+        tls_cert=Path(tls_cert).absolute() if tls_cert else None,
+        tls_key=Path(tls_key).absolute() if tls_key else None,
         auth_keys=_parse_keys(env),
         **_serving(given),
     )

@@ -163,7 +163,7 @@ def run_worker(
     Alone (``link`` None) it writes the status file itself; under a supervisor it reports to it
     and answers ready only after the supervisor's go.
     """
-    service = ScoringService(config)
+    service = ScoringService(config, workers=workers)
     if supervisor_pid is not None:
         service.pid = supervisor_pid
     admission = admission_for(

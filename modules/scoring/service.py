@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,18 +33,18 @@ import orjson
 
 from edgefleet.accelerators.base import LoadedModel
 from edgefleet.accelerators.errors import NoVerifiedAccelerator
-from edgefleet.modules.scoring import auth, nocode, v2
+from edgefleet.modules.scoring import amlcall, auth, nocode, v2
 from edgefleet.modules.scoring.config import ServerConfig
 from edgefleet.modules.scoring.context import BadInput, ScoringContext, activate, find_model_file
 from edgefleet.modules.scoring.entry import EntryScript, load_entry_script
 from edgefleet.modules.scoring.errors import (
-    BadRequest,
     EntryScriptError,
     NotFound,
     NotReady,
     RequestError,
     ScoringFailed,
 )
+from edgefleet.modules.scoring.rawhttp import AMLResponse
 from edgefleet.modules.scoring.tensors import check_feeds
 from edgefleet.protocol.module import AZUREML_MODEL_DIR, ModuleRunState, ModuleStatusFile
 
@@ -107,21 +109,91 @@ _MODEL_PATH = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[
 _INFER_PATH = re.compile(r"^/v2/models/[^/]+(?:/versions/[^/]+)?/infer$")
 
 
-def uses_model(method: str, path: str) -> bool:
+SCORE_METHODS_NOCODE = frozenset({"POST"})
+# an entry script's run() is called for GET (the query's arguments) and, @rawhttp, OPTIONS too
+# (HEAD too: Flask routes it with GET); other methods are a 405 without calling run()
+SCORE_METHODS_ENTRY = frozenset({"GET", "HEAD", "POST", "OPTIONS"})
+
+
+def uses_model(method: str, path: str, score_methods: frozenset[str] = SCORE_METHODS_NOCODE) -> bool:
     """Does the request run the model (or the entry script)? Only those are queued, limited and run
     off the event loop; every other route answers at once and reads no body."""
-    if method != "POST":
-        return False
     route = auth.route_path(path)
-    return route == "/score" or _INFER_PATH.match(route) is not None
+    if route == "/score":
+        return method in score_methods
+    return method == "POST" and _INFER_PATH.match(route) is not None
+
+
+# ---- Azure ML request ids and error bodies -------------------------------------------------------------
+
+REQUEST_ID_LIMIT = 100  # characters, as azureml-inference-server-http
+RUN_FAILED = "x-ms-run-function-failed"
+RUN_EXEC_MS = "x-ms-run-fn-exec-ms"  # run()'s time, milliseconds with 3 decimals
+RUN_FAILED_MESSAGE = "An unexpected error occurred in scoring script. Check the logs for more info."
+
+
+_ID_HEADERS = ("x-request-id", "x-ms-request-id", "x-ms-client-request-id")
+_UUID4_CLEAR = 0xFFFFFFFFFFFF0FFF3FFFFFFFFFFFFFFF
+_UUID4_SET = 0x00000000000040008000000000000000
+
+
+def new_request_id() -> str:
+    """A random uuid4 string, at a quarter of ``str(uuid.uuid4())``'s cost (it runs for every answer
+    without a client id). Ids need uniqueness, not secrecy: random (which reseeds in each forked
+    worker) rather than os.urandom."""
+    h = "%032x" % ((random.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def request_ids(headers: Mapping[str, str]) -> dict[str, str]:
+    """The id headers of an answer: x-request-id (the client's, else a new uuid), x-ms-request-id
+    (the client's legacy id, else its x-ms-client-request-id, else the request id) and
+    x-ms-client-request-id when the client sent one. Ids over 100 characters are not echoed.
+
+    ``headers``' names are lower-case, as both transports give them (this runs for every answer)."""
+    request_id = headers.get("x-request-id") or ""
+    legacy = headers.get("x-ms-request-id") or ""
+    client = headers.get("x-ms-client-request-id") or ""
+    if len(request_id) > REQUEST_ID_LIMIT or not request_id:
+        request_id = new_request_id()
+    if len(legacy) > REQUEST_ID_LIMIT:
+        legacy = ""
+    if len(client) > REQUEST_ID_LIMIT:
+        client = ""
+    ids = {"x-request-id": request_id, "x-ms-request-id": legacy or client or request_id}
+    if client or legacy:
+        ids["x-ms-client-request-id"] = client or legacy
+    return ids
+
+
+def stamp_request_ids(response: Response, headers: Mapping[str, str]) -> Response:
+    """Add the id headers (``request_ids``) to an answer, keeping any a script set itself."""
+    ids = request_ids(headers)
+    if response.headers:
+        present = {k.lower() for k in response.headers}
+        ids = {k: v for k, v in ids.items() if k not in present}
+    response.headers.update(ids)
+    return response
+
+
+def aml_error(status: int, message: str, run_failed: bool = False) -> Response:
+    """An error of /score in entry-script mode, shaped as Azure ML's: ``{"message": ...}``."""
+    response = json_response({"message": message}, status)
+    response.headers[RUN_FAILED] = "True" if run_failed else "False"
+    return response
 
 
 class ScoringService:
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, workers: int = 1) -> None:
         self.config = config
+        self.workers = workers
+        # which methods on /score call run(): decided from the configuration, before init() ends
+        self.score_methods = SCORE_METHODS_ENTRY if config.entry_script is not None else SCORE_METHODS_NOCODE
         self.state = ModuleRunState.STARTING
         self.message = "initialising"
-        self.context = ScoringContext(config.model_dir, config.accelerator_prefer, config.accelerator_required)
+        self.context = ScoringContext(
+            config.model_dir.absolute(), config.accelerator_prefer, config.accelerator_required
+        )
         self.entry: EntryScript | None = None
         self.model: LoadedModel | None = None  # the model served on v2 (and /score in no-code mode)
         self.model_name = config.model_name or "model"
@@ -159,15 +231,17 @@ class ScoringService:
     def _initialise(self) -> None:
         cfg = self.config
         # entry scripts find their model where Azure ML puts it
-        os.environ[AZUREML_MODEL_DIR] = str(cfg.model_dir)
+        os.environ[AZUREML_MODEL_DIR] = str(cfg.model_dir.absolute())
         activate(self.context)
         script_path = cfg.entry_script_path
         if script_path is None:
             self.context.load(find_model_file(cfg.model_dir))
         else:
-            source_dir = cfg.source_dir or script_path.parent
+            source_dir = (cfg.source_dir or script_path.parent).resolve()
             _check_inside(script_path, source_dir)
-            self.entry = load_entry_script(script_path, source_dir)
+            _azureml_environment(script_path, source_dir, self.workers)
+            self.entry = load_entry_script(script_path.resolve(), source_dir)
+            log.info("run() in %s is called as %s", script_path.name, self.entry.signature.kind.value)
             try:
                 self.entry.init()
             except Exception as exc:
@@ -225,18 +299,25 @@ class ScoringService:
         refused = self.authorize(method, path, headers)
         if refused is not None:
             return refused
+        for name in _ID_HEADERS:  # the transports give lower-case names
+            if len(headers.get(name) or "") > REQUEST_ID_LIMIT:
+                return error_response(431, f"{name} must not exceed {REQUEST_ID_LIMIT} characters")
         try:
-            return self._route(method, auth.route_path(path), headers, body, port)
+            return self._route(method, path, headers, body, port)
         except RequestError as exc:
             return error_response(exc.status, exc.message)
         except Exception as exc:  # a bug must cost one request, not the server
             log.exception("unhandled error on %s %s", method, path)
             return error_response(500, f"internal error on {method} {path}: {type(exc).__name__}: {exc}")
 
-    def _route(self, method: str, path: str, headers: Mapping[str, str], body: bytes, port: int) -> Response:
+    def _route(self, method: str, target: str, headers: Mapping[str, str], body: bytes, port: int) -> Response:
+        path = auth.route_path(target)
+        if path == "/score" and self.config.entry_script is not None:
+            return self._score_entry(method, target, headers, body, port)
         routes: dict[str, dict[str, Callable[[], Response]]] = {
             "/": {"GET": self._azure_health},
             "/score": {"POST": lambda: self._score(body)},
+            "/swagger.json": {"GET": lambda: self._swagger(target)},
             "/edgefleet/status": {"GET": lambda: json_response(self.status(port).to_wire())},
             "/v2": {"GET": self._server_metadata},
             "/v2/health/live": {"GET": lambda: json_response({"live": True})},
@@ -275,28 +356,77 @@ class ScoringService:
 
     def _score(self, body: bytes) -> Response:
         self._require_ready()
-        if self.entry is not None:
-            return self._score_entry(self.entry, body)
         model = self._served_model()
         feeds = nocode.parse_score_body(body, model.inputs)
         return json_response(nocode.format_score_result(self._run_model(model, feeds)))
 
-    def _score_entry(self, entry: EntryScript, body: bytes) -> Response:
+    def _score_entry(self, method: str, target: str, headers: Mapping[str, str], body: bytes, port: int) -> Response:
+        """/score of an entry script, answered as azureml-inference-server-http does (``amlcall``)."""
+        entry = self.entry
+        if method not in self.score_methods:  # never run() on the event loop: only these reach a thread
+            return aml_error(405, "The method is not allowed for the requested URL.")
+        if self.state is not ModuleRunState.READY or entry is None:
+            return aml_error(503, f"the server is {self.state.value}: {self.message}")
         try:
-            raw = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise BadRequest(f"request body is not UTF-8 text: {exc}") from None
+            kwargs = amlcall.run_arguments(entry.signature, method, target, headers, body, ("127.0.0.1", port))
+        except amlcall.AnswerOptions:
+            return Response(200, b"", "text/html; charset=utf-8", {RUN_FAILED: "False"})
+        except RequestError as exc:
+            return aml_error(exc.status, exc.message)
+        started = time.perf_counter()
         try:
-            result = entry.run(raw)
-        except BadInput as exc:
-            raise BadRequest(str(exc)) from None
-        except Exception as exc:
-            log.exception("run() in %s raised", entry.path)
-            raise ScoringFailed(f"run() in {entry.path.name} raised {type(exc).__name__}: {exc}") from None
+            result = entry.call(kwargs)
+        except BadInput as exc:  # edgefleet's own: the script says the request is wrong
+            return aml_error(400, str(exc))
+        except Exception:
+            # the text may hold data or paths: it goes to the module's log, the client gets a generic answer
+            log.exception("run() in %s raised", entry.path.name)
+            return aml_error(500, RUN_FAILED_MESSAGE, run_failed=True)
+        elapsed = f"{(time.perf_counter() - started) * 1000:.3f}"
+        if isinstance(result, AMLResponse):
+            extra = dict(result.headers)
+            extra[RUN_FAILED] = "True" if result.status_code >= 500 or result.run_function_failed else "False"
+            extra[RUN_EXEC_MS] = elapsed
+            return Response(result.status_code, result.body, result.content_type, extra)
         try:
-            return json_response(result)
+            response = json_response(result)
         except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
-            raise ScoringFailed(f"run() in {entry.path.name} returned a value that is not JSON: {exc}") from None
+            log.error("run() in %s returned a value that is not JSON: %s", entry.path.name, exc)
+            return aml_error(500, "An unexpected internal error occurred. Check the logs for more info.")
+        response.headers[RUN_FAILED] = "False"
+        response.headers[RUN_EXEC_MS] = elapsed
+        return response
+
+    def _swagger(self, target: str) -> Response:
+        """The API document of /score (Azure ML's /swagger.json; ?version=3 for OpenAPI 3).
+
+        A swagger.json (version 2) or swagger<version>.json in the source directory is served as it
+        is; otherwise it is built from run()'s inference_schema decorators."""
+        version = amlcall.query_arguments(target.partition("?")[2]).get("version", "2")
+        version = str(version)
+        if self.entry is None:
+            raise NotFound("/swagger.json describes an entry script's run(); this module serves no entry script")
+        if version not in amlcall.SWAGGER_VERSIONS:
+            return json_response(
+                {"message": f"Swagger version [{version}] is not valid. Supported versions: [2, 3, 3.1]."}, 404
+            )
+        source_dir = (self.config.source_dir or self.entry.path.parent).resolve()
+        names = (
+            ["swagger.json", "swagger2.json"] if version.startswith("2") else [f"swagger{version.split('.')[0]}.json"]
+        )
+        for name in names:
+            user_file = source_dir / name
+            if user_file.is_file():
+                try:
+                    return Response(200, orjson.dumps(orjson.loads(user_file.read_bytes())))
+                except orjson.JSONDecodeError as exc:
+                    raise ScoringFailed(f"{name} in the source directory is not JSON: {exc}") from None
+        doc = amlcall.swagger(self.entry.run_fn, version, self.model_name, self.config.model_version or "1")
+        if doc is None:
+            return json_response(
+                {"message": f"Swagger version [{version}] is not supported for the scoring script."}, 404
+            )
+        return json_response(doc)
 
     # ---- Open Inference Protocol v2 face ---------------------------------------------------------------
 
@@ -355,6 +485,16 @@ class ScoringService:
         except Exception as exc:
             log.exception("model run failed on %s", model.backend)
             raise ScoringFailed(f"the model failed on backend {model.backend}: {type(exc).__name__}: {exc}") from None
+
+
+def _azureml_environment(script: Path, source_dir: Path, workers: int) -> None:
+    """What azureml-inference-server-http sets before it loads the script: AML_APP_ROOT (here always
+    the source directory: it is where the script is), AZUREML_ENTRY_SCRIPT, WORKER_COUNT; the working
+    directory is the app root, so a script's relative paths resolve against its source directory."""
+    os.environ["AML_APP_ROOT"] = str(source_dir)
+    os.environ["AZUREML_ENTRY_SCRIPT"] = str(script.resolve())
+    os.environ["WORKER_COUNT"] = str(workers)
+    os.chdir(source_dir)
 
 
 def _check_inside(script: Path, source_dir: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from edgefleet.modules.scoring.errors import RequestError
 from edgefleet.modules.scoring.http import decode_body, refusal
-from edgefleet.modules.scoring.service import Response, ScoringService, error_response
+from edgefleet.modules.scoring.service import Response, ScoringService, error_response, stamp_request_ids
 
 HANDSHAKE_TIMEOUT_S = 10.0
 
@@ -65,10 +65,9 @@ class ScoringHandler(BaseHTTPRequestHandler):
         except RequestError as exc:
             self._send(error_response(exc.status, exc.message))
             return
-        response = self.server.service.handle(
-            self.command, self.path, dict(self.headers.items()), body, self.server.server_address[1]
-        )
-        self._send(response)
+        headers = {k.lower(): v for k, v in self.headers.items()}  # as the asyncio transport gives them
+        response = self.server.service.handle(self.command, self.path, headers, body, self.server.server_address[1])
+        self._send(stamp_request_ids(response, headers))
 
     def _send(self, response: Response) -> None:
         self.send_response(response.status)
@@ -82,7 +81,7 @@ class ScoringHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(response.body)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _dispatch
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("%s %s", self.address_string(), format % args)

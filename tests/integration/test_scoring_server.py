@@ -209,9 +209,10 @@ def test_entry_script_score_equals_onnxruntime(entry: Server, test_set: tuple, r
 
 def test_entry_script_bad_input_is_400(entry: Server) -> None:
     r = httpx.post(entry.url + "/score", content=b"{oops", timeout=30)
-    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]
+    # an entry script's errors have Azure ML's shape: {"message": ...}
+    assert r.status_code == 400 and "not valid JSON" in r.json()["message"]
     r = httpx.post(entry.url + "/score", json={"data": [[1, 2]]}, timeout=30)
-    assert r.status_code == 400 and "shape [1, 2]" in r.json()["error"]
+    assert r.status_code == 400 and "shape [1, 2]" in r.json()["message"]
     assert httpx.get(entry.url + "/").text == "Healthy"
 
 
@@ -312,7 +313,7 @@ def test_user_packages_named_like_ours_do_not_shadow_edgefleet(tmp_path: Path) -
         assert r.status_code == 200, r.text
         assert r.json() == {"double": 42, "agent": "users-agent", "protocol": "users-protocol", "model": "input"}
         bad = httpx.post(server.url + "/score", content=b"bad", timeout=30)
-        assert bad.status_code == 400 and "bad: not a request" in bad.json()["error"]
+        assert bad.status_code == 400 and "bad: not a request" in bad.json()["message"]
         assert httpx.get(server.url + "/v2/health/ready").status_code == 200
     finally:
         assert server.stop() == 0

@@ -13,7 +13,7 @@ import pytest
 
 from edgefleet.modules.scoring import context
 from edgefleet.modules.scoring.config import ServerConfig
-from edgefleet.modules.scoring.service import ScoringService
+from edgefleet.modules.scoring.service import RUN_FAILED_MESSAGE, ScoringService
 from edgefleet.protocol.module import ModuleRunState, ModuleStatusFile
 
 DIGITS = Path(__file__).resolve().parents[3] / "modules" / "samples" / "digits"
@@ -163,11 +163,13 @@ def test_entry_script_run_results_and_errors(tmp_path: Path, model_dir: Path) ->
     service = _service(model_dir, source_dir=src, entry_script="score.py")
     assert service.initialise() is ModuleRunState.READY
     assert _json(service, "POST", "/score", b"[1, 2]") == (200, {"sum": 3.0, "arr": [0, 1]})
-    assert _json(service, "POST", "/score", b'"bad"') == (400, {"error": "send numbers"})
+    # /score of an entry script answers errors as Azure ML does: {"message": ...}, no exception text
+    assert _json(service, "POST", "/score", b'"bad"') == (400, {"message": "send numbers"})
     status, doc = _json(service, "POST", "/score", b'"boom"')
-    assert status == 500 and "run() in score.py raised KeyError" in doc["error"]
+    assert status == 500 and doc == {"message": RUN_FAILED_MESSAGE}
+    assert service.handle("POST", "/score", {}, b'"boom"').headers["x-ms-run-function-failed"] == "True"
     status, doc = _json(service, "POST", "/score", b'"set"')
-    assert status == 500 and "not JSON" in doc["error"]
+    assert status == 500 and "internal error" in doc["message"] and "set" not in doc["message"]
     status, doc = _json(service, "GET", "/v2/models/model")
     assert status == 404 and "loaded no model" in doc["error"]
 
@@ -183,3 +185,16 @@ def test_the_outcome_is_announced_before_the_server_answers_ready(model_dir: Pat
     assert service.initialise(announce=announce) is ModuleRunState.READY
     assert seen == [("Ready", "cpu", 503)]
     assert _json(service, "GET", "/v2/health/ready")[0] == 200
+
+
+def test_the_azureml_stand_in_is_not_importable_outside_an_entry_script() -> None:
+    """The agent and the hub import edgefleet.modules.* (never the compat directory): no top-level azureml."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib.util, edgefleet.modules.scoring.service, edgefleet.modules.scoring.rawhttp\n"
+        "print(importlib.util.find_spec('azureml') is None)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "True"

@@ -1,0 +1,1 @@
+"""edgefleet's stand-in for the parts of the Azure ML SDK an entry script uses at inference time."""

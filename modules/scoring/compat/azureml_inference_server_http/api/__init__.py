@@ -1,0 +1,1 @@
+"""azureml_inference_server_http.api (edgefleet stand-in)."""
