@@ -319,6 +319,15 @@ class DeviceManifest(WireModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"manifest lists module(s) more than once: {', '.join(dupes)}")
+        # modules bind with SO_REUSEPORT (so an update can start beside the running instance):
+        # two modules on one port would share its connections instead of failing to bind
+        by_port: dict[int, list[str]] = {}
+        for m in self.modules:
+            if m.port is not None:
+                by_port.setdefault(m.port, []).append(m.name)
+        clashes = [f"{port} ({', '.join(names)})" for port, names in sorted(by_port.items()) if len(names) > 1]
+        if clashes:
+            raise ValueError(f"modules share a port: {'; '.join(clashes)}; give each module its own port")
         return self
 
     def module(self, name: str) -> ModuleSpec | None:

@@ -170,6 +170,7 @@ class HttpServer:
         self._ticker: asyncio.TimerHandle | None = None
 
     async def start(self, sock: socket.socket) -> None:
+        """Take ``sock`` (bound); it listens only from ``begin`` on."""
         loop = asyncio.get_running_loop()
         self.pool = InferencePool(loop, self.threads)
         self._drained = asyncio.Event()
@@ -179,9 +180,16 @@ class HttpServer:
             backlog=BACKLOG,
             ssl=self.tls,
             ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if self.tls else None,
+            start_serving=False,
         )
         self._servers.append(server)
         self._tick()
+
+    async def begin(self) -> None:
+        """Listen and accept: the worker is Ready (until then new connections go to the instance already
+        on the port, if any, instead of being answered 503 here)."""
+        for server in self._servers:
+            await server.start_serving()
 
     def _tick(self) -> None:
         """Once a second: the Date header, and closing connections idle past IDLE_TIMEOUT_S."""

@@ -10,9 +10,10 @@ Secrets (the scoring keys, ``ModuleSecret``) come from the environment only: the
 them, so they never show in ``ps``. The entry script must be a relative path inside the source
 directory (the agent checks the same; ``service`` checks it again after resolving symlinks).
 
-The serving options (``ServingOption``: transport, workers, cpu, back-pressure) are the module's
-own, not yet part of the contract: the agent does not pass them, and the defaults hold without them
-(``workers`` follows the cpu the process may use, see ``workers.available_cpus``).
+The serving options (``ServingOption``: transport, workers, back-pressure) are the module's
+own, not part of the contract: the agent does not pass them, and the defaults hold without them
+(``workers`` follows ``--cpu``, which the agent passes from the deployment, else the cpu the
+process may use, see ``workers.available_cpus``).
 
 A dataclass and argparse rather than pydantic-settings: the server must be Ready fast (the agent's
 goal is manifest -> Healthy in under 1.5 s), and this parses in microseconds. The contract module
@@ -98,7 +99,6 @@ class ServingOption(Enum):
 
     TRANSPORT = ("--transport", "EDGEFLEET_TRANSPORT")
     WORKERS = ("--workers", "EDGEFLEET_WORKERS")
-    CPU = ("--cpu", "EDGEFLEET_CPU")
     MAX_CONCURRENT_REQUESTS = ("--max-concurrent-requests", "EDGEFLEET_MAX_CONCURRENT_REQUESTS")
     MAX_QUEUE_WAIT_MS = ("--max-queue-wait-ms", "EDGEFLEET_MAX_QUEUE_WAIT_MS")
 
@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     serving = ServingOption
     add(serving.TRANSPORT, "asyncio (event loop, the default) or threading (the former stdlib server)")
     add(serving.WORKERS, "worker processes sharing the port (default: from the cpu, see --cpu)")
-    add(serving.CPU, "cpu cores the deployment may use (default: what the process may run on)")
+    add(opt.CPU, "cpu cores the deployment may use (default: what the process may run on)")
     add(
         serving.MAX_CONCURRENT_REQUESTS,
         f"scoring requests admitted at once, running or queued; more get 503 (Azure ML "
@@ -295,10 +295,10 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> ServerConfig:
 
 def _serving(given: Any) -> dict[str, Any]:
     """The ServingOption fields that were given (the dataclass has the defaults)."""
-    parsers: dict[ServingOption, Any] = {
+    parsers: dict[ModuleOption | ServingOption, Any] = {
         ServingOption.TRANSPORT: lambda v, src: _parse_choice(v, src, TRANSPORTS),
         ServingOption.WORKERS: lambda v, src: _parse_int(v, src, 1, MAX_WORKERS),
-        ServingOption.CPU: _parse_cpu,
+        ModuleOption.CPU: _parse_cpu,  # the agent passes the deployment's cpu
         ServingOption.MAX_CONCURRENT_REQUESTS: lambda v, src: _parse_int(v, src, 1, 1_000_000),
         ServingOption.MAX_QUEUE_WAIT_MS: lambda v, src: _parse_int(v, src, 1, 3_600_000),
     }

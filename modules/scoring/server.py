@@ -193,6 +193,9 @@ def run_worker(
             link.send(status.model_copy(update={"port": port}))
 
     def announce(status: ModuleStatusFile) -> None:
+        # listening before anyone reads Ready (the agent then stops the instance this one replaces):
+        # no instant without a listener on the port, and none while this one was Starting
+        loop.begin()
         tell(status)
         if link is not None:
             service.published = link.wait_for_go()
@@ -235,6 +238,10 @@ class LoopThread:
     def start(self) -> None:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self.http.start(self.sock), self.loop).result(30)
+
+    def begin(self) -> None:
+        """Start listening (the worker is Ready)."""
+        asyncio.run_coroutine_threadsafe(self.http.begin(), self.loop).result(30)
 
     def stop(self, drain_s: float) -> None:
         """Graceful: what is in progress is answered (at most ``drain_s``), then the loop ends."""

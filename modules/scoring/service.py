@@ -209,8 +209,9 @@ class ScoringService:
     def initialise(self, announce: Callable[[ModuleStatusFile], None] | None = None) -> ModuleRunState:
         """Load the model or run the entry script's init(); never raises: the outcome is the state.
 
-        ``announce`` receives the outcome *before* the server starts answering ready: whoever reads
-        the status file after a successful readiness probe then finds the backend choice in it.
+        ``announce`` receives the outcome once the service is Ready: it starts the listening (the
+        transport does not listen before, so no request ever meets a Starting service) and then
+        tells the status file or the supervisor.
         """
         try:
             self._initialise()
@@ -223,9 +224,9 @@ class ScoringService:
             log.error("initialisation failed: %s", self.message, exc_info=accel is None)
             return self.state
         message = self._ready_message()
-        if announce is not None:
-            announce(self.status(0).model_copy(update={"state": ModuleRunState.READY, "message": message}))
         self._set(ModuleRunState.READY, message)
+        if announce is not None:
+            announce(self.status(0))
         return self.state
 
     def _initialise(self) -> None:

@@ -90,7 +90,12 @@ def available_cpus() -> float:
 
 
 def listen_sockets(host: str, port: int, count: int) -> list[socket.socket]:
-    """``count`` listening sockets on one port (SO_REUSEPORT when more than one)."""
+    """``count`` sockets bound to one port, not yet listening.
+
+    SO_REUSEPORT always: the workers share the port, and so does the next instance the agent starts
+    beside this one during an update (the hub keeps two modules of a device off one port). Each
+    worker listens only once it is Ready (aio.HttpServer.begin): a bound socket that does not listen
+    gets no connections, so until then the kernel gives every new one to the running instance."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sockets: list[socket.socket] = []
     try:
@@ -98,11 +103,9 @@ def listen_sockets(host: str, port: int, count: int) -> list[socket.socket]:
             sock = socket.socket(family, socket.SOCK_STREAM)
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if count > 1:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((host, port))
             port = sock.getsockname()[1]  # port 0: the others join the one the first got
-            sock.listen(1024)
             sock.setblocking(False)
     except OSError:
         for sock in sockets:

@@ -409,6 +409,7 @@ def test_accepted_sockets_have_tcp_nodelay(
     listener.setblocking(False)
     port = listener.getsockname()[1]
     asyncio.run_coroutine_threadsafe(server.start(listener), loop).result(10)
+    asyncio.run_coroutine_threadsafe(server.begin(), loop).result(10)
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
             client.sendall(GET_LIVE)

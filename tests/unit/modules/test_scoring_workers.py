@@ -9,6 +9,8 @@ import socket
 import threading
 from collections.abc import Callable
 
+import pytest
+
 from edgefleet.modules.scoring.workers import Supervisor, SupervisorLink, listen_sockets
 from edgefleet.protocol.module import EXIT_FAILED, EXIT_OK, EXIT_UNSCHEDULABLE, ModuleRunState, ModuleStatusFile
 
@@ -92,4 +94,8 @@ def test_listen_sockets_share_one_port_even_when_it_is_picked() -> None:
             s.close()
     (single,) = listen_sockets("127.0.0.1", 0, 1)
     with single:
-        assert not single.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)  # one worker: the port is its own
+        # one worker too: the next instance starts beside it during an update
+        assert single.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
+        # bound, not listening: a connection is refused until the worker is Ready and listens
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", single.getsockname()[1]), timeout=2).close()

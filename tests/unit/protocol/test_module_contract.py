@@ -117,6 +117,7 @@ def test_flag_and_environment_names_are_the_ones_modules_and_images_know() -> No
         "--log-level": "EDGEFLEET_LOG_LEVEL",
         "--tls-cert": "EDGEFLEET_TLS_CERT",
         "--tls-key": "EDGEFLEET_TLS_KEY",
+        "--cpu": "EDGEFLEET_CPU",
     }
     assert ModuleOption.ACCELERATOR_REQUIRED.dest == "accelerator_required"
     marks = (MARK_DEVICE, MARK_MODULE, MARK_SPEC)
