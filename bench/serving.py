@@ -49,6 +49,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -124,7 +125,7 @@ def describe(env: Env) -> dict[str, Any]:
     frozen = subprocess.run(
         [str(env.python), "-m", "pip", "freeze"], capture_output=True, text=True, check=True
     ).stdout.splitlines()
-    wanted = {p.split("==")[0].lower() for p in env.packages} | {"onnxruntime", "numpy"}
+    wanted = {re.split(r"[<>=!~]", p)[0].lower() for p in env.packages} | {"onnxruntime", "numpy"}
     versions = {n.lower(): v for n, _, v in (ln.partition("==") for ln in frozen) if n.lower() in wanted}
     disk = int(subprocess.run(["du", "-sb", str(env.path)], capture_output=True, text=True).stdout.split()[0])
     return {"versions": versions, "packages": len(frozen), "disk_mb": disk / 1e6}
