@@ -12,7 +12,15 @@ import subprocess
 import sys
 import time
 
-BENCHES = ["accel_gemm", "accel_digits", "agent_figures", "agent_materialize", "broker_storm", "scoring_http"]
+BENCHES = [
+    "accel_gemm",
+    "accel_digits",
+    "agent_figures",
+    "agent_materialize",
+    "broker_storm",
+    "scoring_http",
+    "serving",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
