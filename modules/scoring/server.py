@@ -193,12 +193,13 @@ def run_worker(
             link.send(status.model_copy(update={"port": port}))
 
     def announce(status: ModuleStatusFile) -> None:
-        # listening before anyone reads Ready (the agent then stops the instance this one replaces):
-        # no instant without a listener on the port, and none while this one was Starting
-        loop.begin()
         tell(status)
         if link is not None:
             service.published = link.wait_for_go()
+        # listening only now: no request meets a Starting instance, and the status file says Ready
+        # (with its backend) before a probe can succeed; the agent stops the instance this one
+        # replaces only after reading that file, later than this next line runs
+        loop.begin()
 
     if link is None:
         tell(service.status(port))

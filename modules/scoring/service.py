@@ -209,9 +209,9 @@ class ScoringService:
     def initialise(self, announce: Callable[[ModuleStatusFile], None] | None = None) -> ModuleRunState:
         """Load the model or run the entry script's init(); never raises: the outcome is the state.
 
-        ``announce`` receives the outcome once the service is Ready: it starts the listening (the
-        transport does not listen before, so no request ever meets a Starting service) and then
-        tells the status file or the supervisor.
+        ``announce`` receives the outcome once the service is Ready: it tells the status file or the
+        supervisor and then starts the listening (the transport does not listen before, so no
+        request ever meets a Starting service, and a successful probe finds the backend in the file).
         """
         try:
             self._initialise()
