@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 
 from bench.accel_common import write_results
 from tests.support.processes import free_port, wait_for
@@ -80,17 +81,17 @@ def bodies(workdir: Path) -> dict[str, tuple[Path, int | None]]:
     return {"score": (score, None), "v2": (v2, len(header))}
 
 
-def tree_memory_mb(pid: int) -> tuple[float, float]:
-    """RSS and PSS (MB) summed over ``pid`` and its children (smaps_rollup)."""
-    pids = [pid]
+def tree_memory_mb(pid: int) -> tuple[float, float, int]:
+    """RSS and PSS (MB) summed over ``pid`` and all its descendants (smaps_rollup), and how many processes."""
     try:
-        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        pass
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0, 0.0, 0
     rss = pss = 0
-    for p in pids:
+    for p in procs:
         try:
-            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+            for line in Path(f"/proc/{p.pid}/smaps_rollup").read_text().splitlines():
                 key, _, value = line.partition(":")
                 if key == "Rss":
                     rss += int(value.split()[0])
@@ -98,7 +99,7 @@ def tree_memory_mb(pid: int) -> tuple[float, float]:
                     pss += int(value.split()[0])
         except OSError:
             continue
-    return rss / 1024, pss / 1024
+    return rss / 1024, pss / 1024, len(procs)
 
 
 class Module:
@@ -201,7 +202,7 @@ def main() -> int:
                         for n in connections:
                             wrk(url, n, WARMUP_S, body, face.content_type, header_length)
                             figures = wrk(url, n, args.duration, body, face.content_type, header_length)
-                            figures["rss_mb"], figures["pss_mb"] = tree_memory_mb(module.proc.pid)
+                            figures["rss_mb"], figures["pss_mb"], _ = tree_memory_mb(module.proc.pid)
                             samples.setdefault((*key, n), []).append(figures)
                             print(
                                 f"round {round_no + 1} {face.name:5s} {transport:9s} workers={module.workers} c={n:<3d}"

@@ -65,10 +65,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 
 from bench.accel_common import write_results
-from bench.scoring_http import DIGITS, FACES, WARMUP_S, Module, summarise, wrk
+from bench.scoring_http import DIGITS, FACES, WARMUP_S, Module, summarise, tree_memory_mb, wrk
 from tests.support.processes import free_port, wait_for
 
 CACHE = Path(os.environ.get("EDGEFLEET_BENCH_CACHE", Path.home() / ".cache" / "edgefleet-bench"))
@@ -360,27 +359,6 @@ class Server:
         except ProcessLookupError:
             pass
         self.proc = None
-
-
-def tree_memory_mb(pid: int) -> tuple[float, float, int]:
-    """RSS and PSS (MB) summed over ``pid`` and all its descendants, and how many processes."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0, 0.0, 0
-    rss = pss = 0
-    for p in procs:
-        try:
-            for line in Path(f"/proc/{p.pid}/smaps_rollup").read_text().splitlines():
-                key, _, value = line.partition(":")
-                if key == "Rss":
-                    rss += int(value.split()[0])
-                elif key == "Pss":
-                    pss += int(value.split()[0])
-        except OSError:
-            continue
-    return rss / 1024, pss / 1024, len(procs)
 
 
 def peer_servers(peers: list[str], workdir: Path, model_dir: Path) -> list[Server]:

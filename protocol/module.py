@@ -87,8 +87,27 @@ def url_host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
 
-class ModuleOption(Enum):
-    """One module setting: its command-line flag and its environment variable."""
+class FlagOption(Enum):
+    """A setting given as a command-line flag or an environment variable: members are (flag, env)."""
+
+    @property
+    def flag(self) -> str:
+        flag: str = self.value[0]
+        return flag
+
+    @property
+    def env(self) -> str:
+        env: str = self.value[1]
+        return env
+
+    @property
+    def dest(self) -> str:
+        """The attribute argparse derives from the flag (``--model-dir`` -> ``model_dir``)."""
+        return self.flag[2:].replace("-", "_")
+
+
+class ModuleOption(FlagOption):
+    """One module setting of the agent<->module contract: its command-line flag and its environment variable."""
 
     MODEL_DIR = ("--model-dir", "EDGEFLEET_MODEL_DIR")
     SOURCE_DIR = ("--source-dir", "EDGEFLEET_SOURCE_DIR")
@@ -107,21 +126,6 @@ class ModuleOption(Enum):
     # the deployment's cpu cores (resources.cpu): the module sizes its worker processes by it
     # instead of by what it may run on (affinity is whole cores, so 1.5 cores would look like 2)
     CPU = ("--cpu", "EDGEFLEET_CPU")
-
-    @property
-    def flag(self) -> str:
-        flag: str = self.value[0]
-        return flag
-
-    @property
-    def env(self) -> str:
-        env: str = self.value[1]
-        return env
-
-    @property
-    def dest(self) -> str:
-        """The attribute argparse derives from the flag (``--model-dir`` -> ``model_dir``)."""
-        return self.flag[2:].replace("-", "_")
 
 
 class ModuleSecret(str, Enum):

@@ -27,7 +27,6 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from edgefleet.protocol.module import (
     AZUREML_MODEL_DIR,
     DEFAULT_MAX_REQUEST_BYTES,
     MARK_PREFIX,
+    FlagOption,
     ModuleOption,
     ModuleSecret,
 )
@@ -94,27 +94,13 @@ class ServerConfig:
         return (self.source_dir or Path.cwd()) / self.entry_script
 
 
-class ServingOption(Enum):
-    """The module's own serving options (flag, environment variable), shaped like ``ModuleOption``."""
+class ServingOption(FlagOption):
+    """The module's own serving options (flag, environment variable), not part of the contract."""
 
     TRANSPORT = ("--transport", "EDGEFLEET_TRANSPORT")
     WORKERS = ("--workers", "EDGEFLEET_WORKERS")
     MAX_CONCURRENT_REQUESTS = ("--max-concurrent-requests", "EDGEFLEET_MAX_CONCURRENT_REQUESTS")
     MAX_QUEUE_WAIT_MS = ("--max-queue-wait-ms", "EDGEFLEET_MAX_QUEUE_WAIT_MS")
-
-    @property
-    def flag(self) -> str:
-        flag: str = self.value[0]
-        return flag
-
-    @property
-    def env(self) -> str:
-        env: str = self.value[1]
-        return env
-
-    @property
-    def dest(self) -> str:
-        return self.flag[2:].replace("-", "_")
 
 
 def build_parser() -> argparse.ArgumentParser:
