@@ -58,6 +58,9 @@ def judge_call(payload: bytes, hub_key: str | None, device_id: str, last_sequenc
 
 
 def _refuse(payload: bytes, status: int, reason: str) -> Refuse:
+    # the reason may quote what the sender wrote (a key id, say), lone surrogates included, which no
+    # JSON answer can carry: escape them, so a refusal is always an answer and never a crash
+    reason = reason.encode("utf-8", "backslashreplace").decode("utf-8")
     correlation_id = claimed_correlation_id(payload)
     if correlation_id is None:
         return Refuse(reason, None)

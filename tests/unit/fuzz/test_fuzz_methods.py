@@ -149,3 +149,13 @@ def test_no_command_message_escapes_into_the_agents_loop_or_runs_unless_genuine(
             assert agent.state.method_sequence == last_sequence
 
     check()
+
+
+def test_a_refusal_quoting_a_lone_surrogate_is_still_an_answer() -> None:
+    """Found by the fuzzing above: a key id of "\\ud800" made the refusal itself invalid JSON."""
+    from edgefleet.agent.method_gate import Refuse, _refuse
+
+    payload = b'{"call": {"request": {"correlationId": "c-1"}}, "keyId": "\\ud800"}'
+    verdict = _refuse(payload, 401, "key id '\ud800' is not the hub's")
+    assert isinstance(verdict, Refuse) and verdict.response is not None
+    assert verdict.response.payload == {"error": "key id '\\ud800' is not the hub's"}
